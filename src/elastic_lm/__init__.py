@@ -1,0 +1,16 @@
+"""elastic-lm: neural architecture search for compact, fast transformer language models."""
+
+from __future__ import annotations
+
+import os
+
+# Nothing in elastic-lm may reach a model hub: fail at once on a stray hub id instead of hanging.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from elastic_lm.architecture import Architecture, LayerArch  # noqa: E402
+from elastic_lm.errors import UserError  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["Architecture", "LayerArch", "UserError", "__version__"]

@@ -78,6 +78,15 @@ def test_mlm_ignores_unlabelled_positions(batch):
     assert torch.allclose(loss(out(logits), batch), loss(out(changed), batch))
 
 
+def test_label_losses_are_zero_not_nan_without_labels():
+    logits = rand(B, T, V).requires_grad_()
+    empty = {"labels": torch.full((B, T), -100)}
+    value = make_loss("mlm")(out(logits), empty)
+    assert value.item() == 0.0
+    value.backward()
+    assert torch.all(logits.grad == 0)
+
+
 def teacher_outputs(heads=4, n_layers=4, width=H):
     hidden = tuple(rand(B, T, width, seed=10 + i) for i in range(n_layers))
     attn = tuple(attn_maps(heads, seed=20 + i) for i in range(n_layers))

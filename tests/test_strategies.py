@@ -46,6 +46,13 @@ def test_sandwich_runs_largest_random_and_smallest(space):
     assert all(t.target == "labels" for t in tasks)
 
 
+def test_sandwich_random_members_change_across_steps(space):
+    s = make_strategy("sandwich", space, n_random=1, seed=2)
+    middles = {s(step)[1].arch.key() for step in range(20)}
+    assert len(middles) > 5
+    assert {s(step)[0].arch for step in range(20)} == {space.largest()}
+
+
 def test_inplace_distill_teaches_from_largest(space):
     tasks = make_strategy("inplace-distill", space, n_random=1)(4)
     assert tasks[0].arch == space.largest()

@@ -65,6 +65,14 @@ class Loss(nn.Module):
         raise NotImplementedError
 
 
+def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean CE over labelled positions; 0 (not NaN) when a batch has none, e.g. nothing masked."""
+    logits = logits.reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1).long().to(logits.device)
+    summed = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return summed / (labels != IGNORE_INDEX).sum().clamp_min(1)  # no host sync, no NaN
+
+
 # --- losses on the data labels --------------------------------------------------------------------
 
 
@@ -74,12 +82,7 @@ class MLMLoss(Loss):
     name = "mlm"
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        logits = student.logits
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            batch["labels"].reshape(-1),
-            ignore_index=IGNORE_INDEX,
-        )
+        return _cross_entropy(student.logits, batch["labels"])
 
 
 class CLMLoss(Loss):
@@ -88,11 +91,7 @@ class CLMLoss(Loss):
     name = "clm"
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        logits = student.logits[:, :-1]
-        labels = batch["labels"][:, 1:]
-        return F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX
-        )
+        return _cross_entropy(student.logits[:, :-1], batch["labels"][:, 1:])
 
 
 class ClassificationLoss(Loss):
@@ -101,7 +100,7 @@ class ClassificationLoss(Loss):
     name = "classification"
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        return F.cross_entropy(student.logits, batch["labels"].long(), ignore_index=IGNORE_INDEX)
+        return _cross_entropy(student.logits, batch["labels"])
 
 
 class RegressionLoss(Loss):

@@ -57,6 +57,14 @@ class SearchSpaceLike(Protocol):
     def largest(self) -> Architecture: ...
 
 
+class StratifiedSpaceLike(SearchSpaceLike, Protocol):
+    """A space that can sample by size bin (for ``binned``)."""
+
+    def sample_stratified(
+        self, rng: random.Random, size_fn: Callable[[Architecture], float], n_bins: int
+    ) -> Architecture: ...
+
+
 class Strategy(Protocol):
     """What the training loop needs from a strategy."""
 
@@ -190,7 +198,7 @@ class BinnedStrategy(_Seeded):
 
     def __init__(
         self,
-        space: SearchSpaceLike,
+        space: StratifiedSpaceLike,
         *,
         size_fn: Callable[[Architecture], float],
         n_bins: int = 4,
@@ -199,6 +207,7 @@ class BinnedStrategy(_Seeded):
         target: str = "labels",
     ) -> None:
         super().__init__(space, seed=seed, target=target)
+        self.space: StratifiedSpaceLike = space
         if n_bins < 1 or n_per_step < 1:
             raise ConfigError(
                 f"n_bins={n_bins}, n_per_step={n_per_step}: both must be >= 1; use e.g. n_bins=4"
@@ -209,7 +218,7 @@ class BinnedStrategy(_Seeded):
 
     def __call__(self, step: int) -> list[SubnetTask]:
         rng = step_rng(self.seed, step)
-        sample = self.space.sample_stratified  # type: ignore[attr-defined]
+        sample = self.space.sample_stratified
         return [
             SubnetTask(sample(rng, self.size_fn, self.n_bins), self.target, "bin")
             for _ in range(self.n_per_step)

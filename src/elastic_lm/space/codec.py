@@ -9,6 +9,7 @@ of ``decode``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,17 @@ _IDENTITY = LayerArch(block="identity")
 
 def layout(space: SpaceData) -> list[tuple[Group, Any]]:
     """(group, position) for every dimension, in encoding order."""
-    return [(g, p) for g in space.groups for p in space.positions(g)]
+    return [(g, p) for g, p, _ in dimension_table(space)]
+
+
+@functools.lru_cache(maxsize=64)
+def dimension_table(space: SpaceData) -> tuple[tuple[Group, Any, tuple[Any, ...]], ...]:
+    """(group, position, choices) for every dimension; cached because spaces are immutable."""
+    return tuple(
+        (g, p, g.choices_at(space.position_index(g, p)))
+        for g in space.groups
+        for p in space.positions(g)
+    )
 
 
 def choices_of(space: SpaceData, group: Group, position: Any) -> tuple[Any, ...]:
@@ -52,14 +63,13 @@ def field_values(space: SpaceData, layer: int, name: str) -> set[int]:
 
 
 def _values(space: SpaceData, vector: Sequence[int]) -> dict[tuple[str, Any], Any]:
-    dims = layout(space)
+    dims = dimension_table(space)
     if len(vector) != len(dims):
         raise ArchitectureError(
             f"space {space.name!r}: vector has {len(vector)} entries; it needs {len(dims)}"
         )
     out: dict[tuple[str, Any], Any] = {}
-    for (g, pos), index in zip(dims, vector, strict=True):
-        choices = choices_of(space, g, pos)
+    for (g, pos, choices), index in zip(dims, vector, strict=True):
         if not isinstance(index, int) or not 0 <= index < len(choices):
             name = space.dimension_name(g, pos)
             raise ArchitectureError(
@@ -194,8 +204,15 @@ def encode(space: SpaceData, arch: Architecture) -> list[int]:
             f"{space.num_layers} layer positions (drop a layer with block='identity')"
         )
     vector = []
-    for g, pos in layout(space):
-        choices = choices_of(space, g, pos)
+    unit_ids: dict[tuple[str, int], frozenset[int]] = {}
+    for g, pos, choices in dimension_table(space):
+        if g.scope == "unit":  # one lookup per layer, not per unit: prune-large has 9k bits
+            key = (g.name, pos[0])
+            if key not in unit_ids:
+                unit_ids[key] = _unit_ids(arch.layers[pos[0]], g, pos[0])
+            ids = unit_ids[key]
+            vector.append(choices.index(int(pos[1] in ids)) if ids is not _UNUSED else 0)
+            continue
         value, where = _value_in(space, arch, g, pos)
         if value is None:
             vector.append(0)
@@ -233,25 +250,29 @@ def _value_in(space: SpaceData, arch: Architecture, g: Group, pos: Any) -> tuple
     elif g.scope == "block":
         start = pos * space.block_size
         indices = list(range(start, min(start + space.block_size, space.num_layers)))
-    else:
-        i, j = pos
-        layer = layers[i]
-        if layer.is_identity or not g.applies(layer.block):
-            return None, ""
-        ids = getattr(layer, g.target)
-        if ids is None:  # a count means "the first k"
-            ids = tuple(range(getattr(layer, UNIT_TARGETS[g.target])))
-        bad = [k for k in ids if not 0 <= k < g.units]
-        if bad:
-            raise ArchitectureError(
-                f"layer {i}.{g.target} has id(s) {bad}; allowed: 0..{g.units - 1}"
-            )
-        return int(j in ids), f"layer {i}.{g.target}[{j}]"
+    else:  # pragma: no cover - unit groups are encoded per layer in encode()
+        raise AssertionError(g.scope)
     for i in indices:
         layer = layers[i]
         if not layer.is_identity and g.applies(layer.block):
             return getattr(layer, g.target), f"layer {i}.{g.target}"
     return None, ""
+
+
+_UNUSED: frozenset[int] = frozenset({-1})
+
+
+def _unit_ids(layer: LayerArch, g: Group, i: int) -> frozenset[int]:
+    """The kept ids of a unit group in a layer (``_UNUSED`` where the layer does not use it)."""
+    if layer.is_identity or not g.applies(layer.block):
+        return _UNUSED
+    ids = getattr(layer, g.target)
+    if ids is None:  # a count means "the first k"
+        ids = tuple(range(getattr(layer, UNIT_TARGETS[g.target])))
+    bad = [k for k in ids if not 0 <= k < g.units]
+    if bad:
+        raise ArchitectureError(f"layer {i}.{g.target} has id(s) {bad}; allowed: 0..{g.units - 1}")
+    return frozenset(ids)
 
 
 def _op_name(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from elastic_lm.architecture import Architecture
-from elastic_lm.space.codec import decode, encode, layout
+from elastic_lm.space.codec import decode, dimension_table, encode
 from elastic_lm.space.model import SpaceData
 
 STRATIFY_SAMPLE = 256  # members drawn (with a fixed seed) to place the size-bin edges
@@ -20,7 +20,7 @@ STRATIFY_TRIES = 200  # rejection-sampling budget per stratified draw
 
 
 def cardinalities(space: SpaceData) -> list[int]:
-    return [len(g.choices_at(space.position_index(g, p))) for g, p in layout(space)]
+    return [len(choices) for _, _, choices in dimension_table(space)]
 
 
 def sample_vector(space: SpaceData, rng: random.Random) -> list[int]:

@@ -37,8 +37,8 @@ def size_bin_edges(
     sizes = sorted(
         size_fn(decode(space, sample_vector(space, rng))) for _ in range(STRATIFY_SAMPLE)
     )
-    edges = [sizes[(k * len(sizes)) // n_bins] for k in range(1, n_bins)]
-    return sorted(set(edges))
+    edges = {sizes[(k * len(sizes)) // n_bins] for k in range(1, n_bins)}
+    return sorted(e for e in edges if e > sizes[0])  # so that every bin holds some sample
 
 
 def bin_of(edges: Sequence[float], value: float) -> int:

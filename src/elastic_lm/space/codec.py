@@ -325,6 +325,8 @@ def _short(value: Any) -> str:
 def _reason(space: SpaceData, name: str, got: LayerArch, want: LayerArch) -> str:
     if name == "block" and space.identity_at_block_end:
         return "identity layers must come last in each block"
+    if name == "block" and any(g.target == "depth" for g in space.groups):
+        return "depth keeps the first layers: only trailing layers may be identity"
     if name == "block" and space.min_depth:
         return f"at least {space.min_depth} layer(s) must be kept"
     if name == "block" and space.drop_empty and want.is_identity:

@@ -244,8 +244,10 @@ class SpaceData:
             "groups": tuple(Group.from_dict(g) for g in data["groups"]),
             "block": str(data.get("block", "bert")),
             "block_size": int(data.get("block_size", 0)),
-            "ops": tuple(
-                (str(n), tuple(sorted(dict(t).items()))) for n, t in data.get("ops", {}).items()
+            "ops": tuple(  # sorted: order carries no meaning (op choices order the ops)
+                sorted(
+                    (str(n), tuple(sorted(dict(t).items()))) for n, t in data.get("ops", {}).items()
+                )
             ),
             "rules": tuple(Rule.from_dict(r) for r in data.get("rules", ())),
             "min_depth": int(data.get("min_depth", 0)),

@@ -3,17 +3,18 @@
 Builders take the base model's shape as keywords (defaults: the asset each preset is meant for), so
 tests use tiny shapes and users their own model. Sizes at the default shape (``space.size()``):
 
-=============  =========================================================  ==================
-preset         dimensions (default shape)                                 members
-=============  =========================================================  ==================
-elm            hidden, depth, per layer block/heads/ffn/bottleneck/stack  about 3.3e15
-nasbert        per layer op (6), per block hidden (5); 24 layers, 4 blocks  about 9.1e19
-prune-small    depth, heads, ffn (shared by all layers)                   1,728
-prune-medium   per layer heads (0-12), ffn units (0-1536 step 64)         325^6 ~ 1.2e15
-prune-layer    a keep bit per layer (any non-empty subset)                63
-prune-large    a keep bit per head and per FFN unit (9,288 bits)          2^9288
-llama          hidden, per layer keep/heads/kv_heads/ffn (SmolLM2-135M)   about 3.5e59
-=============  =========================================================  ==================
+=============  ========================================================  ========================
+preset         dimensions (default shape)                                members
+=============  ========================================================  ========================
+elm            hidden, depth; per layer block, heads, ffn, bottleneck,   3,481,238,708,192,700
+               ffn_stack (32 dims)
+nasbert        per layer op (6 choices), per block hidden (5); 28 dims   9.09e19
+prune-small    depth, heads, ffn shared by all layers (3 dims)           1,728
+prune-medium   per layer heads 0-12, ffn 0-1536 step 64 (12 dims)        325^6 ~ 1.18e15
+prune-layer    a keep bit per layer, any non-empty subset (6 dims)       63
+prune-large    a keep bit per head and per FFN unit (9,288 dims)         2^9288
+llama          hidden; per layer keep, heads, kv_heads, ffn (121 dims)   3 * (97^30 - 1) ~ 1.2e60
+=============  ========================================================  ========================
 
 ``docs/search-spaces.md`` has the same table; ``tests/test_space_presets.py`` checks the numbers.
 """

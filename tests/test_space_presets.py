@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from elastic_lm.errors import ConfigError
+from elastic_lm.architecture import LayerArch
+from elastic_lm.errors import ArchitectureError, ConfigError
 from elastic_lm.space import preset, preset_names
 from elastic_lm.space.count import brute_force_size
 from space_cases import PRESETS, TINY, both_shapes, tiny
@@ -186,3 +187,19 @@ def test_dimension_names_are_readable() -> None:
         "block0.hidden",
         "block1.hidden",
     ]
+
+
+def test_largest_layer_per_block_type() -> None:
+    elm = preset("elm")
+    assert elm.largest_layer(0, "bert") == LayerArch(block="bert", heads=12, ffn=1536)
+    assert elm.largest_layer(0, "mobilebert") == LayerArch(
+        block="mobilebert", heads=12, ffn=1536, bottleneck=192, ffn_stack=4
+    )
+    nas = preset("nasbert")
+    assert nas.largest_layer(5, "sepconv") == LayerArch(block="sepconv", kernel=7, hidden=512)
+    assert nas.largest_layer(5, "attention") == LayerArch(block="attention", heads=8, hidden=512)
+    large = preset("prune-large").largest_layer(1, "bert")
+    assert large.head_ids == tuple(range(12))
+    assert large.ffn == 1536
+    with pytest.raises(ArchitectureError, match="cannot hold block 'sepconv'"):
+        elm.largest_layer(0, "sepconv")

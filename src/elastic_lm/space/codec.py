@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
 from elastic_lm.space.model import UNIT_TARGETS, Group, SpaceData
-
-if TYPE_CHECKING:
-    Layout = list[tuple[Group, Any]]
 
 _IDENTITY = LayerArch(block="identity")
 
@@ -95,8 +92,6 @@ def decode(space: SpaceData, vector: Sequence[int]) -> Architecture:
             depth = values[(g.name, 0)]
             if depth < space.min_depth:  # repair: the smallest allowed depth that is enough
                 depth = min(c for c in g.choices if c >= space.min_depth)
-        elif g.target == "keep":
-            pass
     for g in space.groups:
         if g.target == "keep":
             keep = [bool(values[(g.name, i)]) for i in range(L)]

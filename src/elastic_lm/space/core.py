@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from elastic_lm.architecture import Architecture
+from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError, ConfigError
 from elastic_lm.space import codec, count, operators
-from elastic_lm.space.model import Dimension, SpaceData
+from elastic_lm.space.model import UNIT_TARGETS, Dimension, SpaceData
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,40 @@ class SearchSpace(SpaceData):
             blocks.append("identity")
         return tuple(dict.fromkeys(blocks))
 
+    def largest_layer(self, layer: int, block: str) -> LayerArch:
+        """The widest ``block`` position ``layer`` can hold (field-wise maximum over its members).
+
+        The super-network builds each block type at this size; ``largest()`` alone is not enough
+        where a position may hold several block types (ELM: BERT or MobileBERT).
+        """
+        if block not in self.block_types(layer) or block == "identity":
+            raise ArchitectureError(
+                f"layer {layer} cannot hold block {block!r}; allowed: {self.block_types(layer)}"
+            )
+        base = operators.extreme_vector(self, "largest")
+        candidates: list[LayerArch] = []
+        dims = codec.dimension_table(self)
+        op_dims = [d for d, (g, _, _) in enumerate(dims) if g.target == "op"]
+        names = {name for d in op_dims for name in dims[d][2]}
+        for name in sorted(n for n in names if self.op_template(n)["block"] == block):
+            vector = list(base)
+            for d in op_dims:  # the same op everywhere: no identity, so nothing moves
+                vector[d] = dims[d][2].index(name) if name in dims[d][2] else vector[d]
+            candidates.append(self.decode(vector).layers[layer])
+        if not op_dims:
+            candidates.append(self.decode(base).layers[layer])
+        widest: dict[str, Any] = {}
+        for cand in candidates:
+            if cand.block != block:
+                continue
+            for key, value in cand.to_dict().items():
+                if key == "block":
+                    continue
+                if isinstance(value, list):
+                    value = tuple(sorted(set(widest.get(key, ())) | set(value)))
+                widest[key] = max(widest.get(key, value), value)
+        return LayerArch(block=block, **widest)
+
     def _identity_reachable(self, layer: int, blocks: list[str]) -> bool:
         for g in self.groups:
             if g.target == "keep" and self.num_layers > self.min_depth:
@@ -121,7 +155,7 @@ class SearchSpace(SpaceData):
         return False
 
     def _unit_group(self, field: str) -> bool:
-        return any(g.scope == "unit" and codec.UNIT_TARGETS[g.target] == field for g in self.groups)
+        return any(g.scope == "unit" and UNIT_TARGETS[g.target] == field for g in self.groups)
 
     # ---- search operators ----------------------------------------------------------------------
     def sample(self, rng: random.Random) -> Architecture:

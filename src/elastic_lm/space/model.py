@@ -10,7 +10,7 @@ member.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 from elastic_lm.architecture import BLOCK_TYPES, LayerArch
@@ -381,9 +381,6 @@ class SpaceData:
                         f"{where}: layer {layer}: no {a} choice in {sorted(a_values)} is a "
                         f"multiple of {b}={vb}; add one"
                     )
-
-    def replaced(self, **changes: Any) -> SpaceData:
-        return replace(self, **changes)
 
 
 def _check_keys(what: str, data: dict[str, Any], known: set[str]) -> None:

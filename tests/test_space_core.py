@@ -11,6 +11,7 @@ import yaml
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError, ConfigError
 from elastic_lm.space import SearchSpace, preset, preset_dict
+from elastic_lm.space.count import brute_force_size
 from space_cases import PRESETS, both_shapes, tiny
 
 ID = LayerArch(block="identity")
@@ -223,3 +224,20 @@ def test_contains() -> None:
     assert space.contains(space.largest().replace_layer(0, ID))  # any layer may be dropped
     assert not space.contains(_layers(space, space.largest(), 0, ffn=100))
     assert space.contains(preset("prune-layer").largest())  # full width is a medium member too
+
+
+def test_decode_accepts_numpy_integers() -> None:
+    np = pytest.importorskip("numpy")
+    space = tiny("llama")
+    vector = space.encode(space.largest())
+    assert space.decode(np.array(vector)) == space.largest()
+    with pytest.raises(ArchitectureError, match="use an int"):
+        space.decode([float(v) for v in vector])
+
+
+def test_size_with_per_layer_overrides_matches_brute_force() -> None:
+    elm = tiny("elm").with_choices("layer1.ffn", (32,))
+    assert elm.size() == brute_force_size(elm) < tiny("elm").size()
+    # NAS-BERT with different ops per layer has no closed form: counted by enumeration instead
+    nas = tiny("nasbert").with_choices("layer1.op", ("identity", "ffn"))
+    assert nas.size() == brute_force_size(nas) < tiny("nasbert").size()

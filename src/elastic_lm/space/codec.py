@@ -10,6 +10,7 @@ of ``decode``.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,14 +67,24 @@ def _values(space: SpaceData, vector: Sequence[int]) -> dict[tuple[str, Any], An
             f"space {space.name!r}: vector has {len(vector)} entries; it needs {len(dims)}"
         )
     out: dict[tuple[str, Any], Any] = {}
-    for (g, pos, choices), index in zip(dims, vector, strict=True):
-        if not isinstance(index, int) or not 0 <= index < len(choices):
+    for (g, pos, choices), raw in zip(dims, vector, strict=True):
+        index = _as_index(raw)  # numpy integers from samplers are fine, floats are not
+        if index is None or not 0 <= index < len(choices):
             name = space.dimension_name(g, pos)
             raise ArchitectureError(
-                f"dimension {name}: index {index!r} out of range; use 0..{len(choices) - 1}"
+                f"dimension {name}: index {raw!r} out of range; use an int in 0..{len(choices) - 1}"
             )
         out[(g.name, pos)] = choices[index]
     return out
+
+
+def _as_index(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def decode(space: SpaceData, vector: Sequence[int]) -> Architecture:

@@ -192,9 +192,7 @@ def test_validate_explains_constraints() -> None:
     bert = elm.decode([2, 5, *[0] * 30])  # all six layers bert
     with pytest.raises(ArchitectureError, match=r"layer 0\.bottleneck=96 .*does not apply"):
         elm.validate(_layers(elm, bert, 0, bottleneck=96))
-    with pytest.raises(
-        ArchitectureError, match=r"layer 1\.block='identity' .*only trailing layers"
-    ):
+    with pytest.raises(ArchitectureError, match=r"layer 1\.block='identity' .*only trailing layers"):
         elm.validate(bert.replace_layer(1, ID))
 
     nas = preset("nasbert")

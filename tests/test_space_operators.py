@@ -21,9 +21,7 @@ SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 
 def _width_proxy(arch: Architecture) -> float:
     """A size-like number from every width field (stands in for a parameter count)."""
-    return arch.hidden + sum(
-        la.heads * 32 + la.ffn + la.bottleneck * la.ffn_stack for la in arch.layers
-    )
+    return arch.hidden + sum(la.heads * 32 + la.ffn + la.bottleneck * la.ffn_stack for la in arch.layers)
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -62,9 +60,7 @@ def test_neighbours_of_full_prune_layer_drop_one_layer_each() -> None:
     space = preset("prune-layer")
     found = space.neighbours(space.largest())
     assert len(found) == 6
-    assert sorted(tuple(la.is_identity for la in a.layers).index(True) for a in found) == list(
-        range(6)
-    )
+    assert sorted(tuple(la.is_identity for la in a.layers).index(True) for a in found) == list(range(6))
 
 
 def test_neighbours_step_nasbert_ops_and_widths() -> None:

@@ -30,9 +30,7 @@ def layout(space: SpaceData) -> list[tuple[Group, Any]]:
 def dimension_table(space: SpaceData) -> tuple[tuple[Group, Any, tuple[Any, ...]], ...]:
     """(group, position, choices) for every dimension; cached because spaces are immutable."""
     return tuple(
-        (g, p, g.choices_at(space.position_index(g, p)))
-        for g in space.groups
-        for p in space.positions(g)
+        (g, p, g.choices_at(space.position_index(g, p))) for g in space.groups for p in space.positions(g)
     )
 
 
@@ -54,9 +52,7 @@ def field_values(space: SpaceData, layer: int, name: str) -> set[int]:
             out.update(g.choices_at(space.block_of(layer)))
     for rule in space.rules:
         if rule.field == name:
-            out.update(
-                rule.evaluate(w) for w in field_values(space, layer, "hidden") or {space.hidden}
-            )
+            out.update(rule.evaluate(w) for w in field_values(space, layer, "hidden") or {space.hidden})
     return out
 
 
@@ -129,9 +125,7 @@ def layer_block(space: SpaceData, values: dict[tuple[str, Any], Any], layer: int
     return {"block": space.block}
 
 
-def _decode_layer(
-    space: SpaceData, values: dict[tuple[str, Any], Any], i: int, hidden: int
-) -> LayerArch:
+def _decode_layer(space: SpaceData, values: dict[tuple[str, Any], Any], i: int, hidden: int) -> LayerArch:
     template = layer_block(space, values, i)
     block = template.pop("block")
     if block == "identity":
@@ -156,9 +150,7 @@ def _decode_layer(
         if rule.applies(block):
             fields[rule.field] = rule.evaluate(width)
     for a, b in space.divisible:
-        fields[a] = _repair_multiple(
-            fields.get(a, 0), fields.get(b, 0), sorted(field_values(space, i, a))
-        )
+        fields[a] = _repair_multiple(fields.get(a, 0), fields.get(b, 0), sorted(field_values(space, i, a)))
     if space.drop_empty and is_empty(space, block, fields):
         return _IDENTITY
     return LayerArch(block=block, **fields)
@@ -281,9 +273,7 @@ def _unit_ids(layer: LayerArch, g: Group, i: int) -> frozenset[int]:
     return frozenset(ids)
 
 
-def _op_name(
-    space: SpaceData, g: Group, layer: LayerArch, choices: tuple[Any, ...], i: int
-) -> str | None:
+def _op_name(space: SpaceData, g: Group, layer: LayerArch, choices: tuple[Any, ...], i: int) -> str | None:
     if layer.is_identity:
         return next((op for op in choices if space.op_template(op)["block"] == "identity"), None)
     for op in choices:
@@ -304,9 +294,7 @@ def validate(space: SpaceData, arch: Architecture) -> None:
     if canonical == arch:
         return
     if canonical.hidden != arch.hidden:
-        raise ArchitectureError(
-            f"hidden={arch.hidden} is not allowed; the member has {canonical.hidden}"
-        )
+        raise ArchitectureError(f"hidden={arch.hidden} is not allowed; the member has {canonical.hidden}")
     for i, (got, want) in enumerate(zip(arch.layers, canonical.layers, strict=True)):
         if got == want:
             continue
@@ -317,9 +305,7 @@ def validate(space: SpaceData, arch: Architecture) -> None:
                     f"{space.name!r} ({_reason(space, name, got, want)}); the nearest member has "
                     f"{name}={_short(getattr(want, name))}"
                 )
-    raise ArchitectureError(
-        f"architecture is not a member of space {space.name!r}"
-    )  # pragma: no cover
+    raise ArchitectureError(f"architecture is not a member of space {space.name!r}")  # pragma: no cover
 
 
 def _short(value: Any) -> str:

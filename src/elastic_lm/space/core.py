@@ -35,8 +35,7 @@ class SearchSpace(SpaceData):
     @cached_property
     def _dimensions(self) -> tuple[Dimension, ...]:
         return tuple(
-            Dimension(self.dimension_name(g, p), codec.choices_of(self, g, p))
-            for g, p in codec.layout(self)
+            Dimension(self.dimension_name(g, p), codec.choices_of(self, g, p)) for g, p in codec.layout(self)
         )
 
     def dimensions(self) -> list[Dimension]:
@@ -148,9 +147,7 @@ class SearchSpace(SpaceData):
     def _can_be_empty(self, layer: int, blocks: list[str]) -> bool:
         for block in blocks:
             names = codec.empty_fields(self, block)
-            if names and all(
-                0 in codec.field_values(self, layer, n) or self._unit_group(n) for n in names
-            ):
+            if names and all(0 in codec.field_values(self, layer, n) or self._unit_group(n) for n in names):
                 return True
         return False
 

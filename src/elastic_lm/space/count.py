@@ -33,9 +33,7 @@ def size(space: SpaceData) -> int:
     try:
         return _closed_form(space)
     except _NoClosedFormError:
-        n_vectors = math.prod(
-            len(g.choices_at(space.position_index(g, p))) for g, p in layout(space)
-        )
+        n_vectors = math.prod(len(g.choices_at(space.position_index(g, p))) for g, p in layout(space))
         if n_vectors <= BRUTE_FORCE_LIMIT:
             return brute_force_size(space)
         raise NotImplementedError(

@@ -245,9 +245,7 @@ class SpaceData:
             "block": str(data.get("block", "bert")),
             "block_size": int(data.get("block_size", 0)),
             "ops": tuple(  # sorted: order carries no meaning (op choices order the ops)
-                sorted(
-                    (str(n), tuple(sorted(dict(t).items()))) for n, t in data.get("ops", {}).items()
-                )
+                sorted((str(n), tuple(sorted(dict(t).items()))) for n, t in data.get("ops", {}).items())
             ),
             "rules": tuple(Rule.from_dict(r) for r in data.get("rules", ())),
             "min_depth": int(data.get("min_depth", 0)),
@@ -272,14 +270,10 @@ class SpaceData:
         for op_name, template in self.ops:
             block = dict(template).get("block")
             if block not in BLOCK_TYPES:
-                raise ConfigError(
-                    f"{where}: op {op_name!r} has block={block!r}; allowed: {BLOCK_TYPES}"
-                )
+                raise ConfigError(f"{where}: op {op_name!r} has block={block!r}; allowed: {BLOCK_TYPES}")
             unknown = set(dict(template)) - {"block", *_INT_FIELDS}
             if unknown:
-                raise ConfigError(
-                    f"{where}: op {op_name!r} sets unknown field(s) {sorted(unknown)}"
-                )
+                raise ConfigError(f"{where}: op {op_name!r} sets unknown field(s) {sorted(unknown)}")
         templates = [tuple(sorted(t)) for _, t in self.ops]
         if len(set(templates)) != len(templates):
             raise ConfigError(f"{where}: two ops have the same template; each op must differ")
@@ -288,21 +282,15 @@ class SpaceData:
         for r in self.rules:
             if r.field not in _INT_FIELDS or r.div == 0:
                 raise ConfigError(f"{where}: rule field={r.field!r} div={r.div}; need an int field")
-            if any(
-                g.target == r.field or UNIT_TARGETS.get(g.target) == r.field for g in self.groups
-            ):
+            if any(g.target == r.field or UNIT_TARGETS.get(g.target) == r.field for g in self.groups):
                 raise ConfigError(f"{where}: field {r.field!r} is both searched and set by a rule")
         if self.block_size < 0 or (self.identity_at_block_end and not self.block_size):
             raise ConfigError(f"{where}: identity_at_block_end needs block_size >= 1")
         targets = {g.target for g in self.groups}
         if self.min_depth and not targets & {"depth", "keep"}:
-            raise ConfigError(
-                f"{where}: min_depth={self.min_depth} needs a 'depth' or 'keep' group"
-            )
+            raise ConfigError(f"{where}: min_depth={self.min_depth} needs a 'depth' or 'keep' group")
         if self.min_depth and (self.drop_empty or self._op_can_be_identity()):
-            raise ConfigError(
-                f"{where}: min_depth cannot be combined with drop_empty or an identity op"
-            )
+            raise ConfigError(f"{where}: min_depth cannot be combined with drop_empty or an identity op")
         if self.min_depth > self.num_layers:
             raise ConfigError(f"{where}: min_depth={self.min_depth} > num_layers={self.num_layers}")
         depth = next((g for g in self.groups if g.target == "depth"), None)
@@ -319,23 +307,17 @@ class SpaceData:
             raise ConfigError(f"{where}: group {g.name!r} scope={g.scope!r}; allowed: {SCOPES}")
         allowed_targets = (*SPECIAL_TARGETS, *UNIT_TARGETS, *_INT_FIELDS)
         if g.target not in allowed_targets:
-            raise ConfigError(
-                f"{where}: group {g.name!r} target={g.target!r}; allowed: {allowed_targets}"
-            )
+            raise ConfigError(f"{where}: group {g.name!r} target={g.target!r}; allowed: {allowed_targets}")
         if (g.scope == "unit") != (g.target in UNIT_TARGETS):
             raise ConfigError(f"{where}: group {g.name!r}: scope 'unit' goes with head_ids/ffn_ids")
         if g.scope == "unit" and (g.units < 1 or tuple(g.choices) != (0, 1)):
             raise ConfigError(f"{where}: unit group {g.name!r} needs units >= 1 and choices (0, 1)")
         if g.target in ("depth", "op") and g.scope not in ("global", "layer"):
-            raise ConfigError(
-                f"{where}: group {g.name!r} target {g.target!r} needs scope global/layer"
-            )
+            raise ConfigError(f"{where}: group {g.name!r} target {g.target!r} needs scope global/layer")
         if g.target == "depth" and g.scope != "global":
             raise ConfigError(f"{where}: group {g.name!r}: depth is one global dimension")
         if g.target == "keep" and (g.scope != "layer" or tuple(g.choices) != (0, 1)):
-            raise ConfigError(
-                f"{where}: group {g.name!r}: keep is a per-layer bit with choices (0, 1)"
-            )
+            raise ConfigError(f"{where}: group {g.name!r}: keep is a per-layer bit with choices (0, 1)")
         if g.scope == "block" and not self.block_size:
             raise ConfigError(f"{where}: group {g.name!r} has scope 'block' but block_size is 0")
         all_choices = [g.choices, *(c for _, c in g.overrides)]
@@ -349,9 +331,7 @@ class SpaceData:
                     block = self.op_template(op)["block"]
                     if block not in BLOCK_TYPES:
                         raise ConfigError(f"{where}: op {op!r} is neither in ops nor a block type")
-            elif not all(
-                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in choices
-            ):
+            elif not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in choices):
                 raise ConfigError(f"{where}: group {g.name!r} choices must be ints >= 0")
         n_positions = len(self.positions(g))
         for index, _ in g.overrides:

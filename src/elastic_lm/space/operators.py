@@ -27,16 +27,12 @@ def sample_vector(space: SpaceData, rng: random.Random) -> list[int]:
     return [rng.randrange(n) for n in cardinalities(space)]
 
 
-def size_bin_edges(
-    space: SpaceData, size_fn: Callable[[Architecture], float], n_bins: int
-) -> list[float]:
+def size_bin_edges(space: SpaceData, size_fn: Callable[[Architecture], float], n_bins: int) -> list[float]:
     """Inner quantile edges of ``size_fn`` over a uniform sample; ties collapse (fewer bins)."""
     if n_bins < 1:
         raise ValueError(f"n_bins={n_bins}; use at least 1")
     rng = random.Random(0)  # fixed: the bins are a property of the space and size_fn, not the run
-    sizes = sorted(
-        size_fn(decode(space, sample_vector(space, rng))) for _ in range(STRATIFY_SAMPLE)
-    )
+    sizes = sorted(size_fn(decode(space, sample_vector(space, rng))) for _ in range(STRATIFY_SAMPLE))
     edges = {sizes[(k * len(sizes)) // n_bins] for k in range(1, n_bins)}
     return sorted(e for e in edges if e > sizes[0])  # so that every bin holds some sample
 
@@ -90,9 +86,7 @@ def mutate(space: SpaceData, arch: Architecture, rng: random.Random, rate: float
     return child
 
 
-def crossover(
-    space: SpaceData, a: Architecture, b: Architecture, rng: random.Random
-) -> Architecture:
+def crossover(space: SpaceData, a: Architecture, b: Architecture, rng: random.Random) -> Architecture:
     """Uniform crossover: each dimension's index comes from either parent with probability 1/2."""
     va, vb = encode(space, a), encode(space, b)
     return decode(space, [x if rng.random() < 0.5 else y for x, y in zip(va, vb, strict=True)])

@@ -187,9 +187,7 @@ def _prune(
     return space
 
 
-_PRUNE_DOC = (
-    """Structural pruning of a BERT (Klein et al. 2024), {kind} space; see the module table."""
-)
+_PRUNE_DOC = """Structural pruning of a BERT (Klein et al. 2024), {kind} space; see the module table."""
 
 
 def _make_prune(kind: str) -> Callable[..., dict[str, Any]]:
@@ -204,9 +202,7 @@ def _make_prune(kind: str) -> Callable[..., dict[str, Any]]:
         search_hidden: bool = False,
         hidden_choices: Sequence[int] | None = None,
     ) -> dict[str, Any]:
-        return _prune(
-            kind, layers, hidden, heads, ffn, head_step, ffn_step, search_hidden, hidden_choices
-        )
+        return _prune(kind, layers, hidden, heads, ffn, head_step, ffn_step, search_hidden, hidden_choices)
 
     build.__doc__ = _PRUNE_DOC.format(kind=kind)
     build.__name__ = f"prune_{kind}"
@@ -270,7 +266,5 @@ def preset_dict(name: str, **shape: Any) -> dict[str, Any]:
     allowed = list(inspect.signature(builder).parameters)
     unknown = sorted(set(shape) - set(allowed))
     if unknown:
-        raise ConfigError(
-            f"search space preset {name!r}: unknown shape key(s) {unknown}; allowed: {allowed}"
-        )
+        raise ConfigError(f"search space preset {name!r}: unknown shape key(s) {unknown}; allowed: {allowed}")
     return builder(**shape)

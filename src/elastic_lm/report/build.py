@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elastic_lm.report.inputs import Objective, RunData, Trial
-from elastic_lm.report.labels import describe_architecture
+from elastic_lm.report.labels import describe_architecture, display
 from elastic_lm.report.pareto import pareto_mask
 
 
@@ -93,7 +93,7 @@ def make_figures(run: RunData, members: Sequence[Trial]) -> list[FigurePng]:
         figures.append(
             FigurePng(
                 stem=f"pareto_{x.name}_vs_{y.name}",
-                title=f"Pareto front: {y.name} vs {x.name}",
+                title=f"Pareto front: {display(y.name).name} vs {display(x.name).name}",
                 caption="faint: every evaluated architecture; red: non-dominated for this pair of "
                 "objectives; labelled markers: baselines.",
                 png=plots.plot_pareto(run.trials, x, y, numbers, run.baselines),

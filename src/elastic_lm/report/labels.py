@@ -14,6 +14,7 @@ from elastic_lm.report.inputs import Objective
 
 @dataclass(frozen=True)
 class Display:
+    name: str  # e.g. "parameters"
     label: str  # e.g. "parameters (millions)"
     scale: float  # multiply the raw value by this before showing it
 
@@ -35,7 +36,7 @@ def display(name: str, unit: str = "") -> Display:
     """Axis label and scale for metric ``name``; ``unit`` (from summary.json) refines the default."""
     readable, default_unit, scale, scaled_unit = _KNOWN.get(name, (name.replace("_", " "), "", 1.0, None))
     shown = scaled_unit if scaled_unit is not None else unit or default_unit
-    return Display(f"{readable} ({shown})" if shown else readable, scale)
+    return Display(readable, f"{readable} ({shown})" if shown else readable, scale)
 
 
 def objective_display(objective: Objective) -> Display:

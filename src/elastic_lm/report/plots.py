@@ -62,7 +62,7 @@ def plot_pareto(
     are drawn as hollow red circles, so a reader sees they are optimal in a dimension not shown.
     """
     dx, dy = objective_display(x), objective_display(y)
-    fig, ax = _figure(title or f"Pareto front: {y.name} vs {x.name}")
+    fig, ax = _figure(title or f"Pareto front: {dy.name} vs {dx.name}")
     rows = [t for t in trials if x.name in t.metrics and y.name in t.metrics]
     usable = [t for t in rows if t.usable]
     other = [t for t in rows if not t.usable]

@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import pytest
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.cli.main import main
-from elastic_lm.errors import DataError
+from elastic_lm.errors import DataError, UserError
 from elastic_lm.report import mape, pareto_mask, step_line, write_report
-from elastic_lm.report.labels import describe_architecture, display
+from elastic_lm.report.build import axes_for
+from elastic_lm.report.inputs import Objective
+from elastic_lm.report.labels import describe_architecture, display, format_value
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -196,6 +199,27 @@ def test_labels_and_architecture_description() -> None:
     assert describe_architecture(arch) == "depth 2/3 · hidden 256 · bert/sepconv · 4h/512 – conv5"
 
 
+def test_table_cells_line_up() -> None:
+    assert format_value("params", 20_370_000) == "20.37M"
+    assert [format_value("val_loss", v) for v in (1.498, 0.676, 12)] == ["1.4980", "0.6760", "12"]
+    assert format_value("val_loss", None) == "–"
+
+
+def test_cost_goes_on_the_x_axis() -> None:
+    loss, params = Objective("val_loss", "minimize"), Objective("params", "minimize")
+    acc = Objective("accuracy", "maximize")
+    assert axes_for(loss, params) == (params, loss)
+    assert axes_for(params, acc) == (params, acc)
+    assert axes_for(loss, acc) == (acc, loss)
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(tmp_path / "nompl", _hand_trials(), [OBJ_PARAMS, OBJ_ACC], extras=False)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import raise ImportError
+    with pytest.raises(UserError, match=r"pip install 'elastic-lm\[report\]'"):
+        write_report(run)
+
+
 # ------------------------------------------------------------------------------------------ full report
 
 
@@ -215,12 +239,12 @@ def test_report_writes_readable_pngs(report3: Path) -> None:
         "hypervolume.png",
         "latency_check.png",
         "pareto_accuracy_vs_params.png",
-        "pareto_accuracy_vs_val_loss.png",
-        "pareto_params_vs_val_loss.png",
+        "pareto_val_loss_vs_accuracy.png",
+        "pareto_val_loss_vs_params.png",
         "train_loss.png",
     ]
     for name in pngs:
-        assert _png_size(report3 / "report" / name) == (900, 600)
+        assert _png_size(report3 / "report" / name) == (768, 528)
 
 
 def test_html_is_self_contained_and_lists_every_pareto_member(report3: Path) -> None:
@@ -322,6 +346,8 @@ def test_cli_report_writes_index_and_reports_errors_in_one_line(
     other = make_run(tmp_path / "other", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
     assert main(["report", str(run), "--compare", str(other), "--open-browser", "no"]) == 0
     assert str(run / "report" / "index.html") in capsys.readouterr().out
+    page = (run / "report" / "index.html").read_text()
+    assert page.count("<img ") == 2  # one pair of objectives + the hypervolume of both runs
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

@@ -79,6 +79,19 @@ def warnings_for(run: RunData, members: Sequence[Trial]) -> list[str]:
     return notes
 
 
+COSTS: frozenset[str] = frozenset({"params", "flops", "latency_ms", "memory_mb"})
+
+
+def axes_for(first: Objective, second: Objective) -> tuple[Objective, Objective]:
+    """(x, y) for a pair: a cost (size, latency) goes on x and quality on y, the way papers draw it.
+
+    When both or neither are costs, the later-listed objective goes on x (searches list quality first).
+    """
+    if (first.name in COSTS) != (second.name in COSTS):
+        return (first, second) if first.name in COSTS else (second, first)
+    return second, first
+
+
 def make_figures(run: RunData, members: Sequence[Trial]) -> list[FigurePng]:
     """Every figure the run's files allow; optional inputs that are absent simply give no figure."""
     from elastic_lm.report import plots
@@ -86,13 +99,11 @@ def make_figures(run: RunData, members: Sequence[Trial]) -> list[FigurePng]:
     objectives = run.summary.objectives
     numbers = [t.number for t in members]
     figures = []
-    for x, y in itertools.combinations(objectives, 2):
-        # Convention: the cost (params, latency) on x and the quality on y reads most naturally; the
-        # search lists quality first, so swap.
-        x, y = y, x
+    for first, second in itertools.combinations(objectives, 2):
+        x, y = axes_for(first, second)
         figures.append(
             FigurePng(
-                stem=f"pareto_{x.name}_vs_{y.name}",
+                stem=f"pareto_{y.name}_vs_{x.name}",
                 title=f"Pareto front: {display(y.name).name} vs {display(x.name).name}",
                 caption="faint: every evaluated architecture; red: non-dominated for this pair of "
                 "objectives; labelled markers: baselines.",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -267,11 +267,14 @@ def load_latency_checks(path: Path) -> tuple[LatencyCheck, ...]:
         if not isinstance(item, dict):
             raise DataError(f"{path} entry {i} is not an object")
         label = str(item.get("label") or item.get("architecture_key") or f"#{i}")
+        measured = _number(item.get("measured_ms"), f"{path} entry {i} 'measured_ms'")
+        if measured <= 0:
+            raise DataError(f"{path} entry {i} 'measured_ms' has bad value {measured}; must be > 0")
         checks.append(
             LatencyCheck(
                 label=label,
                 predicted_ms=_number(item.get("predicted_ms"), f"{path} entry {i} 'predicted_ms'"),
-                measured_ms=_number(item.get("measured_ms"), f"{path} entry {i} 'measured_ms'"),
+                measured_ms=measured,
             )
         )
     return tuple(checks)
@@ -309,7 +312,14 @@ def load_run(run_dir: Path, compare: tuple[Path, ...] = ()) -> RunData:
         raise DataError(f"run directory {run_dir} does not exist; 'elastic-lm run CONFIG' creates it")
     trials_file = find_trials_file(run_dir)
     summary = load_summary(run_dir / "search" / "summary.json")
-    extra = tuple(load_summary(find_summary(other)) for other in compare)
+    extra = []
+    seen = {summary.strategy}
+    for other in compare:
+        found = load_summary(find_summary(other))
+        if found.strategy in seen:  # two runs of one strategy: tell their lines apart by folder
+            found = replace(found, strategy=f"{found.strategy} ({Path(other).resolve().name})")
+        seen.add(found.strategy)
+        extra.append(found)
     stamp = summary.finished_at or datetime.fromtimestamp(trials_file.stat().st_mtime, UTC).strftime(
         "%Y-%m-%d %H:%M UTC"
     )
@@ -320,7 +330,7 @@ def load_run(run_dir: Path, compare: tuple[Path, ...] = ()) -> RunData:
         trials=load_trials(trials_file),
         summary=summary,
         trials_file=trials_file,
-        extra_summaries=extra,
+        extra_summaries=tuple(extra),
         baselines=load_named_points(run_dir / "search" / "baselines.json", "a baseline script"),
         latency=load_latency_checks(run_dir / "profile" / "latency_check.json"),
         exports=load_named_points(run_dir / "export" / "index.json", "elastic-lm export RUN_DIR"),

@@ -44,7 +44,7 @@ def objective_display(objective: Objective) -> Display:
 
 
 def format_value(name: str, value: float | None) -> str:
-    """A table cell: parameters as '12.3M', losses with 4 decimals, latency with 2."""
+    """A table cell: counts as '12.34M'; other values with 4 decimals so a column lines up."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if name in ("params", "flops"):
@@ -56,7 +56,7 @@ def format_value(name: str, value: float | None) -> str:
         return f"{int(value)}"
     if abs(value) >= 100:
         return f"{value:.1f}"
-    return f"{value:.4g}" if abs(value) < 0.01 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return f"{value:.4g}" if 0 < abs(value) < 0.01 else f"{value:.4f}"
 
 
 def _layer_token(layer: LayerArch) -> str:

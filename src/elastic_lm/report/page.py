@@ -30,7 +30,7 @@ h2{border-bottom:2px solid #d0d7de;padding-bottom:4px;margin-top:36px}
 .card b{display:block;font-size:1.35em}
 .card span{color:#57606a;font-size:.85em}
 .warn{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:8px 14px;margin:12px 0}
-.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:16px}
+.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(540px,1fr));gap:16px}
 figure{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:0;padding:8px}
 figure img{width:100%;height:auto;display:block}
 figcaption{color:#57606a;font-size:.85em;padding:4px}
@@ -67,7 +67,8 @@ def _cells(values: Sequence[str], cls: str = "num") -> str:
 
 def _metric_header(objective: Objective) -> str:
     arrow = "↓" if objective.direction == "minimize" else "↑"
-    unit = f" ({objective.unit})" if objective.unit else ""
+    shown_scaled = objective.name in ("params", "flops")  # cells already say 'M' / 'G'
+    unit = f" ({objective.unit})" if objective.unit and not shown_scaled else ""
     return f"{objective.name}{unit} {arrow}"
 
 

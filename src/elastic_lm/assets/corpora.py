@@ -2,8 +2,7 @@
 
 Why plain columns: these readers know each package's file layout and nothing else;
 ``elastic_lm.data`` turns their output into ``datasets.Dataset`` objects with splits and
-tokenization,
-the same way it does for a user's own files.
+tokenization, the same way it does for a user's own files.
 """
 
 from __future__ import annotations

@@ -32,11 +32,11 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def tiny_tokenizer(tmp_path: Path) -> PreTrainedTokenizerBase:
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
     """A 28-word WordPiece tokenizer: no asset needed for the mechanics tests."""
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(TINY_VOCAB) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
+    assert len(tokenizer) == len(TINY_VOCAB)
+    return tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,9 @@ def _asset_corpus(name: str) -> Dataset:
     elif name in LABELLED_READERS:
         texts = LABELLED_READERS[name]()[0]["text"]
     else:
-        raise DataError(f"asset '{name}' is a {asset.kind}, not text: set data.source to a corpus")
+        raise DataError(
+            f"asset '{name}' is a model ({asset.kind}), not text: set data.source to a corpus"
+        )
     return _drop_empty(Dataset.from_dict({"text": texts}, features=_text_features()), name)
 
 

@@ -35,7 +35,10 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     """Hash of everything that changes token ids: the fast tokenizer's JSON, else its vocabulary."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        definition = backend.to_str()
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)  # per-call state that the tokenizer keeps between calls
+        spec.pop("padding", None)
+        definition = json.dumps(spec, sort_keys=True)
     else:
         definition = json.dumps(sorted(tokenizer.get_vocab().items()))
     extra = f"{type(tokenizer).__name__}|{tokenizer.all_special_tokens}"
@@ -48,6 +51,19 @@ def cache_file(kind: str, *parts: object) -> Path:
     folder = cache_dir() / CACHE_SUBDIR
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{kind}-{key}.arrow"
+
+
+def _cached_map(ds: Dataset, path: Path | None, function: Any, **kwargs: Any) -> Dataset:
+    """``ds.map`` whose result lives in ``path``; an existing file is read instead of recomputed.
+
+    ``datasets`` only consults its cache for file-backed datasets, so we check ourselves. ``map``
+    writes to a temporary file and moves it into place, so an existing file is always complete.
+    """
+    if path is None:
+        return ds.map(function, **kwargs)
+    if path.is_file():
+        return Dataset.from_file(str(path))
+    return ds.map(function, cache_file_name=str(path), **kwargs)
 
 
 def tokenize(
@@ -80,14 +96,7 @@ def tokenize(
         path = cache_file(
             "tok", data_fingerprint(ds), tokenizer_fingerprint(tokenizer), max_length, pair
         )
-    return ds.map(
-        encode,
-        batched=True,
-        remove_columns=drop,
-        cache_file_name=str(path) if path else None,
-        load_from_cache_file=use_cache,
-        desc="tokenizing",
-    )
+    return _cached_map(ds, path, encode, batched=True, remove_columns=drop, desc="tokenizing")
 
 
 def group_blocks(
@@ -118,14 +127,8 @@ def group_blocks(
         }
 
     path = cache_file("blocks", cache_key, block_size, eos_token_id) if cache_key else None
-    return ds.map(
-        chunk,
-        batched=True,
-        batch_size=1000,
-        remove_columns=ds.column_names,
-        cache_file_name=str(path) if path else None,
-        load_from_cache_file=path is not None,
-        desc="grouping blocks",
+    return _cached_map(
+        ds, path, chunk, batched=True, remove_columns=ds.column_names, desc="grouping blocks"
     )
 
 

@@ -162,6 +162,9 @@ def test_smollm2_real_conversion_loads_as_plain_llama(isolated_cache: Path) -> N
     assert getattr(model.config, "quantization_config", None) is None
     assert len(tokenizer) >= 49_152
     assert (path / "model.safetensors").is_file()
+    prompt = tokenizer("The capital of Germany is", return_tensors="pt")
+    out = model.generate(**prompt, max_new_tokens=3, do_sample=False)
+    assert "Berlin" in tokenizer.decode(out[0, prompt["input_ids"].shape[1] :])
 
 
 # --- CLI ------------------------------------------------------------------------------------

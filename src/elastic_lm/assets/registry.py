@@ -56,8 +56,7 @@ def _austen() -> Path | None:
 
 _PIP = "pip install --no-deps"
 _AUSTEN_INSTALL = (
-    "apt-get download r-cran-janeaustenr && "
-    "dpkg-deb -x r-cran-janeaustenr_*.deb {cache}/janeaustenr"
+    "apt-get download r-cran-janeaustenr && dpkg-deb -x r-cran-janeaustenr_*.deb {cache}/janeaustenr"
 )
 
 
@@ -98,9 +97,7 @@ class Asset:
         """The asset's path, or an AssetError that says how to install it."""
         path = self.path
         if path is None:
-            raise AssetError(
-                f"asset '{self.name}' is not installed; install it with: {self.install_command}"
-            )
+            raise AssetError(f"asset '{self.name}' is not installed; install it with: {self.install_command}")
         return path
 
     def info(self) -> dict[str, object]:

@@ -22,9 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``elastic-lm assets``."""
     parser.add_argument("names", nargs="*", help="assets to show (default: all)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--prepare", action="store_true", help="build the caches (converted SmolLM2 weights)"
-    )
+    parser.add_argument("--prepare", action="store_true", help="build the caches (converted SmolLM2 weights)")
 
 
 def _facts(names: list[str]) -> list[dict[str, object]]:

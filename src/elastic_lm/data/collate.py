@@ -31,9 +31,7 @@ def mlm_collator(
             f"tokenizer '{tokenizer.name_or_path}' has no mask token, so it cannot do data.task "
             "mlm: use a BERT-style tokenizer or set data.task to clm"
         )
-    return DataCollatorForLanguageModeling(
-        tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed
-    )
+    return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=mlm_probability, seed=seed)
 
 
 def clm_collator() -> Collator:

@@ -81,9 +81,7 @@ def load_splits(config: DataConfig) -> DatasetDict:
     if isinstance(data, Dataset):
         data = subsample(data, config.max_examples, config.seed)
     else:
-        data = DatasetDict(
-            {k: subsample(v, config.max_examples, config.seed) for k, v in data.items()}
-        )
+        data = DatasetDict({k: subsample(v, config.max_examples, config.seed) for k, v in data.items()})
     return split_dataset(data, config.validation_ratio, config.test_ratio, config.seed)
 
 
@@ -98,8 +96,6 @@ def prepare_data(
     return PreparedData(splits, collator, config.task, names)
 
 
-def build_dataloaders(
-    config: DataConfig, tokenizer: PreTrainedTokenizerBase, batch_size: int
-) -> DataLoaders:
+def build_dataloaders(config: DataConfig, tokenizer: PreTrainedTokenizerBase, batch_size: int) -> DataLoaders:
     """Everything in one call: ``config`` + tokenizer -> train/validation/test DataLoaders."""
     return prepare_data(config, tokenizer).dataloaders(batch_size, seed=config.seed)

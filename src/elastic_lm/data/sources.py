@@ -53,9 +53,7 @@ def _is_saved(path: Path) -> bool:
 def _txt_files(path: Path) -> list[Path]:
     files = [path] if path.is_file() else sorted(path.rglob("*.txt"))
     if not files:
-        raise DataError(
-            f"data.source folder '{path}' has no .txt files: add some or point elsewhere"
-        )
+        raise DataError(f"data.source folder '{path}' has no .txt files: add some or point elsewhere")
     return files
 
 
@@ -79,8 +77,7 @@ def _read_tabular(path: Path) -> Dataset:
 def _require_column(ds: Dataset, column: str, field: str, origin: object) -> None:
     if column not in ds.column_names:
         raise DataError(
-            f"{origin} has no column '{column}' (data.{field}); "
-            f"its columns are: {', '.join(ds.column_names)}"
+            f"{origin} has no column '{column}' (data.{field}); its columns are: {', '.join(ds.column_names)}"
         )
 
 
@@ -151,9 +148,7 @@ def _asset_corpus(name: str) -> Dataset:
     elif name in LABELLED_READERS:
         texts = LABELLED_READERS[name]()[0]["text"]
     else:
-        raise DataError(
-            f"asset '{name}' is a model ({asset.kind}), not text: set data.source to a corpus"
-        )
+        raise DataError(f"asset '{name}' is a model ({asset.kind}), not text: set data.source to a corpus")
     return _drop_empty(Dataset.from_dict({"text": texts}, features=_text_features()), name)
 
 
@@ -240,9 +235,7 @@ def _asset_labelled(name: str, text_pair_column: str | None, task: str) -> Datas
     return _drop_empty(Dataset.from_dict(columns, features=features), name)
 
 
-def _finish_labelled(
-    ds: Dataset, task: str, origin: object, uniques: list | None = None
-) -> Dataset:
+def _finish_labelled(ds: Dataset, task: str, origin: object, uniques: list | None = None) -> Dataset:
     ds = _drop_empty(ds, origin)
     if task == "regression":
         return encode_regression(ds, origin)

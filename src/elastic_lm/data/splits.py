@@ -46,9 +46,7 @@ def split_dataset(
     """
     if isinstance(data, DatasetDict):
         if "train" not in data:
-            raise DataError(
-                f"saved dataset has splits {list(data)} but no 'train': rename one to train"
-            )
+            raise DataError(f"saved dataset has splits {list(data)} but no 'train': rename one to train")
         out = {k: data[k] for k in SPLITS if k in data}
     else:
         out = {"train": data}

@@ -93,9 +93,7 @@ def tokenize(
     drop = [c for c in ("text", "text_pair") if c in ds.column_names]
     path = None
     if use_cache:
-        path = cache_file(
-            "tok", data_fingerprint(ds), tokenizer_fingerprint(tokenizer), max_length, pair
-        )
+        path = cache_file("tok", data_fingerprint(ds), tokenizer_fingerprint(tokenizer), max_length, pair)
     return _cached_map(ds, path, encode, batched=True, remove_columns=drop, desc="tokenizing")
 
 
@@ -127,9 +125,7 @@ def group_blocks(
         }
 
     path = cache_file("blocks", cache_key, block_size, eos_token_id) if cache_key else None
-    return _cached_map(
-        ds, path, chunk, batched=True, remove_columns=ds.column_names, desc="grouping blocks"
-    )
+    return _cached_map(ds, path, chunk, batched=True, remove_columns=ds.column_names, desc="grouping blocks")
 
 
 def tokenize_splits(
@@ -144,9 +140,7 @@ def tokenize_splits(
     out = {}
     for name, ds in splits.items():
         if task == "clm":
-            ids = tokenize(ds, tokenizer, None, use_cache=use_cache).remove_columns(
-                ["special_tokens_mask"]
-            )
+            ids = tokenize(ds, tokenizer, None, use_cache=use_cache).remove_columns(["special_tokens_mask"])
             key = data_fingerprint(ds) + tokenizer_fingerprint(tokenizer) if use_cache else None
             out[name] = group_blocks(ids, max_length, tokenizer.eos_token_id, cache_key=key)
         else:

@@ -66,3 +66,19 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(scalar)
+
+
+def test_named_budget_merges_over_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "recipe.yaml"
+    file.write_text(
+        "train:\n  steps: 1000\n  batch_size: 32\n"
+        "budgets:\n  quick:\n    train:\n      steps: 20\n  full:\n    train:\n      steps: 5000\n"
+    )
+    quick = load_config(file, budget="quick")
+    assert (quick.train.steps, quick.train.batch_size, quick.budget) == (20, 32, "quick")
+    assert load_config(file).train.steps == 1000  # no budget: the file as written
+    assert load_config(file, ["train.steps=7"], budget="full").train.steps == 7  # --set wins
+    with pytest.raises(
+        ConfigError, match="budget 'tiny' is not defined in the config; defined budgets: full, quick"
+    ):
+        load_config(file, budget="tiny")

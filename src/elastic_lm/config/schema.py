@@ -101,6 +101,7 @@ class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
     run_dir: Path = Path("runs/default")
+    budget: str | None = Field(None, description="the named budget of the recipe that was applied")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)

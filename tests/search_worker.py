@@ -2,7 +2,8 @@
 
 usage: search_worker.py STORAGE LOG N_TRIALS SEED [HANG_AT]
 Appends "start KEY" / "end KEY" lines to LOG around each expensive evaluation. With HANG_AT, the
-HANG_AT-th evaluation writes LOG.hang and sleeps until the test kills the process.
+HANG_AT-th evaluation writes LOG.hang and sleeps until the test kills the process. Once imported,
+the worker writes LOG.readySEED and waits for LOG.go, so that two workers really start together.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def main() -> None:
             f.write(f"end {arch.key()}\n")
         return error(arch)
 
+    Path(f"{log}.ready{seed}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(f"{log}.go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     run_search(
         DummySpace(),
         [Objective("size", size, cheap=True), Objective("error", logged_error)],

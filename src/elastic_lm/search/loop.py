@@ -46,6 +46,7 @@ from elastic_lm.search.study import (
 )
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+CLAIM_PREFIX = "claim:"
 Reclaim = Literal["dead", "all", "none"]
 
 
@@ -157,7 +158,12 @@ def run_search(
                 reclaim_stale(study, reclaim)
                 time.sleep(poll_s)
                 continue
-            trial = study.ask(fixed_distributions=distributions)
+            try:
+                trial = study.ask(fixed_distributions=distributions)
+                if not _claim(study, trial):
+                    continue  # another worker popped the same enqueued trial and runs it
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
             trial.set_user_attr(WORKER_ATTR, worker_id())
             ahead = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
             if sum(t.number < trial.number for t in ahead) >= n_trials:
@@ -168,6 +174,19 @@ def run_search(
     finally:
         bar.close()
     return SearchResult.from_study(study, objectives)
+
+
+def _claim(study: optuna.Study, trial: Trial) -> bool:
+    """Make sure no other worker runs this trial too.
+
+    SQLite has no row locks, so two processes can both take the same enqueued (WAITING) trial.
+    Each writes its own claim; all read them back and agree on the earliest one.
+    """
+    mine = f"{CLAIM_PREFIX}{worker_id()}"
+    trial.set_user_attr(mine, time.time_ns())
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    claims = {k: v for k, v in frozen.user_attrs.items() if k.startswith(CLAIM_PREFIX)}
+    return min(claims.items(), key=lambda kv: (kv[1], kv[0]))[0] == mine
 
 
 def _enqueue_initial_design(

@@ -185,3 +185,29 @@ def test_progress_bar_shows_best_and_hypervolume(capsys) -> None:  # type: ignor
     err = capsys.readouterr().err
     assert "size=0" in err
     assert "hv=" in err
+
+
+def test_storage_is_chosen_by_what_the_user_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optuna.storages import JournalStorage, RDBStorage
+
+    from elastic_lm.search import resolve_storage
+
+    assert resolve_storage(None) is None
+    assert isinstance(resolve_storage(tmp_path / "a" / "study.db"), RDBStorage)
+    assert (tmp_path / "a" / "study.db").exists()
+    assert isinstance(resolve_storage(tmp_path / "study.log"), JournalStorage)
+    assert isinstance(resolve_storage(f"sqlite:///{tmp_path / 'b.db'}"), RDBStorage)
+
+
+def test_reclaim_all_retries_running_trials_of_other_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from elastic_lm.search import reclaim_stale
+    from elastic_lm.search.study import RETRY_ATTR, WORKER_ATTR, create_or_load_study
+
+    study = create_or_load_study("search", tmp_path / "s.db", ["minimize", "minimize"])
+    trial = study.ask({"layer0.ffn": optuna.distributions.IntDistribution(0, 4)})
+    trial.set_user_attr(WORKER_ATTR, "elsewhere:1")
+    assert reclaim_stale(study, "dead") == []  # another host: cannot tell it is dead
+    assert reclaim_stale(study, "all") == [trial.number]
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    assert study.get_trials()[1].user_attrs[RETRY_ATTR] == trial.number

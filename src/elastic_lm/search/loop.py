@@ -33,6 +33,7 @@ from elastic_lm.search.study import (
     CACHED_ATTR,
     FEASIBLE_ATTR,
     KEY_ATTR,
+    METRIC_PREFIX,
     RETRY_ATTR,
     SURPLUS_ATTR,
     WORKER_ATTR,
@@ -224,7 +225,7 @@ class _Evaluator:
         previous = self._previous(study, trial.number, key)
         if previous is not None:
             for name, value in metrics_of(previous).items():
-                trial.set_user_attr(f"metric:{name}", value)
+                trial.set_user_attr(METRIC_PREFIX + name, value)
             trial.set_user_attr(FEASIBLE_ATTR, previous.user_attrs.get(FEASIBLE_ATTR, True))
             trial.set_user_attr(CACHED_ATTR, previous.number)
             if previous.state == TrialState.COMPLETE:

@@ -211,3 +211,26 @@ def test_reclaim_all_retries_running_trials_of_other_workers(tmp_path) -> None: 
     states = [t.state for t in study.get_trials()]
     assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
     assert study.get_trials()[1].user_attrs[RETRY_ATTR] == trial.number
+
+
+def test_heartbeat_marks_live_trials_and_silence_marks_dead_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from elastic_lm.search import reclaim_stale
+    from elastic_lm.search.loop import HEARTBEAT_ATTR, _Heartbeat
+    from elastic_lm.search.study import WORKER_ATTR, create_or_load_study
+
+    study = create_or_load_study("search", tmp_path / "s.db", ["minimize", "minimize"])
+    dist = {"layer0.ffn": optuna.distributions.IntDistribution(0, 4)}
+    alive, silent = study.ask(dist), study.ask(dist)
+    for t in (alive, silent):
+        t.set_user_attr(WORKER_ATTR, "other-host:1")
+    silent.set_user_attr(HEARTBEAT_ATTR, time.time() - 1000)
+    with _Heartbeat(alive, 0.01) as beat:
+        deadline = time.monotonic() + 10
+        while HEARTBEAT_ATTR not in study.get_trials()[0].user_attrs:
+            assert time.monotonic() < deadline, "no heartbeat written"
+            time.sleep(0.01)
+    assert beat._thread is not None
+    assert not beat._thread.is_alive()
+    assert reclaim_stale(study, "dead", stale_after_s=60) == [silent.number]

@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,6 +49,7 @@ from elastic_lm.search.study import (
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIM_PREFIX = "claim:"
+HEARTBEAT_ATTR = "heartbeat"
 Reclaim = Literal["dead", "all", "none"]
 
 
@@ -61,7 +63,7 @@ def _owner_dead(owner: str | None) -> bool:
         return False
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False  # another machine: cannot tell from here (use reclaim="all" when sure)
+        return False  # another machine: its heartbeat tells
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -71,20 +73,39 @@ def _owner_dead(owner: str | None) -> bool:
     return False
 
 
-def reclaim_stale(study: optuna.Study, mode: Reclaim = "dead") -> list[int]:
+def _last_sign_of_life(trial: FrozenTrial) -> float | None:
+    """Wall-clock seconds of the owner's last heartbeat (the claim counts as the first)."""
+    stamps = [v / 1e9 for k, v in trial.user_attrs.items() if k.startswith(CLAIM_PREFIX)]
+    if HEARTBEAT_ATTR in trial.user_attrs:
+        stamps.append(float(trial.user_attrs[HEARTBEAT_ATTR]))
+    return max(stamps) if stamps else None
+
+
+def _is_stale(trial: FrozenTrial, mode: Reclaim, stale_after_s: float | None) -> bool:
+    owner = trial.user_attrs.get(WORKER_ATTR)
+    if mode == "all":
+        return owner != worker_id()
+    if _owner_dead(owner):
+        return True
+    last = _last_sign_of_life(trial)
+    return stale_after_s is not None and last is not None and time.time() - last > stale_after_s
+
+
+def reclaim_stale(
+    study: optuna.Study, mode: Reclaim = "dead", stale_after_s: float | None = 300.0
+) -> list[int]:
     """Fail trials left RUNNING by a dead worker and enqueue their parameters again.
 
-    ``"dead"``: owners on this host whose process is gone. ``"all"``: every RUNNING trial not
-    ours (only when no other worker is alive). Returns the numbers of the reclaimed trials. Two
-    workers reclaiming at once is safe: only the one whose ``tell`` succeeds re-enqueues.
+    ``"dead"``: owners on this host whose process is gone, and owners anywhere whose heartbeat
+    is older than ``stale_after_s``. ``"all"``: every RUNNING trial not ours (only when no other
+    worker is alive). Returns the numbers of the reclaimed trials. Two workers reclaiming at once
+    is safe: only the one whose ``tell`` succeeds re-enqueues.
     """
     if mode == "none":
         return []
-    me = worker_id()
     reclaimed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get(WORKER_ATTR)
-        if not (_owner_dead(owner) if mode == "dead" else owner != me):
+        if not _is_stale(t, mode, stale_after_s):
             continue
         try:
             study.tell(t.number, state=TrialState.FAIL)
@@ -93,6 +114,38 @@ def reclaim_stale(study: optuna.Study, mode: Reclaim = "dead") -> list[int]:
         study.enqueue_trial(dict(t.params), user_attrs={RETRY_ATTR: t.number})
         reclaimed.append(t.number)
     return reclaimed
+
+
+class _Heartbeat:
+    """Writes the time into the trial every ``interval_s`` while an evaluation runs.
+
+    Optuna's own heartbeat only runs inside ``study.optimize`` and only for RDB storages; this one
+    works with ask/tell and every storage, so a worker on another machine can tell a dead one.
+    """
+
+    def __init__(self, trial: Trial, interval_s: float | None) -> None:
+        self._trial, self._interval = trial, interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self._interval:
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        assert self._interval is not None
+        while not self._stop.wait(self._interval):
+            try:
+                self._trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return  # reclaimed by another worker: nothing left to keep alive
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def run_search(
@@ -109,13 +162,17 @@ def run_search(
     strategy_options: dict[str, Any] | None = None,
     size_fn: Callable[[Architecture], float] | None = None,
     reclaim: Reclaim = "dead",
+    heartbeat_s: float | None = 30.0,
     poll_s: float = 0.05,
 ) -> SearchResult:
     """Search ``space`` until the study holds ``n_trials`` finished trials; return all results.
 
     ``storage``: None (in memory), a SQLite path, a journal path (.log/.journal/.jsonl) or any
     Optuna storage URL. ``seed`` makes one worker reproducible; give each worker its own seed.
+    A RUNNING trial whose worker died (its process is gone, or no heartbeat for
+    ``5 * heartbeat_s``) is failed and its architecture retried; see :func:`reclaim_stale`.
     """
+    stale_after = 5 * heartbeat_s if heartbeat_s else None
     if n_trials < 1:
         raise ConfigError(f"n_trials={n_trials} must be at least 1")
     check_names(objectives, constraints)
@@ -138,11 +195,13 @@ def run_search(
         sampler,
         metric_names=[o.name for o in objectives],
     )
-    reclaim_stale(study, reclaim)
+    reclaim_stale(study, reclaim, stale_after)
     if initial_design and not study.get_trials(deepcopy=False):
         _enqueue_initial_design(study, space, constraints)
 
     evaluator = _Evaluator(space, objectives, constraints, poll_s)
+    evaluator.heartbeat_s = heartbeat_s
+    evaluator.on_wait = lambda: reclaim_stale(study, reclaim, stale_after)
     distributions = param_distributions(space)
     bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=f"search {study_name}")
     try:
@@ -156,7 +215,7 @@ def run_search(
             if finished >= n_trials:
                 break
             if finished + running >= n_trials:  # the rest of the budget is being run elsewhere
-                reclaim_stale(study, reclaim)
+                reclaim_stale(study, reclaim, stale_after)
                 time.sleep(poll_s)
                 continue
             try:
@@ -216,6 +275,8 @@ class _Evaluator:
         self.objectives = list(objectives)
         self.constraints = list(constraints)
         self.poll_s = poll_s
+        self.heartbeat_s: float | None = None
+        self.on_wait: Callable[[], object] = lambda: None
 
     def run(self, study: optuna.Study, trial: Trial) -> None:
         arch = arch_of(self.space, trial.params)
@@ -234,7 +295,8 @@ class _Evaluator:
                 study.tell(trial, state=TrialState.PRUNED)
             return
         try:
-            metrics, ok = self.evaluate(arch)
+            with _Heartbeat(trial, self.heartbeat_s):
+                metrics, ok = self.evaluate(arch)
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -275,6 +337,7 @@ class _Evaluator:
                 return min(done, key=lambda t: t.number)
             if not any(t.state == TrialState.RUNNING and t.number < number for t in same):
                 return None
+            self.on_wait()  # the one we wait for may belong to a dead worker
             time.sleep(self.poll_s)
 
 

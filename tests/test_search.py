@@ -234,3 +234,31 @@ def test_heartbeat_marks_live_trials_and_silence_marks_dead_ones(tmp_path) -> No
     assert beat._thread is not None
     assert not beat._thread.is_alive()
     assert reclaim_stale(study, "dead", stale_after_s=60) == [silent.number]
+
+
+def test_interrupted_evaluation_is_retried_on_resume(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    counter: Counter[str] = Counter()
+    objectives = two_objectives(counter)
+
+    stopped: list[str] = []
+
+    def interrupted(arch: Architecture) -> float:
+        if sum(counter.values()) == 4:
+            stopped.append(arch.key())
+            raise KeyboardInterrupt
+        return objectives[1].fn(arch)
+
+    storage = tmp_path / "study.db"
+    with pytest.raises(KeyboardInterrupt):
+        search(
+            "random",
+            0,
+            n_trials=8,
+            storage=storage,
+            objectives=[objectives[0], Objective("error", interrupted)],
+        )
+    result = search("random", 0, n_trials=8, storage=storage, objectives=objectives)
+    assert len(result.evaluations) == 8
+    assert sum(counter.values()) == 8  # 4 before, the interrupted one and 3 more
+    assert max(counter.values()) == 1
+    assert counter[stopped[0]] == 1  # the interrupted architecture was evaluated on resume

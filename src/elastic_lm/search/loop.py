@@ -283,7 +283,18 @@ class _Evaluator:
         key = arch.key()
         trial.set_user_attr(ARCH_ATTR, arch.to_json())
         trial.set_user_attr(KEY_ATTR, key)
-        previous = self._previous(study, trial.number, key)
+        try:
+            with _Heartbeat(trial, self.heartbeat_s):  # also while waiting for another worker
+                previous = self._previous(study, trial.number, key)
+                if previous is None:
+                    metrics, ok = self.evaluate(arch)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)  # stopped by the user: retried on resume
+            study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
+            raise
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)  # a bug or a user error: not retried
+            raise
         if previous is not None:
             for name, value in metrics_of(previous).items():
                 trial.set_user_attr(METRIC_PREFIX + name, value)
@@ -294,12 +305,6 @@ class _Evaluator:
             else:
                 study.tell(trial, state=TrialState.PRUNED)
             return
-        try:
-            with _Heartbeat(trial, self.heartbeat_s):
-                metrics, ok = self.evaluate(arch)
-        except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
-            raise
         for name, value in metric_attrs(metrics).items():
             trial.set_user_attr(name, value)
         trial.set_user_attr(FEASIBLE_ATTR, ok)

@@ -203,7 +203,7 @@ def run_search(
     evaluator.heartbeat_s = heartbeat_s
     evaluator.on_wait = lambda: reclaim_stale(study, reclaim, stale_after)
     distributions = param_distributions(space)
-    bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=f"search {study_name}")
+    bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=study_name)
     try:
         while True:
             trials = study.get_trials(deepcopy=False)

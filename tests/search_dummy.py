@@ -48,9 +48,7 @@ class DummySpace:
         arch = self.smallest()
         for _ in range(50):
             p = (b + rng.random()) / n_bins
-            arch = self.decode(
-                [sum(rng.random() < p for _ in range(self.k - 1)) for _ in range(self.n)]
-            )
+            arch = self.decode([sum(rng.random() < p for _ in range(self.k - 1)) for _ in range(self.n)])
             if lo <= size_fn(arch) <= hi:
                 break
         return arch

@@ -75,9 +75,7 @@ def test_resume_after_killed_worker_loses_and_repeats_nothing(tmp_path: Path) ->
         return error(arch)
 
     objectives = [Objective("size", size, cheap=True), Objective("error", counted)]
-    result = run_search(
-        DummySpace(), objectives, n_trials=n, storage=storage, seed=1, progress=False
-    )
+    result = run_search(DummySpace(), objectives, n_trials=n, storage=storage, seed=1, progress=False)
     _, ended_before = _log(log)
     assert killed_key not in ended_before
     assert counts[killed_key] == 1  # the orphaned architecture was evaluated, once

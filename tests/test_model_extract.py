@@ -68,6 +68,8 @@ def llama_config(task: str) -> ElasticConfig:
 @st.composite
 def heads_choice(draw: st.DrawFn, max_heads: int, max_kv: int) -> dict:
     group = max_heads // max_kv
+    if draw(st.integers(0, 5)) == 0:  # every head pruned: the sub-layer adds only its bias
+        return {"head_ids": ()}
     if draw(st.booleans()):  # explicit subset, equal count per kept KV group
         groups = draw(st.lists(st.integers(0, max_kv - 1), min_size=1, unique=True))
         per = draw(st.integers(1, group))

@@ -306,3 +306,29 @@ def test_checkpoint_loads_without_conform(tmp_path) -> None:
     model.save_pretrained(tmp_path)
     again = build_model(ElasticConfig.from_pretrained(tmp_path))
     assert layer_sizes(again) == layer_sizes(model)
+
+
+def test_mobilebert_stack_grows_together_and_keeps_its_function() -> None:
+    space = preset(
+        "elm", layers=2, hidden=16, heads=4, ffn=8, ffn_step=4, ffn_stack=2, hidden_choices=(8, 16)
+    )
+    model = tiny_model(space)
+    mobile = space.largest()
+    mobile = mobile.replace_layer(
+        0, mobile.layers[0].__class__("mobilebert", heads=4, ffn=8, bottleneck=8, ffn_stack=2)
+    )
+    before = logits(model, mobile)
+    settings = DynamicSettings(**{**WIDEN, "saturation": 0.01})  # every FFN counts as saturated
+    adj = DynamicModules(settings).maybe_adjust(0, model, space, batches(2))
+    assert adj is not None
+    assert sorted((c.layer, c.block) for c in adj.changes) == [
+        (0, "bert"),
+        (0, "mobilebert"),
+        (1, "bert"),
+        (1, "mobilebert"),
+    ]
+    stack = model.model.layers[0]["mobilebert"].ffns
+    assert [f.inner for f in stack] == [12, 12]
+    assert model.config.layer_sizes[0]["mobilebert"]["intermediate_size"] == 12
+    torch.testing.assert_close(logits(model, mobile), before, rtol=0, atol=1e-5)
+    assert dimension_choices(adj.space, "layer0.ffn") == (4, 8, 12)

@@ -164,8 +164,9 @@ def test_extracted_equals_selected_supernet_and_sizes_agree(data: st.DataObject)
 
 
 def measured_flops(model, batch: dict[str, torch.Tensor]) -> int:
-    """torch's own FLOP counter; attention weights are asked for because the counter does not see
-    inside the CPU kernel of scaled_dot_product_attention (the eager path is the same arithmetic)."""
+    """torch's own FLOP counter. Attention weights are asked for because the counter does not
+    see inside the CPU kernel of scaled_dot_product_attention (the eager path does the same
+    arithmetic)."""
     with FlopCounterMode(display=False) as counter:
         model(**batch, output_attentions=True)
     return counter.get_total_flops()

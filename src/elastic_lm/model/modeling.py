@@ -189,15 +189,31 @@ class ElasticModel(ElasticPreTrainedModel):
         return Architecture(hidden=self.config.hidden_size, layers=tuple(layers))
 
     def _set(self, arch: Architecture) -> None:
+        previous = getattr(self, "_arch", None)
+        try:
+            self._select_layers(arch)
+        except ArchitectureError:
+            if previous is not None and previous is not arch:  # never leave a half-set model
+                self._select_layers(previous)
+            raise
+
+    def _select_layers(self, arch: Architecture) -> None:
         shapes = resolve(self.config, arch)
         fixed = self.config.fixed_architecture is not None
         plan: list[tuple[nn.Module, int] | None] = []
         for i, (la, s) in enumerate(zip(arch.layers, shapes, strict=True)):
             if s is None:
                 plan.append(None)
+                if not fixed:
+                    for other in self.layers[i].values():
+                        other.reset()
                 continue
             module = self.layers[i] if fixed else self.layers[i][la.block]
             module.select(la, s.hidden)
+            if not fixed:  # idle candidates go back to full size, so no stale selection lingers
+                for name, other in self.layers[i].items():
+                    if name != la.block:
+                        other.reset()
             plan.append((module, s.hidden))
         self.embeddings.select(arch.hidden)
         self._plan, self._width, self._arch = plan, arch.hidden, arch

@@ -1,0 +1,154 @@
+"""``ElasticConfig``: the shape of a super-network (or, with ``architecture`` set, of one extracted
+model)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+from elastic_lm.architecture import BLOCK_TYPES, Architecture
+from elastic_lm.errors import ConfigError
+
+TASKS: tuple[str, ...] = ("masked-lm", "causal-lm", "sequence-classification")
+
+
+class ElasticConfig(PreTrainedConfig):
+    """Upper bounds of every elastic dimension plus the fixed choices (norm, positions, task).
+
+    ``block_candidates[i]`` lists the block types layer position ``i`` can take ("identity" is
+    always
+    allowed). ``architecture`` (an :meth:`Architecture.to_dict`) is set only for an extracted model:
+    then each layer is built at exactly that layer's size and ``block_candidates`` has one entry
+    each.
+    """
+
+    model_type = "elastic-lm"
+
+    vocab_size: int = 30522
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_size: int = 768
+    num_layers: int = 12
+    block_candidates: list | None = None
+    num_attention_heads: int = 12
+    head_dim: int = 64
+    num_key_value_heads: int = 0  # 0: as many as query heads (plain multi-head attention)
+    intermediate_size: int = 3072
+    bottleneck_size: int = 128
+    ffn_stack: int = 4
+    conv_kernel_size: int = 7
+    hidden_act: str = "gelu"
+    norm: str = "layernorm"
+    norm_eps: float = 1e-12
+    positions: str = "learned"
+    rope_theta: float = 10000.0
+    position_offset: int = 0  # RoBERTa: positions count from pad_token_id + 1, skipping padding
+    embedding_norm: bool = True
+    final_norm: bool = False
+    use_bias: bool = True
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    initializer_range: float = 0.02
+    task: str = "masked-lm"
+    pooling: str = "first"
+    pad_token_id: int | None = 0
+    tie_word_embeddings: bool = True
+    architecture: dict | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        if not self.num_key_value_heads:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.block_candidates is None:
+            self.block_candidates = [["bert"] for _ in range(self.num_layers)]
+        self.block_candidates = [list(c) for c in self.block_candidates]
+        self._check()
+
+    def _check(self) -> None:
+        def bad(field: str, value: object, fix: str) -> ConfigError:
+            return ConfigError(f"ElasticConfig.{field}={value!r} is not allowed; {fix}")
+
+        if self.task not in TASKS:
+            raise bad("task", self.task, f"use one of {', '.join(TASKS)}")
+        if self.norm not in ("layernorm", "rmsnorm"):
+            raise bad("norm", self.norm, "use 'layernorm' or 'rmsnorm'")
+        if self.positions not in ("learned", "rope"):
+            raise bad("positions", self.positions, "use 'learned' or 'rope'")
+        if self.pooling not in ("first", "last"):
+            raise bad("pooling", self.pooling, "use 'first' or 'last'")
+        if len(self.block_candidates) != self.num_layers:
+            raise bad(
+                "block_candidates",
+                f"<{len(self.block_candidates)} entries>",
+                f"give one list per layer position (num_layers={self.num_layers})",
+            )
+        for cands in self.block_candidates:
+            for b in cands:
+                if b not in BLOCK_TYPES:
+                    raise bad(
+                        "block_candidates", b, f"use block types from {', '.join(BLOCK_TYPES)}"
+                    )
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise bad(
+                "num_key_value_heads",
+                self.num_key_value_heads,
+                "it must divide num_attention_heads",
+            )
+        if self.conv_kernel_size % 2 != 1:
+            raise bad("conv_kernel_size", self.conv_kernel_size, "use an odd kernel (e.g. 7)")
+
+    @property
+    def is_causal(self) -> bool:
+        return self.task == "causal-lm"
+
+    @property
+    def fixed_architecture(self) -> Architecture | None:
+        return None if self.architecture is None else Architecture.from_dict(self.architecture)
+
+    @classmethod
+    def for_supernet(
+        cls,
+        largest: Architecture,
+        block_types: Sequence[Sequence[str]],
+        vocab_size: int,
+        task: str = "masked-lm",
+        **shape: Any,
+    ) -> ElasticConfig:
+        """A super-network big enough for every member of a search space.
+
+        ``largest`` is the space's largest member (its per-layer sizes become the upper bounds) and
+        ``block_types[i]`` the block types layer ``i`` can take. Other fields (``head_dim``,
+        ``norm``,
+        ``positions``...) come from ``shape``.
+        """
+        if len(block_types) != len(largest.layers):
+            raise ConfigError(
+                f"block_types has {len(block_types)} entries but the largest architecture has "
+                f"{len(largest.layers)} layers; give one tuple of block types per layer"
+            )
+
+        def biggest(name: str, default: int) -> int:
+            values = [getattr(layer, name) for layer in largest.layers]
+            if name == "heads":
+                values += [len(la.head_ids) for la in largest.layers if la.head_ids is not None]
+            if name == "ffn":
+                values += [len(la.ffn_ids) for la in largest.layers if la.ffn_ids is not None]
+            return max([v for v in values if v] or [default])
+
+        hidden = max([largest.hidden] + [la.hidden for la in largest.layers])
+        fields: dict[str, Any] = {
+            "hidden_size": hidden,
+            "num_layers": len(largest.layers),
+            "block_candidates": [list(b) for b in block_types],
+            "num_attention_heads": biggest("heads", 12),
+            "num_key_value_heads": biggest("kv_heads", 0),
+            "intermediate_size": biggest("ffn", 4 * hidden),
+            "bottleneck_size": biggest("bottleneck", 128),
+            "ffn_stack": biggest("ffn_stack", 1),
+            "conv_kernel_size": biggest("kernel", 7),
+        }
+        fields["head_dim"] = shape.pop("head_dim", max(1, hidden // fields["num_attention_heads"]))
+        fields.update(shape)
+        return cls(vocab_size=vocab_size, task=task, **fields)

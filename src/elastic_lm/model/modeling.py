@@ -1,0 +1,293 @@
+"""The elastic backbone ``ElasticModel`` and the shared sub-network API (set / reset / extract).
+
+Layer positions of a super-network hold one module per candidate block type
+(``layers.{i}.{block}``);
+an extracted model holds exactly one block per kept layer (``layers.{i}``), built at its exact size.
+``set_architecture`` narrows every module once and records a plan (module, width) per position, so
+the
+forward pass is a plain loop with no per-call bookkeeping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput
+
+from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.errors import ArchitectureError
+from elastic_lm.model.attention import LayerContext
+from elastic_lm.model.blocks import build_block
+from elastic_lm.model.config import ElasticConfig
+from elastic_lm.model.embeddings import ElasticEmbeddings, RotaryEmbedding
+from elastic_lm.model.feedforward import ElasticDepthwiseConv
+from elastic_lm.model.primitives import (
+    ElasticLayerNorm,
+    ElasticRMSNorm,
+    fit_width,
+    make_norm,
+)
+from elastic_lm.model.shapes import built_shape, max_shape, resolve
+
+
+class ElasticPreTrainedModel(PreTrainedModel):
+    """Hugging Face plumbing plus the sub-network API every elastic model shares."""
+
+    config_class = ElasticConfig
+    config: ElasticConfig
+    base_model_prefix = "model"
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, ElasticLayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, ElasticRMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, ElasticDepthwiseConv):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+        elif getattr(module, "zero_bias_init", False):
+            init.zeros_(module.bias)
+
+    # -- the sub-network API -------------------------------------------------------------------
+    @property
+    def backbone(self) -> ElasticModel:
+        return getattr(self, self.base_model_prefix, self)  # type: ignore[return-value]
+
+    @property
+    def architecture(self) -> Architecture:
+        """The architecture currently selected (the largest one after ``reset``)."""
+        return self.backbone._arch
+
+    def set_architecture(self, arch: Architecture) -> None:
+        """Narrow every layer to ``arch``; raises ``ArchitectureError`` when it does not fit."""
+        self.backbone._set(arch)
+        self._select_head(arch.hidden)
+
+    def reset(self) -> None:
+        """Back to the largest network."""
+        self.set_architecture(self.backbone.largest())
+
+    def _select_head(self, width: int) -> None:
+        """Task heads narrow themselves to the output width; the backbone has none."""
+
+    @contextmanager
+    def using(self, arch: Architecture) -> Iterator[Self]:
+        """Run with ``arch`` selected, then restore what was selected before."""
+        previous = self.architecture
+        self.set_architecture(arch)
+        try:
+            yield self
+        finally:
+            self.set_architecture(previous)
+
+    def extract(self, arch: Architecture | None = None) -> Self:
+        """A standalone model of the same class holding exactly the sub-network ``arch``.
+
+        Its config carries the resolved architecture (explicit sizes, identity layers removed) and
+        its weights are copies, so training it does not touch the super-network.
+        """
+        arch = arch if arch is not None else self.architecture
+        shapes = resolve(self.config, arch)
+        kept = [(i, s) for i, s in enumerate(shapes) if s is not None]
+        fixed = Architecture(
+            hidden=arch.hidden, layers=tuple(s.to_layer_arch() for _, s in kept), meta=arch.meta
+        )
+        data = self.config.to_dict()
+        data.update(
+            hidden_size=arch.hidden,
+            num_layers=len(kept),
+            block_candidates=[[s.block] for _, s in kept],
+            architecture=fixed.to_dict(),
+        )
+        for key in ("model_type", "transformers_version"):
+            data.pop(key, None)
+        new_config = ElasticConfig(**data)
+        new = type(self)(new_config)
+        source_fixed = self.config.fixed_architecture is not None
+        layer_of = {str(n): (i, s.block) for n, (i, s) in enumerate(kept)}
+        pattern = re.compile(r"^((?:[\w.]*\.)?layers)\.(\d+)")
+
+        def source_name(owner: str) -> str:
+            def sub(m: re.Match[str]) -> str:
+                i, block = layer_of[m.group(2)]
+                return f"{m.group(1)}.{i}" if source_fixed else f"{m.group(1)}.{i}.{block}"
+
+            return pattern.sub(sub, owner, count=1)
+
+        modules = dict(self.named_modules())
+        with self.using(arch), torch.no_grad():
+            for name, param in new.named_parameters():
+                owner, pname = name.rsplit(".", 1) if "." in name else ("", name)
+                mod = modules[source_name(owner)]
+                tensor = mod.sliced()[pname] if hasattr(mod, "sliced") else getattr(mod, pname)
+                for dim, size in enumerate(param.shape):
+                    tensor = tensor.narrow(dim, 0, size)
+                param.copy_(tensor)
+        ref = next(self.parameters())
+        return new.to(device=ref.device, dtype=ref.dtype)
+
+
+class ElasticModel(ElasticPreTrainedModel):
+    """The elastic transformer backbone: embeddings, layer positions, optional final norm."""
+
+    def __init__(self, config: ElasticConfig) -> None:
+        super().__init__(config)
+        fixed = config.fixed_architecture
+        self.embeddings = ElasticEmbeddings(config, config.hidden_size)
+        if fixed is None:
+            self.layers = nn.ModuleList(
+                nn.ModuleDict(
+                    {b: build_block(config, max_shape(config, b)) for b in cands if b != "identity"}
+                )
+                for cands in config.block_candidates
+            )
+        else:
+            self.layers = nn.ModuleList(
+                build_block(config, built_shape(config, fixed, i)) for i in range(config.num_layers)
+            )
+        self.final_norm = (
+            make_norm(config.norm, config.hidden_size, config.norm_eps)
+            if config.final_norm
+            else None
+        )
+        self.rotary = (
+            RotaryEmbedding(config.head_dim, config.rope_theta)
+            if config.positions == "rope"
+            else None
+        )
+        self._plan: list[tuple[nn.Module, int] | None] = []
+        self._arch = self.largest()
+        self._width = config.hidden_size
+        self.post_init()
+        self._set(self._arch)
+
+    def largest(self) -> Architecture:
+        """The full network: the fixed architecture, or every position at its first block type."""
+        fixed = self.config.fixed_architecture
+        if fixed is not None:
+            return fixed
+        layers = []
+        for cands in self.config.block_candidates:
+            real = [b for b in cands if b != "identity"]
+            layers.append(LayerArch(block=real[0] if real else "identity"))
+        return Architecture(hidden=self.config.hidden_size, layers=tuple(layers))
+
+    def _set(self, arch: Architecture) -> None:
+        shapes = resolve(self.config, arch)
+        fixed = self.config.fixed_architecture is not None
+        plan: list[tuple[nn.Module, int] | None] = []
+        for i, (la, s) in enumerate(zip(arch.layers, shapes, strict=True)):
+            if s is None:
+                plan.append(None)
+                continue
+            module = self.layers[i] if fixed else self.layers[i][la.block]
+            module.select(la, s.hidden)
+            plan.append((module, s.hidden))
+        self.embeddings.select(arch.hidden)
+        self._plan, self._width, self._arch = plan, arch.hidden, arch
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.word
+
+    def context(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        dtype: torch.dtype,
+        output_attentions: bool = False,
+    ) -> LayerContext:
+        """Masks and RoPE tables for one forward pass (shared by every layer)."""
+        B, T = input_ids.shape[:2]
+        causal = self.config.is_causal
+        bias = token_mask = None
+        if attention_mask is not None and not bool(attention_mask.all()):
+            token_mask = attention_mask
+            allowed = attention_mask.bool()[:, None, None, :]
+            if causal:
+                tril = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+                allowed = allowed & tril
+            bias = torch.zeros(allowed.shape, dtype=dtype, device=input_ids.device)
+            bias = bias.masked_fill(~allowed, torch.finfo(dtype).min)
+        rope = None
+        if self.rotary is not None:
+            if position_ids is None:
+                position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
+            rope = self.rotary(position_ids, dtype)
+        return LayerContext(bias, causal and bias is None, rope, token_mask, output_attentions)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> BaseModelOutput:
+        """``hidden_states`` has the embedding output and one entry per layer position (a dropped
+        layer repeats its input), each in that layer's width."""
+        learned = self.embeddings.position is not None
+        x = self.embeddings(input_ids, token_type_ids, position_ids if learned else None)
+        ctx = self.context(
+            input_ids,
+            attention_mask,
+            None if learned else position_ids,
+            x.dtype,
+            bool(output_attentions),
+        )
+        states: tuple[torch.Tensor, ...] | None = (x,) if output_hidden_states else None
+        attns: tuple[torch.Tensor | None, ...] | None = () if output_attentions else None
+        for step in self._plan:
+            if step is not None:
+                block, width = step
+                x, w = block(fit_width(x, width), ctx)
+                if attns is not None:
+                    attns += (w,)
+            if states is not None:
+                states += (x,)
+        x = fit_width(x, self._width)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return BaseModelOutput(last_hidden_state=x, hidden_states=states, attentions=attns)
+
+    def forward_layer(
+        self,
+        index: int,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run only layer position ``index`` (as selected) on ``hidden``: block-wise distillation
+        feeds each student block its teacher's previous output. Input of another width is fitted
+        (sliced / zero-padded); the output has the layer's width."""
+        if not 0 <= index < len(self._plan):
+            raise ArchitectureError(f"layer index={index} is outside 0..{len(self._plan) - 1}")
+        step = self._plan[index]
+        if step is None:
+            return hidden
+        block, width = step
+        ids = hidden[..., 0].long()
+        ctx = self.context(ids, attention_mask, position_ids, hidden.dtype)
+        return block(fit_width(hidden, width), ctx)[0]
+
+
+__all__ = ["ElasticModel", "ElasticPreTrainedModel"]

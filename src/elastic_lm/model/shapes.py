@@ -1,0 +1,134 @@
+"""Concrete per-layer sizes: what a ``LayerArch`` means once its defaults (0 = "all") are filled in.
+
+Shared by the model (to build an extracted layer at exactly its size) and by the analytic size
+metrics,
+so that both agree on the same rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.errors import ArchitectureError
+from elastic_lm.model.attention import select_heads
+from elastic_lm.model.config import ElasticConfig
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """Exact sizes of one layer (the resolved form of a ``LayerArch``)."""
+
+    block: str
+    hidden: int
+    heads: int = 0
+    kv_heads: int = 0
+    ffn: int = 0
+    kernel: int = 0
+    bottleneck: int = 0
+    ffn_stack: int = 0
+
+    def to_layer_arch(self) -> LayerArch:
+        return LayerArch(
+            block=self.block,
+            hidden=self.hidden,
+            heads=self.heads,
+            kv_heads=self.kv_heads,
+            ffn=self.ffn,
+            kernel=self.kernel,
+            bottleneck=self.bottleneck,
+            ffn_stack=self.ffn_stack,
+        )
+
+
+USES: dict[str, frozenset[str]] = {
+    "bert": frozenset({"heads", "ffn"}),
+    "mobilebert": frozenset({"heads", "ffn", "bottleneck", "ffn_stack"}),
+    "attention": frozenset({"heads"}),
+    "ffn": frozenset({"ffn"}),
+    "sepconv": frozenset({"kernel"}),
+    "llama": frozenset({"heads", "ffn"}),
+    "gpt2": frozenset({"heads", "ffn"}),
+    "identity": frozenset(),
+}
+
+
+def max_shape(config: ElasticConfig, block: str, hidden: int | None = None) -> LayerShape:
+    """The largest layer of a block type that a super-network config allows."""
+    uses = USES[block]
+    return LayerShape(
+        block=block,
+        hidden=hidden or config.hidden_size,
+        heads=config.num_attention_heads if "heads" in uses else 0,
+        kv_heads=config.num_key_value_heads if "heads" in uses else 0,
+        ffn=config.intermediate_size if "ffn" in uses else 0,
+        kernel=config.conv_kernel_size if "kernel" in uses else 0,
+        bottleneck=config.bottleneck_size if "bottleneck" in uses else 0,
+        ffn_stack=config.ffn_stack if "ffn_stack" in uses else 0,
+    )
+
+
+def resolve_layer(la: LayerArch, width: int, full: LayerShape) -> LayerShape:
+    """Fill a layer's defaults from ``full`` (its largest size) and check it fits."""
+    uses = USES[la.block]
+    heads = kv = 0
+    if "heads" in uses:
+        q, k = select_heads(full.heads, full.kv_heads, la.heads, la.kv_heads, la.head_ids)
+        heads, kv = len(q), len(k)
+    ffn = 0
+    if "ffn" in uses:
+        ffn = len(la.ffn_ids) if la.ffn_ids is not None else (la.ffn or full.ffn)
+    out = LayerShape(
+        block=la.block,
+        hidden=width,
+        heads=heads,
+        kv_heads=kv,
+        ffn=ffn,
+        kernel=(la.kernel or full.kernel) if "kernel" in uses else 0,
+        bottleneck=(la.bottleneck or full.bottleneck) if "bottleneck" in uses else 0,
+        ffn_stack=(la.ffn_stack or full.ffn_stack) if "ffn_stack" in uses else 0,
+    )
+    for name in ("hidden", "ffn", "kernel", "bottleneck", "ffn_stack"):
+        if getattr(out, name) > getattr(full, name):
+            raise ArchitectureError(
+                f"{la.block} layer {name}={getattr(out, name)} exceeds the super-network's "
+                f"{getattr(full, name)}; choose at most {getattr(full, name)}"
+            )
+    return out
+
+
+def resolve(config: ElasticConfig, arch: Architecture) -> list[LayerShape | None]:
+    """One resolved shape per layer position (``None`` for identity), checked against ``config``."""
+    fixed = config.fixed_architecture
+    if len(arch.layers) != config.num_layers:
+        raise ArchitectureError(
+            f"architecture has {len(arch.layers)} layers but the model has {config.num_layers} "
+            "layer positions; give one LayerArch per position (identity to drop one)"
+        )
+    hidden_max = config.hidden_size
+    if arch.hidden > hidden_max:
+        raise ArchitectureError(
+            f"hidden={arch.hidden} exceeds the model's {hidden_max}; choose less"
+        )
+    shapes: list[LayerShape | None] = []
+    for i, la in enumerate(arch.layers):
+        if la.is_identity:
+            shapes.append(None)
+            continue
+        if la.block not in config.block_candidates[i]:
+            raise ArchitectureError(
+                f"layer {i} block={la.block!r} is not a candidate there; "
+                f"choose one of {config.block_candidates[i]} or 'identity'"
+            )
+        width = arch.layer_hidden(i)
+        full = built_shape(config, fixed, i) if fixed is not None else max_shape(config, la.block)
+        shapes.append(resolve_layer(la, width, full))
+    return shapes
+
+
+def built_shape(config: ElasticConfig, fixed: Architecture, index: int) -> LayerShape:
+    """The size layer ``index`` of a model with a fixed architecture is built at."""
+    la = fixed.layers[index]
+    return resolve_layer(
+        la, fixed.layer_hidden(index), max_shape(config, la.block, fixed.layer_hidden(index))
+    )

@@ -378,3 +378,68 @@ def test_two_process_gloo_matches_one_process(tmp_path):
     assert [r["name"] for r in val_one] == [r["name"] for r in val_two]
     for x, y in zip(val_one, val_two, strict=True):
         assert float(x["value"]) == pytest.approx(float(y["value"]), abs=1e-4)
+
+
+# --- the real elastic model -------------------------------------------------------------------
+
+
+def _real_case():
+    from dummy_train_space import DummySpace
+    from elastic_lm.model import ElasticConfig, ElasticForMaskedLM
+
+    torch.manual_seed(0)
+    config = ElasticConfig(
+        vocab_size=24,
+        max_position_embeddings=16,
+        hidden_size=32,
+        num_layers=2,
+        num_attention_heads=2,
+        head_dim=8,
+        intermediate_size=64,
+        hidden_dropout_prob=0.1,
+    )
+    model = ElasticForMaskedLM(config)
+    strategy = make_strategy("inplace-distill", DummySpace(2), n_random=1, seed=0)
+    losses = CombinedLoss(
+        [{"name": "mlm", "when": ["labels"]}, {"name": "logit-kd"}, {"name": "relational"}]
+    )
+    return model, strategy, losses
+
+
+def test_real_elastic_model_trains_and_resumes_exactly(tmp_path):
+    data, opts = toy_data(12), dict(steps=4, checkpoint_every=2, learning_rate=3e-3)
+    model, strategy, losses = _real_case()
+    straight = train_supernet(
+        model,
+        strategy,
+        losses,
+        data,
+        val_data=toy_data(4, seed=1),
+        settings=settings(**opts),
+        run_dir=tmp_path / "a",
+    )
+    assert straight.losses[-1] < straight.losses[0]
+    assert set(straight.val) == {"largest", "smallest", "middle"}
+    expected = weights(model)
+
+    model, strategy, losses = _real_case()
+    with pytest.raises(CrashError):
+        train_supernet(
+            model,
+            strategy,
+            losses,
+            data,
+            settings=settings(**opts, batch_hook=interrupt_at(2)),
+            run_dir=tmp_path / "b",
+        )
+    model, strategy, losses = _real_case()
+    train_supernet(
+        model,
+        strategy,
+        losses,
+        data,
+        settings=settings(**opts, resume=True),
+        run_dir=tmp_path / "b",
+    )
+    for name, value in weights(model).items():
+        torch.testing.assert_close(value, expected[name], atol=1e-6, rtol=0)

@@ -32,12 +32,8 @@ class DummySpace:
     def sample_stratified(
         self, rng: random.Random, size_fn: Callable[[Architecture], float], n_bins: int
     ) -> Architecture:
-        pool = sorted(
-            {a.key(): a for a in (self.sample(rng) for _ in range(64))}.values(), key=size_fn
-        )
-        bins = [
-            pool[i * len(pool) // n_bins : (i + 1) * len(pool) // n_bins] for i in range(n_bins)
-        ]
+        pool = sorted({a.key(): a for a in (self.sample(rng) for _ in range(64))}.values(), key=size_fn)
+        bins = [pool[i * len(pool) // n_bins : (i + 1) * len(pool) // n_bins] for i in range(n_bins)]
         members = rng.choice([b for b in bins if b])
         return rng.choice(members)
 

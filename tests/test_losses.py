@@ -184,9 +184,7 @@ def test_losses_decrease_under_optimisation(spec, batch):
     torch.manual_seed(0)
     student = ToyStudent(width=4)  # narrower and shallower than the teacher: projections + map
     target = "labels" if spec["name"] == "mlm" else "teacher"
-    loss = CombinedLoss(
-        [spec | {"when": [target]}], n_student_layers=2, student_width=4, teacher_width=H
-    )
+    loss = CombinedLoss([spec | {"when": [target]}], n_student_layers=2, student_width=4, teacher_width=H)
     params = list(student.parameters()) + list(loss.parameters())
     if spec["name"] in ("hidden", "relational"):
         assert len(list(loss.parameters())) == 4  # one projection (weight, bias) per student layer

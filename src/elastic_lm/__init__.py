@@ -9,8 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
-from elastic_lm.architecture import Architecture, LayerArch  # noqa: E402
-from elastic_lm.errors import UserError  # noqa: E402
+from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.errors import UserError
 
 __version__ = "0.1.0"
 __all__ = ["Architecture", "LayerArch", "UserError", "__version__"]

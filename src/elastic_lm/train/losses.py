@@ -173,9 +173,7 @@ class TopKLogitDistillation(LogitDistillation):
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         if "teacher_topk_values" not in batch:
-            raise DataError(
-                "batch has no 'teacher_topk_values'; attach the cache with TopKLogitCache.attach"
-            )
+            raise DataError("batch has no 'teacher_topk_values'; attach the cache with TopKLogitCache.attach")
         values = batch["teacher_topk_values"].to(student.logits.device)
         indices = batch["teacher_topk_indices"].to(student.logits.device).long()
         picked = student.logits.gather(-1, indices)
@@ -191,10 +189,7 @@ class _LayerProjections(nn.Module):
         super().__init__()
         self.enabled = student_width != teacher_width
         self.proj = nn.ModuleList(
-            [
-                nn.Linear(student_width, teacher_width)
-                for _ in range(n_layers if self.enabled else 0)
-            ]
+            [nn.Linear(student_width, teacher_width) for _ in range(n_layers if self.enabled else 0)]
         )
 
     def pair(self, index: int, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
@@ -262,9 +257,7 @@ class HiddenStateDistillation(Loss):
         self.layer_map = layer_map
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(
-            student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states"
-        )
+        pairs = _mapped_pairs(student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states")
         losses = []
         for i, s, t in pairs:
             s, t = self.projections.pair(i, s, t)
@@ -341,9 +334,7 @@ class RelationalLoss(Loss):
         self.eps = eps
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(
-            student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states"
-        )
+        pairs = _mapped_pairs(student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states")
         losses = []
         for i, s, t in pairs:
             s, t = self.projections.pair(i, s.float(), t.float())
@@ -383,9 +374,7 @@ def blockwise_loss(
         target = teacher_hidden[mapping[i] + 1].detach()
         previous = mapping[i]
         output = student_layer(i, inputs, mask)
-        token_mask = (
-            mask.float() if mask is not None else torch.ones(output.shape[:2], device=output.device)
-        )
+        token_mask = mask.float() if mask is not None else torch.ones(output.shape[:2], device=output.device)
         parts.append(_masked_mean((output - target).pow(2).mean(-1), token_mask))
     return torch.stack(parts).mean(), parts
 
@@ -465,9 +454,7 @@ class CombinedLoss(nn.Module):
                         f"loss {label!r}: when={target!r} unknown; use labels, teacher or largest"
                     )
             if loss.needs_teacher and "labels" in self.when[label]:
-                raise ConfigError(
-                    f"loss {label!r} needs a teacher, so when cannot include 'labels'"
-                )
+                raise ConfigError(f"loss {label!r} needs a teacher, so when cannot include 'labels'")
 
     def forward(
         self,
@@ -489,9 +476,7 @@ class CombinedLoss(nn.Module):
             weighted = self.weights[label] * value
             total = weighted if total is None else total + weighted
         if total is None:
-            raise ConfigError(
-                f"no loss applies at target {target!r}; add one whose 'when' includes it"
-            )
+            raise ConfigError(f"no loss applies at target {target!r}; add one whose 'when' includes it")
         return total, parts
 
 

@@ -86,9 +86,7 @@ def step_rng(seed: int, step: int) -> random.Random:
 
 def _check_target(target: str, field: str = "target") -> None:
     if target not in TARGETS:
-        raise ConfigError(
-            f"{field}={target!r} is not a training target; use one of {', '.join(TARGETS)}"
-        )
+        raise ConfigError(f"{field}={target!r} is not a training target; use one of {', '.join(TARGETS)}")
 
 
 class _Seeded:
@@ -152,9 +150,7 @@ class SandwichStrategy(_Seeded):
     ) -> None:
         super().__init__(space, seed=seed, target=target)
         if n_random < 0:
-            raise ConfigError(
-                f"n_random={n_random} must be >= 0; use 0 for largest + smallest only"
-            )
+            raise ConfigError(f"n_random={n_random} must be >= 0; use 0 for largest + smallest only")
         self.n_random = int(n_random)
 
     def _archs(self, step: int) -> list[Architecture]:
@@ -345,9 +341,7 @@ STRATEGIES: dict[str, type[_Seeded]] = {
 def make_strategy(name: str, space: SearchSpaceLike, **kwargs: Any) -> Strategy:
     """Build a strategy by its config name; unknown names and options are user errors."""
     if name not in STRATEGIES:
-        raise ConfigError(
-            f"train.strategy={name!r} is unknown; use one of {', '.join(sorted(STRATEGIES))}"
-        )
+        raise ConfigError(f"train.strategy={name!r} is unknown; use one of {', '.join(sorted(STRATEGIES))}")
     cls = STRATEGIES[name]
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "space"}
     unknown = sorted(set(kwargs) - allowed)

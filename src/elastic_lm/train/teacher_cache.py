@@ -86,9 +86,7 @@ class TopKLogitCache:
         """``values`` (float32), ``indices`` (int64, ready for ``gather``) and ``example_ids``."""
         path = self._path(index)
         if not path.exists():
-            raise CheckpointError(
-                f"teacher cache has no batch {index} in {self.directory}; run fill() first"
-            )
+            raise CheckpointError(f"teacher cache has no batch {index} in {self.directory}; run fill() first")
         data = load_file(str(path))
         out = {"values": data["values"].float(), "indices": data["indices"].long()}
         if "example_ids" in data:

@@ -79,9 +79,7 @@ def _buckets(tensors: list[Tensor]) -> Iterable[list[Tensor]]:
     size = 0
     for t in tensors:
         if group and (
-            t.dtype != group[0].dtype
-            or t.device != group[0].device
-            or size + t.numel() > _BUCKET_ELEMENTS
+            t.dtype != group[0].dtype or t.device != group[0].device or size + t.numel() > _BUCKET_ELEMENTS
         ):
             yield group
             group, size = [], 0

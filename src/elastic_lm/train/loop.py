@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import default_collate
 
 from elastic_lm.architecture import Architecture
-from elastic_lm.errors import ConfigError, DataError, UserError
+from elastic_lm.errors import CheckpointError, ConfigError, DataError, UserError
 from elastic_lm.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -109,18 +109,12 @@ class TrainSettings:
         if not 0 <= self.warmup_fraction < 1:
             raise ConfigError(f"train.warmup_fraction={self.warmup_fraction} must be in [0, 1)")
         if self.schedule not in ("linear", "cosine", "constant"):
-            raise ConfigError(
-                f"train.schedule={self.schedule!r} is unknown; use linear, cosine or constant"
-            )
+            raise ConfigError(f"train.schedule={self.schedule!r} is unknown; use linear, cosine or constant")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(
-                f"train.precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16"
-            )
+            raise ConfigError(f"train.precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16")
 
     @classmethod
-    def from_config(
-        cls, train: Any, *, seed: int = 0, device: str = "auto", **extra: Any
-    ) -> TrainSettings:
+    def from_config(cls, train: Any, *, seed: int = 0, device: str = "auto", **extra: Any) -> TrainSettings:
         """Settings from the config's ``train`` section (any object with those attributes)."""
         names = {f.name for f in fields(cls)}
         values = {n: getattr(train, n) for n in names if hasattr(train, n)}
@@ -319,9 +313,7 @@ class MetricsLog:
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {
-        k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
-    }
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 def _detached(outputs: Any) -> Any:
@@ -333,9 +325,7 @@ def _detached(outputs: Any) -> Any:
     if isinstance(outputs, Mapping):  # HF ModelOutput is an OrderedDict subclass
         return type(outputs)(**{k: _detached(v) for k, v in outputs.items()})
     if is_dataclass(outputs) and not isinstance(outputs, type):
-        return replace(
-            outputs, **{f.name: _detached(getattr(outputs, f.name)) for f in fields(outputs)}
-        )
+        return replace(outputs, **{f.name: _detached(getattr(outputs, f.name)) for f in fields(outputs)})
     return outputs
 
 
@@ -478,9 +468,7 @@ class _Trainer:
         inputs = {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
         return module(**inputs, **flags)
 
-    def train_step(
-        self, step: int, tasks: list[SubnetTask]
-    ) -> tuple[Tensor, dict[str, float], int]:
+    def train_step(self, step: int, tasks: list[SubnetTask]) -> tuple[Tensor, dict[str, float], int]:
         """Forward/backward every task on every micro-batch; returns summed loss, parts, tokens."""
         accum = self.s.grad_accumulation
         total = torch.zeros((), dtype=torch.float64, device=self.ctx.device)
@@ -569,6 +557,11 @@ class _Trainer:
     def run(self) -> TrainResult:
         if self.s.resume:
             self.resume()
+        elif (found := latest_checkpoint(self.ckpt_dir)) is not None:  # would be pruned away
+            raise CheckpointError(
+                f"run_dir {self.run_dir} already has training checkpoints ({found.name}); pass "
+                "--resume (resume=True) to continue, or use a new run_dir"
+            )
         log = MetricsLog(
             self.folder,
             enabled=self.ctx.is_main,

@@ -21,11 +21,13 @@ from elastic_lm.train.loop import (
     TrainSettings,
     build_optimizer,
     lr_factor,
+    shard_batch,
     train_supernet,
+    training_batches,
 )
 from elastic_lm.train.losses import CombinedLoss
 from elastic_lm.train.strategies import make_strategy
-from toy_supernet import ToyElastic, ToySpace, ToyTeacher, toy_data
+from toy_supernet import ToyElastic, ToySpace, ToyTeacher, masking_collate, toy_data
 
 
 def settings(**kw) -> TrainSettings:
@@ -242,16 +244,19 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path):
 
 
 def test_step_batches_shard_the_global_batch_and_reshuffle_per_epoch():
-    data = list(range(10))
+    data = toy_data(10)
     single = StepBatches(data, 4, seed=3, ctx=DistContext())
     ranks = [StepBatches(data, 4, seed=3, ctx=DistContext(rank=r, world_size=2)) for r in (0, 1)]
     for k in range(7):
         assert ranks[0].indices(k) + ranks[1].indices(k) == single.indices(k)
     stream = [i for k in range(5) for i in single.indices(k)]  # 20 positions = 2 epochs
-    assert sorted(stream[:10]) == data
-    assert sorted(stream[10:]) == data
+    assert sorted(stream[:10]) == list(range(10))
+    assert sorted(stream[10:]) == list(range(10))
     assert stream[:10] != stream[10:]
     assert StepBatches(data, 4, seed=3, ctx=DistContext()).indices(4) == single.indices(4)
+    global_batch = single.global_batch(2)
+    halves = [shard_batch(global_batch, r, 2) for r in (0, 1)]
+    assert torch.equal(torch.cat([h["input_ids"] for h in halves]), global_batch["input_ids"])
     with pytest.raises(UserError, match="batch_size=3 is not divisible"):
         StepBatches(data, 3, seed=0, ctx=DistContext(world_size=2))
 
@@ -479,3 +484,37 @@ def test_cli_train_says_in_one_line_what_is_not_wired_yet(tmp_path, capsys):
     assert len(err) == 1
     assert "model.source='minilm-l6'" in err[0]
     assert "not available in this version yet" in err[0]
+
+
+def test_teacher_cache_filled_from_training_batches_matches_the_run(tmp_path):
+    from elastic_lm.train.teacher_cache import TopKLogitCache
+
+    data = toy_data(12)
+    s = settings(steps=3, grad_accumulation=2, collate_fn=masking_collate)
+    teacher = ToyTeacher(width=12).eval()
+    cache = TopKLogitCache(tmp_path / "cache", k=5)
+    assert cache.fill(lambda b: teacher(b["input_ids"]).logits, training_batches(data, s)) == 6
+
+    seen: list[torch.Tensor] = []
+
+    def attach(k, batch):
+        seen.append(batch["labels"].clone())
+        return cache.attach(k, batch)
+
+    s.batch_hook = attach
+    result = train_supernet(
+        ToyElastic(),
+        make_strategy("random", ToySpace(), seed=0, target="teacher"),
+        CombinedLoss([{"name": "mlm"}, {"name": "topk-kd", "positions": "labels"}]),
+        data,
+        settings=s,
+        run_dir=tmp_path / "run",
+    )
+    expected = [b["labels"] for b in training_batches(data, s)]
+    assert len(seen) == 6
+    for got, want in zip(seen, expected, strict=True):
+        assert torch.equal(got, want)  # same rows and the same random MLM masks
+    assert any((b == -100).any() for b in seen)
+    names = {r["name"] for r in read_metrics(tmp_path / "run")}
+    assert "random/topk-kd" in names
+    assert all(torch.isfinite(torch.tensor(result.losses)))

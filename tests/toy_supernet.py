@@ -133,3 +133,11 @@ class ToyTeacher(nn.Module):
             x = torch.tanh(layer(x)) + x
             states.append(x)
         return ToyOutput(self.head(x), tuple(states) if output_hidden_states else None)
+
+
+def masking_collate(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Stack, then keep labels only at a random half of the positions (an MLM-style collator)."""
+    batch = {k: torch.stack([r[k] for r in rows]) for k in rows[0]}
+    keep = torch.rand(batch["labels"].shape) < 0.5
+    batch["labels"] = torch.where(keep, batch["labels"], torch.full_like(batch["labels"], -100))
+    return batch

@@ -7,10 +7,11 @@ largest, first) leaves its detached outputs as the reference of later ``target="
 (in-place distillation). Then gradients are averaged over ranks, clipped, and AdamW takes one step.
 
 Reproducibility is by construction rather than by bookkeeping: the global batch of micro-step ``k``
-is a pure function of ``(seed, k)`` (a seeded permutation per epoch), and before each micro-batch
-every RNG (torch, Python, NumPy) is re-seeded from ``(seed, k, rank)``, so dropout and MLM masking
-in a collator are too. Resuming from a checkpoint at step ``s`` therefore replays exactly what an
-uninterrupted run does after ``s``; RNG states are still saved for code outside the loop.
+is a pure function of ``(seed, k)`` (a seeded permutation per epoch, collated with every RNG seeded
+by ``(seed, k)``, so MLM masking in a collator is too), and the forward passes run with the RNGs
+seeded by ``(seed, k, rank)`` (dropout). Resuming from a checkpoint at step ``s`` therefore replays
+exactly what an uninterrupted run does after ``s``; RNG states are still saved for code outside
+the loop.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class TrainSettings:
     progress: bool = True
     tensorboard: bool = True
     collate_fn: Callable[[list[Any]], dict[str, Any]] | None = None
+    # called with (k, global micro-batch k) before sharding, e.g. ``TopKLogitCache.attach``
     batch_hook: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None
 
     def validate(self) -> None:
@@ -154,11 +156,14 @@ def seed_everything(seed: int) -> None:
 
 
 class StepBatches:
-    """Global micro-batch ``k`` of a seeded, epoch-wise shuffled stream, this rank's shard of it.
+    """Global micro-batch ``k`` of a seeded, epoch-wise shuffled stream, and this rank's shard.
 
     The stream is the concatenation of one ``randperm`` per epoch (seeded by ``(seed, epoch)``);
-    micro-batch ``k`` holds stream positions ``[k * B, (k + 1) * B)`` and rank ``r`` of ``W`` takes
-    the ``r``-th contiguous ``B / W`` of them. Resuming needs only ``k``.
+    micro-batch ``k`` holds stream positions ``[k * B, (k + 1) * B)``. Every rank collates the
+    whole global batch with the RNGs seeded by ``(seed, k)`` and keeps its contiguous ``B / W`` rows
+    (:func:`shard_batch`), so padding and random MLM masking do not depend on the number of
+    processes, and a teacher cache filled from :func:`training_batches` matches. Resuming needs
+    only ``k``.
     """
 
     def __init__(
@@ -179,8 +184,7 @@ class StepBatches:
         if batch_size % ctx.world_size:
             raise ConfigError(
                 f"train.batch_size={batch_size} is not divisible by the {ctx.world_size} "
-                f"processes; "
-                f"use a multiple of {ctx.world_size}"
+                f"processes; use a multiple of {ctx.world_size}"
             )
         self.data, self.batch_size, self.seed, self.ctx = data, batch_size, seed, ctx
         self.collate = collate_fn or default_collate
@@ -193,14 +197,44 @@ class StepBatches:
             self._perms[epoch] = torch.randperm(len(self.data), generator=g)
         return self._perms[epoch]
 
-    def indices(self, k: int) -> list[int]:
-        """This rank's dataset rows for global micro-batch ``k``."""
-        n, local = len(self.data), self.batch_size // self.ctx.world_size
-        start = k * self.batch_size + self.ctx.rank * local
-        return [int(self._perm(p // n)[p % n]) for p in range(start, start + local)]
+    def global_indices(self, k: int) -> list[int]:
+        """The dataset rows of global micro-batch ``k``, in order."""
+        n, start = len(self.data), k * self.batch_size
+        return [int(self._perm(p // n)[p % n]) for p in range(start, start + self.batch_size)]
 
-    def __call__(self, k: int) -> dict[str, Any]:
-        return self.collate([self.data[i] for i in self.indices(k)])
+    def indices(self, k: int) -> list[int]:
+        """This rank's share of :meth:`global_indices`."""
+        local = self.batch_size // self.ctx.world_size
+        return self.global_indices(k)[self.ctx.rank * local : (self.ctx.rank + 1) * local]
+
+    def global_batch(self, k: int) -> dict[str, Any]:
+        """Global micro-batch ``k`` collated with every RNG seeded by ``(seed, k)``."""
+        seed_everything(derive_seed(self.seed, "batch", k))
+        return self.collate([self.data[i] for i in self.global_indices(k)])
+
+
+def shard_batch(batch: Mapping[str, Any], rank: int, world_size: int) -> dict[str, Any]:
+    """Rank ``rank``'s contiguous rows of every per-example entry (tensors and lists)."""
+    if world_size == 1:
+        return dict(batch)
+    sizes = {len(v) for v in batch.values() if isinstance(v, Tensor | list) and len(v) > 0}
+    rows = max(sizes) if sizes else 0
+    local = rows // world_size
+    part = slice(rank * local, (rank + 1) * local)
+    return {k: v[part] if isinstance(v, Tensor | list) and len(v) == rows else v for k, v in batch.items()}
+
+
+def training_batches(
+    train_data: Sequence[Any], settings: TrainSettings, start: int = 0
+) -> Iterator[dict[str, Any]]:
+    """The global micro-batches a run sees, in order (``k = start, start + 1, ...``).
+
+    For filling a teacher cache: ``TopKLogitCache.fill(teacher_fn, training_batches(data, s))``
+    stores batch ``k`` under index ``k``; train with ``settings.batch_hook = cache.attach``.
+    """
+    batches = StepBatches(train_data, settings.batch_size, settings.seed, DistContext(), settings.collate_fn)
+    for k in range(start, settings.steps * settings.grad_accumulation):
+        yield batches.global_batch(k)
 
 
 def _eval_batches(data: Sequence[Any], batch_size: int, limit: int, collate: Callable) -> Iterator:
@@ -480,10 +514,11 @@ class _Trainer:
         need_teacher = any(t.target == "teacher" for t in tasks) and self.teacher is not None
         for micro in range(accum):
             k = step * accum + micro
-            seed_everything(derive_seed(self.s.seed, "batch", k, self.ctx.rank))
-            batch = self.batches(k)
+            batch = self.batches.global_batch(k)
             if self.s.batch_hook is not None:
                 batch = self.s.batch_hook(k, batch)
+            batch = shard_batch(batch, self.ctx.rank, self.ctx.world_size)
+            seed_everything(derive_seed(self.s.seed, "forward", k, self.ctx.rank))  # dropout
             batch = _to_device(batch, self.ctx.device)
             mask = batch.get("attention_mask", batch.get("input_ids"))
             tokens += int(mask.sum()) if "attention_mask" in batch else int(mask.numel())
@@ -597,6 +632,12 @@ class _Trainer:
                 if self.scaler is not None:
                     self.scaler.unscale_(self.optimizer)
                 norm = torch.nn.utils.clip_grad_norm_(self.params, self.s.max_grad_norm)
+                if self.scaler is None and not torch.isfinite(norm):  # fp16: the scaler skips it
+                    raise TrainingDiverged(
+                        f"gradient norm is {float(norm)} at step {step + 1} (loss {loss:.4g}); lower "
+                        f"train.learning_rate (now {self.s.learning_rate:g}) or use precision=fp32, "
+                        f"then resume from the last good checkpoint ({self.last_ckpt or 'none yet'})"
+                    )
                 lr = self.optimizer.param_groups[0]["lr"]
                 if self.scaler is not None:
                     self.scaler.step(self.optimizer)
@@ -677,5 +718,7 @@ __all__ = [
     "build_optimizer",
     "derive_seed",
     "lr_factor",
+    "shard_batch",
     "train_supernet",
+    "training_batches",
 ]

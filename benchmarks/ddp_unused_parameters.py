@@ -13,6 +13,7 @@ Run: ``PYTHONPATH=src python benchmarks/ddp_unused_parameters.py [steps]``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -73,7 +74,7 @@ def worker(rank: int, mode: str, steps: int, port: int, out: dict) -> None:
                 core.width, core.depth = w, d
                 x = torch.randn(BATCH, WIDTH)
                 last = i == len(tasks) - 1
-                sync = model.no_sync() if (mode != "manual" and not last) else _null()
+                sync = model.no_sync() if (mode != "manual" and not last) else contextlib.nullcontext()
                 with sync:
                     model(x).pow(2).mean().backward()
             if mode == "manual":
@@ -85,14 +86,6 @@ def worker(rank: int, mode: str, steps: int, port: int, out: dict) -> None:
         ms = (time.perf_counter() - began) * 1e3 / (steps - 1) if began and status == "ok" else 0
         out[mode] = (status, ms)
     dist.destroy_process_group()
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _port() -> int:

@@ -159,6 +159,8 @@ def test_resume_continues_exactly(tmp_path, case):
     )
     expected, expected_loss = weights(model), weights(losses)
     assert bool(expected_loss) == (case == "teacher")  # learned projections are resumed too
+    initial = weights(_resume_case(case)[2])
+    assert all(not torch.equal(expected_loss[k], initial[k]) for k in initial)  # and optimised
 
     model, strategy, losses, teacher = _resume_case(case)
     with pytest.raises(CrashError):

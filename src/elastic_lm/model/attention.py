@@ -49,6 +49,10 @@ def select_heads(
     head_ids: Sequence[int] | None = None,
 ) -> tuple[list[int], list[int]]:
     """The kept query heads and KV heads (see the module docstring); 0 means "all"."""
+    if max_heads == 0:  # an extracted layer whose heads were all pruned
+        if heads or head_ids:
+            raise ArchitectureError("this layer has no attention heads left; use head_ids=()")
+        return [], []
     group = max_heads // max_kv
     if head_ids is not None:
         ids = sorted(int(i) for i in head_ids)
@@ -106,7 +110,7 @@ class ElasticAttention(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if kv_heads <= 0 or heads % kv_heads != 0:
+        if heads and (kv_heads <= 0 or heads % kv_heads != 0):
             raise ArchitectureError(f"kv_heads={kv_heads} must divide heads={heads}")
         self.max_heads, self.max_kv, self.head_dim, self.hidden = heads, kv_heads, head_dim, hidden
         self.q = ElasticLinear(hidden, heads * head_dim, bias)

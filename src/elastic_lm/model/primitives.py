@@ -59,6 +59,10 @@ class ElasticLinear(nn.Linear):
         self.out_sel: Selection = None
         self.in_sel: Selection = None
 
+    def reset_parameters(self) -> None:
+        if self.weight.numel():  # a fully pruned layer has nothing to initialise
+            super().reset_parameters()
+
     def select(self, out: Selection = None, inp: Selection = None) -> None:
         self.out_sel = out
         self.in_sel = inp

@@ -29,7 +29,11 @@ class LayerShape:
     ffn_stack: int = 0
 
     def to_layer_arch(self) -> LayerArch:
+        """Explicit sizes; an emptied sub-layer becomes an empty id list (0 would mean "all")."""
+        uses = USES[self.block]
         return LayerArch(
+            head_ids=() if "heads" in uses and self.heads == 0 else None,
+            ffn_ids=() if "ffn" in uses and self.ffn == 0 else None,
             block=self.block,
             hidden=self.hidden,
             heads=self.heads,

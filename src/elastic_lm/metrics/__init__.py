@@ -1,0 +1,1 @@
+"""Metrics of an architecture: pure functions with units in their names."""

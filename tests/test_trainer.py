@@ -520,3 +520,36 @@ def test_teacher_cache_filled_from_training_batches_matches_the_run(tmp_path):
     names = {r["name"] for r in read_metrics(tmp_path / "run")}
     assert "random/topk-kd" in names
     assert all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_hf_mlm_collator_masks_repeat_exactly_on_resume(tmp_path):
+    from toy_supernet import hf_mlm_collator, token_rows
+
+    data = token_rows(10)
+
+    def run(name, **kw):
+        torch.manual_seed(0)
+        model = ToyElastic()
+        s = settings(steps=4, checkpoint_every=2, collate_fn=hf_mlm_collator(), **kw)
+        train_supernet(
+            model,
+            make_strategy("sandwich", ToySpace(), n_random=0),
+            CombinedLoss([{"name": "mlm"}]),
+            data,
+            settings=s,
+            run_dir=tmp_path / name,
+        )
+        return weights(model)
+
+    expected = run("straight")
+    with pytest.raises(CrashError):
+        run("resumed", batch_hook=interrupt_at(2))
+    got = run("resumed", resume=True)  # a fresh collator, as after a restart
+    for name, value in got.items():
+        torch.testing.assert_close(value, expected[name], atol=1e-6, rtol=0)
+    s = settings(steps=4, collate_fn=hf_mlm_collator())
+    first = [b["labels"] for b in training_batches(data, s)]
+    again = [b["labels"] for b in training_batches(data, s, start=2)]
+    assert torch.equal(first[2], again[0])
+    assert (first[0] == -100).any()
+    assert not torch.equal(first[0], first[1])

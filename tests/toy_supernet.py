@@ -141,3 +141,26 @@ def masking_collate(rows: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     keep = torch.rand(batch["labels"].shape) < 0.5
     batch["labels"] = torch.where(keep, batch["labels"], torch.full_like(batch["labels"], -100))
     return batch
+
+
+def hf_mlm_collator(seed: int = 0):
+    """The transformers MLM collator with its own seeded generator, over a toy word-level vocab."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[MASK]": 1, "[CLS]": 2, "[SEP]": 3} | {f"w{i}": i for i in range(4, VOCAB)}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="[PAD]")),
+        pad_token="[PAD]",
+        mask_token="[MASK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+    return DataCollatorForLanguageModeling(tokenizer, mlm=True, mlm_probability=0.3, seed=seed)
+
+
+def token_rows(n: int, seed: int = 0) -> list[dict[str, list[int]]]:
+    """Unmasked token rows as the data package hands them to its collator."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"input_ids": torch.randint(4, VOCAB, (SEQ,), generator=g).tolist()} for _ in range(n)]

@@ -209,8 +209,29 @@ class StepBatches:
 
     def global_batch(self, k: int) -> dict[str, Any]:
         """Global micro-batch ``k`` collated with every RNG seeded by ``(seed, k)``."""
-        seed_everything(derive_seed(self.seed, "batch", k))
+        seed = derive_seed(self.seed, "batch", k)
+        seed_everything(seed)
+        reseed_collator(self.collate, seed)
         return self.collate([self.data[i] for i in self.global_indices(k)])
+
+
+def reseed_collator(collate: Any, seed: int) -> None:
+    """Re-seed a collator's own generator (HF ``DataCollatorForLanguageModeling(seed=...)``).
+
+    Such a collator draws masks from a private generator that advances from batch to batch and is
+    in no checkpoint; seeding it per batch makes masking a function of the batch index, so resumed
+    and multi-process runs mask exactly as an uninterrupted single-process run.
+    """
+    generator = getattr(collate, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed)
+    elif isinstance(generator, np.random.Generator):
+        collate.generator = np.random.default_rng(seed)
+    elif generator is None and getattr(collate, "seed", None) is not None:
+        if getattr(collate, "return_tensors", "pt") == "np":
+            collate.generator = np.random.default_rng(seed)
+        else:
+            collate.generator = torch.Generator().manual_seed(seed)
 
 
 def shard_batch(batch: Mapping[str, Any], rank: int, world_size: int) -> dict[str, Any]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -481,10 +482,10 @@ def test_train_from_config_uses_the_train_section(tmp_path):
 def test_cli_train_says_in_one_line_what_is_not_wired_yet(tmp_path, capsys):
     from elastic_lm.cli.main import main
 
-    assert main(["train", "--run-dir", str(tmp_path), "--set", "device=cpu"]) == 2
+    assert main(["train", "--run-dir", str(tmp_path), "--set", "model.source=scratch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "model.source='minilm-l6'" in err[0]
+    assert "model.source='scratch'" in err[0]
     assert "not available in this version yet" in err[0]
 
 
@@ -553,3 +554,35 @@ def test_hf_mlm_collator_masks_repeat_exactly_on_resume(tmp_path):
     assert torch.equal(first[2], again[0])
     assert (first[0] == -100).any()
     assert not torch.equal(first[0], first[1])
+
+
+@pytest.mark.assets
+@pytest.mark.slow
+def test_cli_trains_minilm_on_austen_and_resumes(tmp_path, capsys):
+    from elastic_lm.cli.main import main
+
+    args = ["train", "--run-dir", str(tmp_path), "--no-progress"]
+    sets = [
+        "device=cpu",
+        "data.source=austen",
+        "data.max_examples=64",
+        "data.max_length=32",
+        "space.options={layers: 6, blocks: [bert]}",
+        "train.steps=2",
+        "train.batch_size=4",
+        "train.checkpoint_every=1",
+        "train.eval_every=2",
+        "train.eval_batches=1",
+    ]
+    sets = [x for item in sets for x in ("--set", item)]
+    assert main([*args, *sets]) == 0
+    assert "trained to step 2" in capsys.readouterr().err
+    rows = read_metrics(tmp_path)
+    losses = [float(r["value"]) for r in rows if r["name"] == "loss"]
+    assert len(losses) == 2
+    assert all(math.isfinite(v) for v in losses)
+    assert {r["name"] for r in rows if r["split"] == "val"} == {"largest", "smallest", "middle"}
+    assert (tmp_path / "train" / "stage.json").exists()
+    assert (tmp_path / "config.yaml").exists()
+    assert main([*args, *sets, "--set", "train.steps=3"]) == 2  # steps differ from the checkpoint
+    assert "pass --resume" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """From a validated config to a training run: the wiring behind ``elastic-lm train``.
 
 Each part can be passed in ready-made (tests, notebooks, a custom model); what is not passed is
-built from the config. Parts whose builders live on other branches (the super-network from
-``model.source``, the data loaders, an external teacher) raise a one-line UserError until wired.
+built from the config: the space preset, the tokenizer and data splits (``elastic_lm.data``), the
+super-network converted from ``model.source`` (``elastic_lm.convert.from_hf``). Parts not wired
+yet (``model.source: scratch``, an external teacher) raise a one-line UserError.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from elastic_lm.config import Config
-from elastic_lm.errors import UserError
+from elastic_lm.errors import ConfigError, UserError
 from elastic_lm.train.loop import TrainResult, TrainSettings, train_supernet
 from elastic_lm.train.losses import CombinedLoss
 from elastic_lm.train.strategies import Strategy, make_strategy
@@ -71,6 +72,57 @@ def space_from_config(config: Config) -> Any:
     return preset(config.space.preset, **config.space.options)
 
 
+def model_folder(source: str) -> Path:
+    """The Hugging Face folder ``model.source`` names: an asset (SmolLM2 converted once) or a path."""
+    from elastic_lm.assets.registry import ASSETS
+
+    if source == "smollm2-135m":
+        from elastic_lm.assets.smollm2 import smollm2_path
+
+        return smollm2_path()
+    if source in ASSETS:
+        return ASSETS[source].require()
+    folder = Path(source)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(
+            f"model.source={source!r} is neither a known asset ({', '.join(ASSETS)}) nor a folder "
+            "with config.json; give an asset name or a Hugging Face model folder"
+        )
+    return folder
+
+
+def tokenizer_from_config(config: Config) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_folder(config.model.source)))
+
+
+def model_from_config(config: Config, space: Any, num_labels: int | None = None) -> nn.Module:
+    """The super-network: the source model converted in at full size, with the space's block types.
+
+    Block types without weights in the source (e.g. MobileBERT blocks for a BERT source) are not
+    supported by the converter yet; use a space whose blocks the source has (``blocks: [bert]``).
+    """
+    if config.model.source == "scratch":
+        raise _not_wired("model", "model.source", "scratch")
+    from elastic_lm.convert import from_hf
+
+    n_layers = len(space.largest().layers)
+    overrides: dict[str, Any] = {"block_candidates": [list(space.block_types(i)) for i in range(n_layers)]}
+    if config.model.task == "sequence-classification":
+        overrides["num_labels"] = num_labels or config.model.num_labels
+    model = from_hf(model_folder(config.model.source), task=config.model.task, **overrides)
+    return model.train()
+
+
+def data_from_config(config: Config, tokenizer: Any) -> tuple[Sequence[Any], Sequence[Any], Any, int]:
+    """Tokenised train / validation splits, their collator and the number of labels."""
+    from elastic_lm.data.pipeline import prepare_data
+
+    prepared = prepare_data(config.data, tokenizer)
+    return prepared.splits["train"], prepared.splits["validation"], prepared.collator, prepared.num_labels
+
+
 def _not_wired(what: str, field: str, value: object) -> UserError:
     return UserError(
         f"{field}={value!r}: building the {what} from the config is not available in this version "
@@ -91,16 +143,20 @@ def build_training(
     progress: bool = True,
 ) -> TrainingParts:
     """Assemble the parts; the caller's parts win over the config."""
-    space = space if space is not None else space_from_config(config)
-    if model is None:
-        # TODO(lead): ElasticForMaskedLM etc. from model.source (converter) shaped by `space`.
-        raise _not_wired("model", "model.source", config.model.source)
-    if train_data is None:
-        # TODO(lead): tokenised, collated datasets from the data section (data branch).
-        raise _not_wired("train data", "data.sources", config.data.sources)
+    if model is None and config.model.source == "scratch":  # fail before the slow parts
+        raise _not_wired("model", "model.source", "scratch")
     if teacher is None and config.train.teacher not in ("self", "none"):
         # TODO(lead): load the teacher asset / folder (converters), frozen.
         raise _not_wired("teacher", "train.teacher", config.train.teacher)
+    space = space if space is not None else space_from_config(config)
+    settings = settings_from_config(config, resume=resume, progress=progress)
+    num_labels = None
+    if train_data is None:
+        train_data, val_split, collate, num_labels = data_from_config(config, tokenizer_from_config(config))
+        val_data = val_data if val_data is not None else val_split
+        settings.collate_fn = settings.collate_fn or collate
+    if model is None:
+        model = model_from_config(config, space, num_labels)
     largest = space.largest()
     teacher_width = getattr(getattr(teacher, "config", None), "hidden_size", None)
     losses = losses_from_config(
@@ -114,7 +170,7 @@ def build_training(
         train_data=train_data,
         val_data=val_data,
         teacher=teacher,
-        settings=settings_from_config(config, resume=resume, progress=progress),
+        settings=settings,
         run_dir=Path(config.run_dir),
     )
 
@@ -137,9 +193,13 @@ def train_from_config(config: Config, **parts: Any) -> TrainResult:
 __all__ = [
     "TrainingParts",
     "build_training",
+    "data_from_config",
     "losses_from_config",
+    "model_folder",
+    "model_from_config",
     "settings_from_config",
     "space_from_config",
     "strategy_from_config",
+    "tokenizer_from_config",
     "train_from_config",
 ]

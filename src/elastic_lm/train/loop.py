@@ -258,12 +258,6 @@ def training_batches(
         yield batches.global_batch(k)
 
 
-def _eval_batches(data: Sequence[Any], batch_size: int, limit: int, collate: Callable) -> Iterator:
-    for b in range(min(limit, math.ceil(len(data) / batch_size))):
-        rows = range(b * batch_size, min(len(data), (b + 1) * batch_size))
-        yield b, collate([data[i] for i in rows])
-
-
 # --- optimiser, schedule, precision -----------------------------------------------------------
 
 
@@ -456,7 +450,7 @@ class _Trainer:
         self.batches = StepBatches(
             train_data, settings.batch_size, settings.seed, self.ctx, settings.collate_fn
         )
-        self.val_data = val_data
+        self.val_data = val_data if val_data is not None and len(val_data) > 0 else None
         self.eval_archs = _eval_archs(strategy, settings) if val_data is not None else {}
         self.start = 0
         self.last_ckpt: Path | None = None
@@ -581,15 +575,18 @@ class _Trainer:
         self.model.eval()
         size = self.s.eval_batch_size or self.s.batch_size
         collate = self.s.collate_fn or default_collate
+        n_batches = min(self.s.eval_batches, math.ceil(len(self.val_data) / size))
         results: dict[str, float] = {}
         try:
             for name, arch in self.eval_archs.items():
                 self.model.set_architecture(arch)
                 acc = torch.zeros(2, dtype=torch.float64, device=self.ctx.device)
-                for b, batch in _eval_batches(self.val_data, size, self.s.eval_batches, collate):
-                    if b % self.ctx.world_size != self.ctx.rank:
-                        continue
-                    seed_everything(derive_seed(self.s.seed, "val", b))
+                for b in range(self.ctx.rank, n_batches, self.ctx.world_size):
+                    seed = derive_seed(self.s.seed, "val", b)  # same masks at every evaluation
+                    seed_everything(seed)
+                    reseed_collator(collate, seed)
+                    rows = range(b * size, min(len(self.val_data), (b + 1) * size))
+                    batch = collate([self.val_data[i] for i in rows])
                     batch = _to_device(batch, self.ctx.device)
                     with self._autocast():
                         out = self._forward(self.model, batch, {})

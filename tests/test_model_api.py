@@ -88,9 +88,7 @@ def test_set_then_reset_restores_the_full_function(mlm: ElasticForMaskedLM) -> N
     torch.testing.assert_close(again, full, atol=0, rtol=0)
 
 
-def test_extracted_model_saves_and_loads_through_auto_classes(
-    mlm: ElasticForMaskedLM, tmp_path
-) -> None:
+def test_extracted_model_saves_and_loads_through_auto_classes(mlm: ElasticForMaskedLM, tmp_path) -> None:
     sub = mlm.extract(SMALL)
     assert sub.config.architecture is not None
     assert sub.config.num_layers == 3
@@ -112,9 +110,7 @@ def test_extracting_drops_identity_layers_and_re_extracts(mlm: ElasticForMaskedL
     )
     sub = mlm.extract(arch)
     assert len(sub.model.layers) == 2
-    inner = Architecture(
-        hidden=10, layers=(LayerArch("attention", heads=1), LayerArch("ffn", ffn=2))
-    )
+    inner = Architecture(hidden=10, layers=(LayerArch("attention", heads=1), LayerArch("ffn", ffn=2)))
     with torch.no_grad(), sub.using(inner):
         expected = sub(**batch()).logits
     with torch.no_grad():
@@ -246,22 +242,16 @@ def test_causal_model_does_not_look_ahead() -> None:
         (Architecture(hidden=16, layers=(LayerArch("bert"),) * 2), "has 2 layers"),
         (Architecture(hidden=16, layers=(LayerArch("gpt2"),) * 3), "block='gpt2'"),
         (
-            Architecture(
-                hidden=16, layers=(LayerArch("bert", heads=9), *(LayerArch("identity"),) * 2)
-            ),
+            Architecture(hidden=16, layers=(LayerArch("bert", heads=9), *(LayerArch("identity"),) * 2)),
             "heads=9",
         ),
         (
-            Architecture(
-                hidden=16, layers=(LayerArch("sepconv", kernel=4), *(LayerArch("identity"),) * 2)
-            ),
+            Architecture(hidden=16, layers=(LayerArch("sepconv", kernel=4), *(LayerArch("identity"),) * 2)),
             "kernel=4",
         ),
     ],
 )
-def test_bad_architectures_raise_user_errors(
-    mlm: ElasticForMaskedLM, arch: Architecture, match: str
-) -> None:
+def test_bad_architectures_raise_user_errors(mlm: ElasticForMaskedLM, arch: Architecture, match: str) -> None:
     before = mlm.architecture
     with pytest.raises(ArchitectureError, match=match):
         mlm.set_architecture(arch)
@@ -291,3 +281,60 @@ def test_classification_loads_through_auto_class(tmp_path) -> None:
     loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     assert type(loaded) is ElasticForSequenceClassification
     assert loaded.config.num_labels == 3
+
+
+def test_training_a_sub_network_updates_only_its_slice() -> None:
+    """Slicing, not masking: weights outside the sub-network get no gradient at all."""
+    torch.manual_seed(5)
+    model = ElasticForMaskedLM(config(block_candidates=[["bert"]] * 3))
+    arch = Architecture(hidden=8, layers=(LayerArch("bert", heads=2, ffn=5),) * 3)
+    model.set_architecture(arch)
+    b = batch()
+    model(**b, labels=b["input_ids"]).loss.backward()
+    attn = model.model.layers[0]["bert"].attention
+    ffn = model.model.layers[0]["bert"].ffn
+    assert attn.q.weight.grad[:8, :8].abs().sum() > 0
+    assert attn.q.weight.grad[8:].abs().sum() == 0  # heads 2 and 3 (head_dim 4)
+    assert attn.q.weight.grad[:, 8:].abs().sum() == 0  # hidden channels 8..15
+    assert ffn.up.weight.grad[5:].abs().sum() == 0
+    assert ffn.down.weight.grad[:, 5:].abs().sum() == 0
+    assert model.model.embeddings.word.weight.grad[:, 8:].abs().sum() == 0
+
+
+def test_gqa_head_selection_rule() -> None:
+    from elastic_lm.model.attention import select_heads
+
+    # 6 heads in 2 KV groups of 3: {0,1,2} read KV 0, {3,4,5} read KV 1
+    assert select_heads(6, 2, heads=4, kv_heads=2) == ([0, 1, 3, 4], [0, 1])
+    assert select_heads(6, 2, heads=4) == ([0, 1, 3, 4], [0, 1])  # fewest KV heads that fit
+    assert select_heads(6, 2, heads=2, kv_heads=1) == ([0, 1], [0])
+    assert select_heads(6, 2, heads=4, kv_heads=1) == ([0, 1, 2, 3], [0])  # head 3 borrowed
+    assert select_heads(6, 2, head_ids=(4, 1)) == ([1, 4], [0, 1])
+    assert select_heads(6, 2, heads=0) == ([], [])
+    assert select_heads(4, 4, heads=3) == ([0, 1, 2], [0, 1, 2])
+    with pytest.raises(ArchitectureError, match="head_ids"):
+        select_heads(6, 2, head_ids=(0, 1, 3))  # 2 heads in group 0, 1 in group 1
+    with pytest.raises(ArchitectureError, match="kv_heads=3"):
+        select_heads(6, 2, heads=3, kv_heads=3)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_rope_model_round_trips_through_save_pretrained(tied: bool, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(6)
+    cfg = config(
+        task="causal-lm",
+        block_candidates=[["llama"]] * 3,
+        positions="rope",
+        rope_theta=100.0,
+        norm="rmsnorm",
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
+    model = ElasticForCausalLM(cfg).eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch()).logits, model(**batch()).logits)

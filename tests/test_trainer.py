@@ -586,3 +586,34 @@ def test_cli_trains_minilm_on_austen_and_resumes(tmp_path, capsys):
     assert (tmp_path / "config.yaml").exists()
     assert main([*args, *sets, "--set", "train.steps=3"]) == 2  # steps differ from the checkpoint
     assert "pass --resume" in capsys.readouterr().err
+
+
+def test_before_step_hook_may_replace_parameters(tmp_path):
+    """The seam for ELM dynamic modules: a hook swaps a parameter; the new one is trained."""
+    calls: list[int] = []
+    swapped: dict[str, torch.Tensor] = {}
+
+    def hook(step, model, strategy, optimizer):
+        calls.append(step)
+        if step != 2:
+            return False
+        old = model.out_bias
+        new = nn.Parameter(old.detach() + 1.0)
+        for group in optimizer.param_groups:
+            group["params"] = [new if p is old else p for p in group["params"]]
+        optimizer.state.pop(old, None)
+        model.out_bias = new
+        swapped["start"] = new.detach().clone()
+        return True
+
+    model = ToyElastic()
+    train_supernet(
+        model,
+        make_strategy("standard", ToySpace()),
+        CombinedLoss([{"name": "mlm"}]),
+        toy_data(8),
+        settings=settings(steps=4, before_step=hook),
+        run_dir=tmp_path,
+    )
+    assert calls == [0, 1, 2, 3]
+    assert not torch.equal(model.out_bias.detach(), swapped["start"])

@@ -99,6 +99,10 @@ class TrainSettings:
     collate_fn: Callable[[list[Any]], dict[str, Any]] | None = None
     # called with (k, global micro-batch k) before sharding, e.g. ``TopKLogitCache.attach``
     batch_hook: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None
+    # called as before_step(step, model, strategy, optimizer) at the start of every step; returns
+    # True when it replaced parameters (ELM dynamic modules), so the loop re-collects them. It must
+    # resize the optimiser state itself and do the same on every rank.
+    before_step: Callable[[int, nn.Module, Any, torch.optim.Optimizer], bool] | None = None
 
     def validate(self) -> None:
         """Every bad value is a ConfigError naming the field, the value and a fix."""
@@ -124,7 +128,7 @@ class TrainSettings:
 
     def public(self) -> dict[str, Any]:
         """The JSON-able part, for ``state.json``."""
-        skip = {"eval_archs", "collate_fn", "batch_hook"}
+        skip = {"eval_archs", "collate_fn", "batch_hook", "before_step"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -432,9 +436,7 @@ class _Trainer:
         losses.to(dev)
         if teacher is not None:
             teacher.to(dev).eval().requires_grad_(False)
-        self.named = [(f"model.{n}", p) for n, p in model.named_parameters() if p.requires_grad]
-        self.named += [(f"loss.{n}", p) for n, p in losses.named_parameters() if p.requires_grad]
-        self.params = [p for _, p in self.named]
+        self._collect_parameters()
         broadcast_parameters(
             [*model.parameters(), *model.buffers(), *losses.parameters(), *losses.buffers()],
             self.ctx,
@@ -454,6 +456,12 @@ class _Trainer:
         self.eval_archs = _eval_archs(strategy, settings) if val_data is not None else {}
         self.start = 0
         self.last_ckpt: Path | None = None
+
+    def _collect_parameters(self) -> None:
+        """The trainable parameters of the model and the losses (again after a shape change)."""
+        named = [(f"model.{n}", p) for n, p in self.model.named_parameters() if p.requires_grad]
+        named += [(f"loss.{n}", p) for n, p in self.losses.named_parameters() if p.requires_grad]
+        self.named, self.params = named, [p for _, p in named]
 
     # --- checkpoints --------------------------------------------------------------------------
 
@@ -632,6 +640,9 @@ class _Trainer:
             self.model.train()
             for step in range(self.start, self.s.steps):
                 began = time.perf_counter()
+                hook = self.s.before_step
+                if hook is not None and hook(step, self.model, self.strategy, self.optimizer):
+                    self._collect_parameters()
                 tasks = self.strategy(step)
                 self.optimizer.zero_grad(set_to_none=True)
                 total, parts, tokens = self.train_step(step, tasks)

@@ -40,6 +40,22 @@ class SpaceSection(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="preset shape overrides")
 
 
+class TeacherSection(Section):
+    """The external teacher for distillation, and its one-time preparation (cached)."""
+
+    source: str = Field(
+        "none", description="'none', an asset name (minilm-l6, smollm2-135m) or a Hugging Face folder"
+    )
+    retrain_steps: int = Field(
+        0,
+        ge=0,
+        description="steps of masked-LM re-training of the whole teacher first (MiniLM-L6 has no MLM "
+        "head); 0 uses it as it is",
+    )
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(1e-4, gt=0)
+
+
 class LossSpec(Section):
     name: str
     weight: float = 1.0
@@ -108,6 +124,7 @@ class Config(Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)
+    teacher: TeacherSection = Field(default_factory=TeacherSection)
     space: SpaceSection = Field(default_factory=SpaceSection)
     data: DataConfig = Field(default_factory=lambda: DataConfig(source=["austen", "bbc-news"]))
     train: TrainSection = Field(default_factory=TrainSection)

@@ -298,8 +298,8 @@ class DynamicModules:
                 if block == c.block:
                     gen = torch.Generator().manual_seed(seed)
                     resized += grow_ffn(ffn, c.after - c.before, self.settings.init_std, gen)
+        record_layer_sizes(model)  # first: the largest architecture is read from the config's sizes
         model.reset()
-        record_layer_sizes(model)
         new_space = _adjust_space(space, model)
         if optimizer is not None:
             resize_optimizer_state(optimizer, resized)

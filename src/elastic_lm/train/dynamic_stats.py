@@ -9,7 +9,7 @@ made of that block type wherever it is a candidate (ELM positions hold a BERT an
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from elastic_lm.analysis import pairwise_head_cka, pca_components
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.model.modeling import ElasticPreTrainedModel
 from elastic_lm.model.shapes import max_shape
-from elastic_lm.train.resize import FFN_KEY, HEADS_KEY, KV_KEY, attentions_at, ffns_at, layer_sizes
+from elastic_lm.train.resize import attentions_at, ffns_at
 
 MODEL_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
@@ -79,22 +79,14 @@ def _token_index(batch: Mapping, per_batch: int, generator: torch.Generator) -> 
 def _block_networks(model: ElasticPreTrainedModel) -> list[Architecture]:
     """One full-width architecture per block type: that type wherever it is a candidate.
 
-    Sizes are explicit and per position (a count of 0 keeps none), taken from what each position
-    was built with, so layers that dynamic modules already resized are watched at their full width.
+    Sizes are explicit and per position (a count of 0 keeps none), from ``config.layer_sizes``, so
+    layers that dynamic modules already resized are watched at their full width.
     """
     cands = [[b for b in c if b != "identity"] for c in model.config.block_candidates]
     types = list(dict.fromkeys(b for c in cands for b in c))
-    built = layer_sizes(model)
 
     def full(position: int, block: str) -> LayerArch:
-        layer = max_shape(model.config, block).to_layer_arch()
-        sizes = built[position].get(block, {})
-        return replace(
-            layer,
-            ffn=sizes.get(FFN_KEY, layer.ffn),
-            heads=sizes.get(HEADS_KEY, layer.heads),
-            kv_heads=sizes.get(KV_KEY, layer.kv_heads),
-        )
+        return max_shape(model.config, block, layer=position).to_layer_arch()
 
     hidden = model.config.hidden_size
     return [

@@ -3,7 +3,8 @@
 ELM's dynamic modules change the super-network while it trains: saturated FFNs get new units and
 redundant attention heads are deleted. Both are real changes of parameter shapes (never masks), so
 the optimiser must be told (:func:`resize_optimizer_state`) and the model config must describe the
-new per-layer sizes (:func:`record_layer_sizes`) for the checkpoint to load again.
+new per-layer sizes (:func:`record_layer_sizes`): the model builds each position from
+``config.layer_sizes``, so a saved checkpoint loads back at the resized shapes.
 
 New units are appended *last*, removed heads leave a gap that the later heads close: sub-networks
 that keep "the first k" units or heads, with k not reaching the change, compute exactly what they
@@ -201,40 +202,3 @@ def record_layer_sizes(model: ElasticPreTrainedModel) -> None:
         config.intermediate_size = max(ffn)
     if heads and config.num_attention_heads == config.num_key_value_heads:
         config.num_attention_heads = config.num_key_value_heads = max(heads)
-
-
-def conform_to_config(model: ElasticPreTrainedModel) -> list[ParamResize]:
-    """Give a freshly built model the per-layer sizes its ``config.layer_sizes`` records.
-
-    Needed until the model builds ``layer_sizes`` itself: build from the saved config, conform, then
-    load the saved weights (values are overwritten, only shapes matter here). A no-op when the model
-    already has those sizes.
-    """
-    wanted = getattr(model.config, "layer_sizes", None)
-    if not wanted:
-        return []
-    changes: list[ParamResize] = []
-    for i, entry in enumerate(wanted):
-        for block, sizes in entry.items():
-            for b, ffn in ffns_at(model, i):
-                if b == block and FFN_KEY in sizes:
-                    changes += _set_ffn_width(ffn, int(sizes[FFN_KEY]))
-            for b, att in attentions_at(model, i):
-                if b == block and HEADS_KEY in sizes and sizes[HEADS_KEY] < att.max_heads:
-                    changes += remove_heads(att, range(int(sizes[HEADS_KEY]), att.max_heads))
-    model.reset()
-    return changes
-
-
-def _set_ffn_width(ffn: ElasticFFN, width: int) -> list[ParamResize]:
-    if width > ffn.inner:
-        return grow_ffn(ffn, width - ffn.inner)
-    if width == ffn.inner:
-        return []
-    keep = torch.arange(width)
-    changes = _resize_dim(ffn.up, 0, keep, 0, 0.0, None)
-    if ffn.gate is not None:
-        changes += _resize_dim(ffn.gate, 0, keep, 0, 0.0, None)
-    changes += _resize_dim(ffn.down, 1, keep, 0, 0.0, None)
-    ffn.inner = width
-    return changes

@@ -76,7 +76,6 @@ class TrainSection(Section):
     strategy: str = "sandwich"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     losses: list[LossSpec] = Field(default_factory=lambda: [LossSpec(name="mlm")])
-    teacher: str = Field("self", description="'self' (the full super-network), 'none', or an asset/path")
     checkpoint_every: PositiveInt = 100
     eval_every: PositiveInt = 100
     schedule: Literal["linear", "cosine", "constant"] = "linear"

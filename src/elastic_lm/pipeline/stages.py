@@ -18,7 +18,11 @@ def _not_available(stage: str) -> UserError:
 
 
 def teacher_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    raise _not_available("teacher")
+    """Prepare the teacher once (cached across runs); the training stage loads it from the cache."""
+    from elastic_lm.teacher import teacher_folder
+
+    folder = teacher_folder(config)
+    return {"teacher": str(folder) if folder is not None else None}
 
 
 def train_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:

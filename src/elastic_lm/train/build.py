@@ -3,7 +3,8 @@
 Each part can be passed in ready-made (tests, notebooks, a custom model); what is not passed is
 built from the config: the space preset, the tokenizer and data splits (``elastic_lm.data``), the
 super-network converted from ``model.source`` (``elastic_lm.convert.from_hf``). Parts not wired
-yet (``model.source: scratch``, an external teacher) raise a one-line UserError.
+yet (``model.source: scratch``) raise a one-line UserError. The teacher is the ``teacher`` section's
+(prepared and cached by :mod:`elastic_lm.teacher`).
 """
 
 from __future__ import annotations
@@ -145,9 +146,10 @@ def build_training(
     """Assemble the parts; the caller's parts win over the config."""
     if model is None and config.model.source == "scratch":  # fail before the slow parts
         raise _not_wired("model", "model.source", "scratch")
-    if teacher is None and config.train.teacher not in ("self", "none"):
-        # TODO(lead): load the teacher asset / folder (converters), frozen.
-        raise _not_wired("teacher", "train.teacher", config.train.teacher)
+    if teacher is None and config.teacher.source != "none":
+        from elastic_lm.teacher import load_teacher, teacher_folder
+
+        teacher = load_teacher(teacher_folder(config, progress=progress), config.model.task)
     space = space if space is not None else space_from_config(config)
     settings = settings_from_config(config, resume=resume, progress=progress)
     num_labels = None

@@ -68,6 +68,8 @@ def llama_config(task: str) -> ElasticConfig:
 @st.composite
 def heads_choice(draw: st.DrawFn, max_heads: int, max_kv: int) -> dict:
     group = max_heads // max_kv
+    if draw(st.integers(0, 5)) == 0:  # every head pruned: the sub-layer adds only its bias
+        return {"head_ids": ()}
     if draw(st.booleans()):  # explicit subset, equal count per kept KV group
         groups = draw(st.lists(st.integers(0, max_kv - 1), min_size=1, unique=True))
         per = draw(st.integers(1, group))
@@ -164,8 +166,9 @@ def test_extracted_equals_selected_supernet_and_sizes_agree(data: st.DataObject)
 
 
 def measured_flops(model, batch: dict[str, torch.Tensor]) -> int:
-    """torch's own FLOP counter; attention weights are asked for because the counter does not see
-    inside the CPU kernel of scaled_dot_product_attention (the eager path is the same arithmetic)."""
+    """torch's own FLOP counter. Attention weights are asked for because the counter does not
+    see inside the CPU kernel of scaled_dot_product_attention (the eager path does the same
+    arithmetic)."""
     with FlopCounterMode(display=False) as counter:
         model(**batch, output_attentions=True)
     return counter.get_total_flops()

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from elastic_lm.data.config import DataConfig
+
 Task = Literal["masked-lm", "causal-lm", "sequence-classification"]
 
 
@@ -36,19 +38,6 @@ class SpaceSection(Section):
 
     preset: str = "elm"
     options: dict[str, Any] = Field(default_factory=dict, description="preset shape overrides")
-
-
-class DataSection(Section):
-    """Which corpus or labelled set to train and evaluate on (asset names or paths)."""
-
-    sources: list[str] = Field(default_factory=lambda: ["austen", "bbc-news"])
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    max_length: PositiveInt = 128
-    max_examples: PositiveInt | None = None
-    validation_fraction: float = Field(0.05, gt=0, lt=1)
-    test_fraction: float = Field(0.05, ge=0, lt=1)
 
 
 class LossSpec(Section):
@@ -112,11 +101,12 @@ class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
     run_dir: Path = Path("runs/default")
+    budget: str | None = Field(None, description="the named budget of the recipe that was applied")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)
     space: SpaceSection = Field(default_factory=SpaceSection)
-    data: DataSection = Field(default_factory=DataSection)
+    data: DataConfig = Field(default_factory=lambda: DataConfig(source=["austen", "bbc-news"]))
     train: TrainSection = Field(default_factory=TrainSection)
     search: SearchSection = Field(default_factory=SearchSection)
     export: ExportSection = Field(default_factory=ExportSection)

@@ -189,15 +189,31 @@ class ElasticModel(ElasticPreTrainedModel):
         return Architecture(hidden=self.config.hidden_size, layers=tuple(layers))
 
     def _set(self, arch: Architecture) -> None:
+        previous = getattr(self, "_arch", None)
+        try:
+            self._select_layers(arch)
+        except ArchitectureError:
+            if previous is not None and previous is not arch:  # never leave a half-set model
+                self._select_layers(previous)
+            raise
+
+    def _select_layers(self, arch: Architecture) -> None:
         shapes = resolve(self.config, arch)
         fixed = self.config.fixed_architecture is not None
         plan: list[tuple[nn.Module, int] | None] = []
         for i, (la, s) in enumerate(zip(arch.layers, shapes, strict=True)):
             if s is None:
                 plan.append(None)
+                if not fixed:
+                    for other in self.layers[i].values():
+                        other.reset()
                 continue
             module = self.layers[i] if fixed else self.layers[i][la.block]
             module.select(la, s.hidden)
+            if not fixed:  # idle candidates go back to full size, so no stale selection lingers
+                for name, other in self.layers[i].items():
+                    if name != la.block:
+                        other.reset()
             plan.append((module, s.hidden))
         self.embeddings.select(arch.hidden)
         self._plan, self._width, self._arch = plan, arch.hidden, arch
@@ -207,28 +223,29 @@ class ElasticModel(ElasticPreTrainedModel):
 
     def context(
         self,
-        input_ids: torch.Tensor,
+        shape: tuple[int, int],
+        device: torch.device,
         attention_mask: torch.Tensor | None,
         position_ids: torch.Tensor | None,
         dtype: torch.dtype,
         output_attentions: bool = False,
     ) -> LayerContext:
         """Masks and RoPE tables for one forward pass (shared by every layer)."""
-        B, T = input_ids.shape[:2]
+        B, T = shape
         causal = self.config.is_causal
         bias = token_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             token_mask = attention_mask
             allowed = attention_mask.bool()[:, None, None, :]
             if causal:
-                tril = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+                tril = torch.ones(T, T, dtype=torch.bool, device=device).tril()
                 allowed = allowed & tril
-            bias = torch.zeros(allowed.shape, dtype=dtype, device=input_ids.device)
+            bias = torch.zeros(allowed.shape, dtype=dtype, device=device)
             bias = bias.masked_fill(~allowed, torch.finfo(dtype).min)
         rope = None
         if self.rotary is not None:
             if position_ids is None:
-                position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
+                position_ids = torch.arange(T, device=device).unsqueeze(0).expand(B, T)
             rope = self.rotary(position_ids, dtype)
         return LayerContext(bias, causal and bias is None, rope, token_mask, output_attentions)
 
@@ -248,7 +265,8 @@ class ElasticModel(ElasticPreTrainedModel):
         learned = self.embeddings.position is not None
         x = self.embeddings(input_ids, token_type_ids, position_ids if learned else None)
         ctx = self.context(
-            input_ids,
+            (x.shape[0], x.shape[1]),
+            x.device,
             attention_mask,
             None if learned else position_ids,
             x.dtype,
@@ -285,8 +303,8 @@ class ElasticModel(ElasticPreTrainedModel):
         if step is None:
             return hidden
         block, width = step
-        ids = hidden[..., 0].long()
-        ctx = self.context(ids, attention_mask, position_ids, hidden.dtype)
+        shape = (hidden.shape[0], hidden.shape[1])
+        ctx = self.context(shape, hidden.device, attention_mask, position_ids, hidden.dtype)
         return block(fit_width(hidden, width), ctx)[0]
 
 

@@ -24,8 +24,13 @@ def timed_ms(fn) -> float:
 
 def main(batch: int = 8, seq: int = 128, reps: int = 12) -> None:
     torch.manual_seed(0)
-    cfg = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                     intermediate_size=1536, attn_implementation="sdpa")
+    cfg = BertConfig(
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        attn_implementation="sdpa",
+    )
     hf = BertModel(cfg, add_pooling_layer=False).eval()
     ours = from_hf(hf).eval()
     extracted = ours.extract(ours.architecture).eval()
@@ -45,11 +50,12 @@ def main(batch: int = 8, seq: int = 128, reps: int = 12) -> None:
         for _ in range(reps):  # interleaved, so load from other processes hits all alike
             for k, m in models.items():
                 m.train(train)
-                times[k].append(timed_ms(lambda m=m: fn(m)))
+                times[k].append(timed_ms(lambda m=m, fn=fn: fn(m)))
         base = statistics.median(times["hf BertModel"])
         for k, t in times.items():
             med = statistics.median(t)
             print(f"{label:10s} {k:22s} {med:8.1f} ms  ({med / base:5.2f} x HF)", file=sys.stdout)
+
 
 if __name__ == "__main__":
     main()

@@ -88,9 +88,7 @@ def test_set_then_reset_restores_the_full_function(mlm: ElasticForMaskedLM) -> N
     torch.testing.assert_close(again, full, atol=0, rtol=0)
 
 
-def test_extracted_model_saves_and_loads_through_auto_classes(
-    mlm: ElasticForMaskedLM, tmp_path
-) -> None:
+def test_extracted_model_saves_and_loads_through_auto_classes(mlm: ElasticForMaskedLM, tmp_path) -> None:
     sub = mlm.extract(SMALL)
     assert sub.config.architecture is not None
     assert sub.config.num_layers == 3
@@ -112,9 +110,7 @@ def test_extracting_drops_identity_layers_and_re_extracts(mlm: ElasticForMaskedL
     )
     sub = mlm.extract(arch)
     assert len(sub.model.layers) == 2
-    inner = Architecture(
-        hidden=10, layers=(LayerArch("attention", heads=1), LayerArch("ffn", ffn=2))
-    )
+    inner = Architecture(hidden=10, layers=(LayerArch("attention", heads=1), LayerArch("ffn", ffn=2)))
     with torch.no_grad(), sub.using(inner):
         expected = sub(**batch()).logits
     with torch.no_grad():
@@ -246,22 +242,16 @@ def test_causal_model_does_not_look_ahead() -> None:
         (Architecture(hidden=16, layers=(LayerArch("bert"),) * 2), "has 2 layers"),
         (Architecture(hidden=16, layers=(LayerArch("gpt2"),) * 3), "block='gpt2'"),
         (
-            Architecture(
-                hidden=16, layers=(LayerArch("bert", heads=9), *(LayerArch("identity"),) * 2)
-            ),
+            Architecture(hidden=16, layers=(LayerArch("bert", heads=9), *(LayerArch("identity"),) * 2)),
             "heads=9",
         ),
         (
-            Architecture(
-                hidden=16, layers=(LayerArch("sepconv", kernel=4), *(LayerArch("identity"),) * 2)
-            ),
+            Architecture(hidden=16, layers=(LayerArch("sepconv", kernel=4), *(LayerArch("identity"),) * 2)),
             "kernel=4",
         ),
     ],
 )
-def test_bad_architectures_raise_user_errors(
-    mlm: ElasticForMaskedLM, arch: Architecture, match: str
-) -> None:
+def test_bad_architectures_raise_user_errors(mlm: ElasticForMaskedLM, arch: Architecture, match: str) -> None:
     before = mlm.architecture
     with pytest.raises(ArchitectureError, match=match):
         mlm.set_architecture(arch)
@@ -309,3 +299,20 @@ def test_training_a_sub_network_updates_only_its_slice() -> None:
     assert ffn.up.weight.grad[5:].abs().sum() == 0
     assert ffn.down.weight.grad[:, 5:].abs().sum() == 0
     assert model.model.embeddings.word.weight.grad[:, 8:].abs().sum() == 0
+
+
+def test_gqa_head_selection_rule() -> None:
+    from elastic_lm.model.attention import select_heads
+
+    # 6 heads in 2 KV groups of 3: {0,1,2} read KV 0, {3,4,5} read KV 1
+    assert select_heads(6, 2, heads=4, kv_heads=2) == ([0, 1, 3, 4], [0, 1])
+    assert select_heads(6, 2, heads=4) == ([0, 1, 3, 4], [0, 1])  # fewest KV heads that fit
+    assert select_heads(6, 2, heads=2, kv_heads=1) == ([0, 1], [0])
+    assert select_heads(6, 2, heads=4, kv_heads=1) == ([0, 1, 2, 3], [0])  # head 3 borrowed
+    assert select_heads(6, 2, head_ids=(4, 1)) == ([1, 4], [0, 1])
+    assert select_heads(6, 2, heads=0) == ([], [])
+    assert select_heads(4, 4, heads=3) == ([0, 1, 2], [0, 1, 2])
+    with pytest.raises(ArchitectureError, match="head_ids"):
+        select_heads(6, 2, head_ids=(0, 1, 3))  # 2 heads in group 0, 1 in group 1
+    with pytest.raises(ArchitectureError, match="kv_heads=3"):
+        select_heads(6, 2, heads=3, kv_heads=3)

@@ -91,9 +91,7 @@ GPT2_RENAME: Rename = [
 
 
 def _gpt2_config(c: Any) -> dict[str, Any]:
-    if getattr(c, "scale_attn_by_inverse_layer_idx", False) or getattr(
-        c, "reorder_and_upcast_attn", False
-    ):
+    if getattr(c, "scale_attn_by_inverse_layer_idx", False) or getattr(c, "reorder_and_upcast_attn", False):
         raise UnsupportedModelError(
             "GPT-2 with scale_attn_by_inverse_layer_idx or reorder_and_upcast_attn is not "
             "supported; "
@@ -125,9 +123,7 @@ def _gpt2_weights(name: str, t: torch.Tensor) -> Weights:
     if m:
         i, kind = m.groups()
         parts = (t.t() if kind == "weight" else t).chunk(3, dim=0)
-        return {
-            f"layers.{i}.gpt2.attention.{p}.{kind}": x for p, x in zip("qkv", parts, strict=True)
-        }
+        return {f"layers.{i}.gpt2.attention.{p}.{kind}": x for p, x in zip("qkv", parts, strict=True)}
     if re.match(r"^h\.\d+\.(attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$", name):
         t = t.t()
     return {_rename(name, GPT2_RENAME): t}
@@ -190,9 +186,7 @@ def _rename(name: str, table: Rename) -> str:
     raise UnsupportedModelError(f"weight {name!r} has no place in the elastic model")
 
 
-FAMILIES: dict[
-    str, tuple[Callable[[Any], dict[str, Any]], Callable[[str, torch.Tensor], Weights]]
-] = {
+FAMILIES: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[str, torch.Tensor], Weights]]] = {
     "bert": (_bert_config, lambda n, t: {_rename(n, BERT_RENAME): t}),
     "roberta": (_bert_config, lambda n, t: {_rename(n, BERT_RENAME): t}),
     "gpt2": (_gpt2_config, _gpt2_weights),
@@ -227,9 +221,7 @@ def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedMode
     try:
         config = AutoConfig.from_pretrained(path, **extra)
     except (OSError, ValueError) as err:
-        raise CheckpointError(
-            f"model_or_path={str(path)!r} is not a readable model folder: {err}"
-        ) from err
+        raise CheckpointError(f"model_or_path={str(path)!r} is not a readable model folder: {err}") from err
     if config.model_type not in FAMILIES:
         raise UnsupportedModelError(
             f"model_type={config.model_type!r} is not supported; "
@@ -291,9 +283,7 @@ def from_hf(
     fields["task"] = task or ("causal-lm" if c.model_type in ("gpt2", "llama") else "masked-lm")
     fields.update(config_overrides)
     config = ElasticConfig(**fields)
-    model: ElasticPreTrainedModel = (
-        ElasticModel(config) if task is None else TASK_MODELS[task](config)
-    )
+    model: ElasticPreTrainedModel = ElasticModel(config) if task is None else TASK_MODELS[task](config)
 
     prefix = "" if task is None else "model."
     base = hf.base_model_prefix

@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from elastic_lm.architecture import BLOCK_TYPES, Architecture
+from elastic_lm.architecture import BLOCK_TYPES, Architecture, LayerArch
 from elastic_lm.errors import ConfigError
 
 TASKS: tuple[str, ...] = ("masked-lm", "causal-lm", "sequence-classification")
@@ -87,9 +87,7 @@ class ElasticConfig(PreTrainedConfig):
         for cands in self.block_candidates:
             for b in cands:
                 if b not in BLOCK_TYPES:
-                    raise bad(
-                        "block_candidates", b, f"use block types from {', '.join(BLOCK_TYPES)}"
-                    )
+                    raise bad("block_candidates", b, f"use block types from {', '.join(BLOCK_TYPES)}")
         if self.num_attention_heads % self.num_key_value_heads:
             raise bad(
                 "num_key_value_heads",
@@ -114,14 +112,15 @@ class ElasticConfig(PreTrainedConfig):
         block_types: Sequence[Sequence[str]],
         vocab_size: int,
         task: str = "masked-lm",
+        extra_layers: Sequence[LayerArch] = (),
         **shape: Any,
     ) -> ElasticConfig:
         """A super-network big enough for every member of a search space.
 
         ``largest`` is the space's largest member (its per-layer sizes become the upper bounds) and
-        ``block_types[i]`` the block types layer ``i`` can take. Other fields (``head_dim``,
-        ``norm``,
-        ``positions``...) come from ``shape``.
+        ``block_types[i]`` the block types layer ``i`` can take; ``extra_layers`` adds bounds that
+        ``largest`` cannot show (the widest MobileBERT where the largest member is all BERT). Other
+        fields (``head_dim``, ``norm``, ``positions``...) come from ``shape``.
         """
         if len(block_types) != len(largest.layers):
             raise ConfigError(
@@ -129,15 +128,17 @@ class ElasticConfig(PreTrainedConfig):
                 f"{len(largest.layers)} layers; give one tuple of block types per layer"
             )
 
+        every = [*largest.layers, *extra_layers]
+
         def biggest(name: str, default: int) -> int:
-            values = [getattr(layer, name) for layer in largest.layers]
+            values = [getattr(layer, name) for layer in every]
             if name == "heads":
-                values += [len(la.head_ids) for la in largest.layers if la.head_ids is not None]
+                values += [len(la.head_ids) for la in every if la.head_ids is not None]
             if name == "ffn":
-                values += [len(la.ffn_ids) for la in largest.layers if la.ffn_ids is not None]
+                values += [len(la.ffn_ids) for la in every if la.ffn_ids is not None]
             return max([v for v in values if v] or [default])
 
-        hidden = max([largest.hidden] + [la.hidden for la in largest.layers])
+        hidden = max([largest.hidden] + [la.hidden for la in every])
         fields: dict[str, Any] = {
             "hidden_size": hidden,
             "num_layers": len(largest.layers),
@@ -152,3 +153,15 @@ class ElasticConfig(PreTrainedConfig):
         fields["head_dim"] = shape.pop("head_dim", max(1, hidden // fields["num_attention_heads"]))
         fields.update(shape)
         return cls(vocab_size=vocab_size, task=task, **fields)
+
+    @classmethod
+    def from_space(cls, space: Any, vocab_size: int, task: str = "masked-lm", **shape: Any) -> ElasticConfig:
+        """:meth:`for_supernet` from a search space (duck-typed: ``largest()``,
+        ``block_types(layer)`` and, where it has one, ``largest_layer(layer, block)``)."""
+        largest = space.largest()
+        block_types = [tuple(space.block_types(i)) for i in range(len(largest.layers))]
+        extra: list[LayerArch] = []
+        if hasattr(space, "largest_layer"):
+            for i, types in enumerate(block_types):
+                extra += [space.largest_layer(i, b) for b in types if b != "identity"]
+        return cls.for_supernet(largest, block_types, vocab_size, task, extra_layers=extra, **shape)

@@ -162,14 +162,10 @@ class ElasticModel(ElasticPreTrainedModel):
                 build_block(config, built_shape(config, fixed, i)) for i in range(config.num_layers)
             )
         self.final_norm = (
-            make_norm(config.norm, config.hidden_size, config.norm_eps)
-            if config.final_norm
-            else None
+            make_norm(config.norm, config.hidden_size, config.norm_eps) if config.final_norm else None
         )
         self.rotary = (
-            RotaryEmbedding(config.head_dim, config.rope_theta)
-            if config.positions == "rope"
-            else None
+            RotaryEmbedding(config.head_dim, config.rope_theta) if config.positions == "rope" else None
         )
         self._plan: list[tuple[nn.Module, int] | None] = []
         self._arch = self.largest()
@@ -185,7 +181,10 @@ class ElasticModel(ElasticPreTrainedModel):
         layers = []
         for cands in self.config.block_candidates:
             real = [b for b in cands if b != "identity"]
-            layers.append(LayerArch(block=real[0] if real else "identity"))
+            if real:
+                layers.append(max_shape(self.config, real[0]).to_layer_arch())
+            else:
+                layers.append(LayerArch(block="identity"))
         return Architecture(hidden=self.config.hidden_size, layers=tuple(layers))
 
     def _set(self, arch: Architecture) -> None:

@@ -1,4 +1,7 @@
-"""Concrete per-layer sizes: what a ``LayerArch`` means once its defaults (0 = "all") are filled in.
+"""Concrete per-layer sizes: what a ``LayerArch`` means once its defaults are filled in.
+
+``heads`` and ``ffn`` are counts (0 keeps none: a pruned sub-layer). ``kernel``, ``bottleneck`` and
+``ffn_stack`` cannot be 0, so there 0 means the largest; ``kv_heads`` 0 is derived from ``heads``.
 
 Shared by the model (to build an extracted layer at exactly its size) and by the analytic size
 metrics,
@@ -29,11 +32,8 @@ class LayerShape:
     ffn_stack: int = 0
 
     def to_layer_arch(self) -> LayerArch:
-        """Explicit sizes; an emptied sub-layer becomes an empty id list (0 would mean "all")."""
-        uses = USES[self.block]
+        """Explicit sizes (what an extracted model's config records)."""
         return LayerArch(
-            head_ids=() if "heads" in uses and self.heads == 0 else None,
-            ffn_ids=() if "ffn" in uses and self.ffn == 0 else None,
             block=self.block,
             hidden=self.hidden,
             heads=self.heads,
@@ -81,7 +81,7 @@ def resolve_layer(la: LayerArch, width: int, full: LayerShape) -> LayerShape:
         heads, kv = len(q), len(k)
     ffn = 0
     if "ffn" in uses:
-        ffn = len(la.ffn_ids) if la.ffn_ids is not None else (la.ffn or full.ffn)
+        ffn = len(la.ffn_ids) if la.ffn_ids is not None else la.ffn
     out = LayerShape(
         block=la.block,
         hidden=width,
@@ -111,9 +111,7 @@ def resolve(config: ElasticConfig, arch: Architecture) -> list[LayerShape | None
         )
     hidden_max = config.hidden_size
     if arch.hidden > hidden_max:
-        raise ArchitectureError(
-            f"hidden={arch.hidden} exceeds the model's {hidden_max}; choose less"
-        )
+        raise ArchitectureError(f"hidden={arch.hidden} exceeds the model's {hidden_max}; choose less")
     shapes: list[LayerShape | None] = []
     for i, la in enumerate(arch.layers):
         if la.is_identity:

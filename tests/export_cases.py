@@ -7,10 +7,7 @@ from functools import cache
 import torch
 from transformers.utils import logging as hf_logging
 
-from elastic_lm.architecture import Architecture, LayerArch
-from elastic_lm.errors import ArchitectureError
 from elastic_lm.model import ElasticConfig, ElasticPreTrainedModel, build_model
-from elastic_lm.model.shapes import resolve
 from elastic_lm.space import SearchSpace
 from space_cases import PRESETS, tiny
 
@@ -30,37 +27,17 @@ LLAMA_SHAPE = {
 }
 
 
-def _widest(space: SearchSpace, index: int, blocks: list[str]) -> LayerArch:
-    """One LayerArch holding the largest value of every field over the blocks position ``index`` allows."""
-    las = [space.largest_layer(index, b) for b in blocks]
-
-    def biggest(name: str) -> int:
-        values = [getattr(la, name) for la in las]
-        if name in ("heads", "ffn"):
-            ids = "head_ids" if name == "heads" else "ffn_ids"
-            values += [len(getattr(la, ids)) for la in las if getattr(la, ids) is not None]
-        return max(values)
-
-    fields = ("heads", "kv_heads", "ffn", "kernel", "bottleneck", "ffn_stack", "hidden")
-    return LayerArch(block=blocks[0], **{f: biggest(f) for f in fields})
-
-
 def supernet_config(space: SearchSpace, task: str) -> ElasticConfig:
     """A super-network config large enough for every member of ``space``."""
-    n = len(space.largest().layers)
-    blocks = [[b for b in space.block_types(i) if b != "identity"] for i in range(n)]
-    largest = Architecture(
-        hidden=space.largest().hidden, layers=tuple(_widest(space, i, b) for i, b in enumerate(blocks))
-    )
     shape: dict = {
         "max_position_embeddings": 24,
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
         "num_labels": 3,
     }
-    if any("llama" in b for b in blocks):
+    if any("llama" in space.block_types(i) for i in range(len(space.largest().layers))):
         shape.update(LLAMA_SHAPE)
-    return ElasticConfig.for_supernet(largest, blocks, VOCAB, task, **shape)
+    return ElasticConfig.from_space(space, VOCAB, task, **shape)
 
 
 def tasks_for(name: str) -> tuple[str, ...]:
@@ -76,16 +53,6 @@ def supernet(name: str, task: str) -> ElasticPreTrainedModel:
     """The tiny super-network of preset ``name`` with random weights (seeded, eval mode)."""
     torch.manual_seed(0)
     return build_model(supernet_config(tiny(name), task)).eval()
-
-
-def fits(model: ElasticPreTrainedModel, arch: Architecture) -> bool:
-    """Whether the model accepts ``arch``: the llama preset samples GQA shapes (e.g. 4 heads on 1 KV
-    head) that the model's head-selection rule rejects; reported to the model's author."""
-    try:
-        resolve(model.config, arch)
-    except ArchitectureError:
-        return False
-    return True
 
 
 def batch(seed: int, length: int = 7) -> dict[str, torch.Tensor]:

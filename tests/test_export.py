@@ -19,7 +19,7 @@ from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
 from elastic_lm.export import export_subnetwork, stock_fit
 from elastic_lm.metrics.size import count_flops, count_params
-from export_cases import PRESETS, batch, fits, main_output, real_tokens, supernet, tasks_for
+from export_cases import PRESETS, batch, main_output, real_tokens, supernet, tasks_for
 from space_cases import tiny
 
 AUTO = {
@@ -66,7 +66,6 @@ def test_random_sub_networks_of_every_preset_round_trip(data: st.DataObject) -> 
     name = data.draw(st.sampled_from(PRESETS))
     task = data.draw(st.sampled_from(tasks_for(name)))
     arch = tiny(name).sample(random.Random(data.draw(st.integers(0, 10_000))))
-    assume(fits(supernet(name, task), arch))
     prefer_stock = data.draw(st.booleans())
     own_rope = supernet(name, task).config.positions == "rope" and not (
         prefer_stock and stock_fit(supernet(name, task).extract(arch)).fits

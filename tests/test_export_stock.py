@@ -179,5 +179,11 @@ def test_shapes_without_a_stock_form_say_why() -> None:
     )
     uneven = Architecture(hidden=16, layers=(LayerArch("bert"), LayerArch("bert", ffn=5), LayerArch("bert")))
     assert stock_fit(model.extract(uneven)).reason == "layers differ in width, heads or FFN size"
+    gqa = make_supernet("llama", "causal-lm")
+    odd = Architecture(hidden=10, layers=(LayerArch("llama", heads=4, kv_heads=2, ffn=7),) * 3)
+    assert (
+        stock_fit(gqa.extract(odd)).reason
+        == "hidden 10 is not a multiple of 4 heads (LlamaConfig requires it)"
+    )
     llama = make_supernet("llama", "sequence-classification")
     assert "no stock class" in stock_fit(llama.extract(llama.architecture)).reason

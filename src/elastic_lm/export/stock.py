@@ -112,6 +112,8 @@ def stock_fit(model: ElasticPreTrainedModel) -> StockFit:
         return StockFit(
             None, f"{heads} heads x head_dim {c.head_dim} != hidden {hidden} (stock {family} needs equality)"
         )
+    if block == "llama" and hidden % heads:
+        return StockFit(None, f"hidden {hidden} is not a multiple of {heads} heads (LlamaConfig requires it)")
     if block != "llama" and kv != heads:
         return StockFit(None, "grouped-query attention has no stock BERT / GPT-2 form")
     if block == "bert" and c.type_vocab_size < 1:

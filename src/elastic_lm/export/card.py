@@ -59,7 +59,8 @@ def describe(arch: Architecture) -> str:
     body = "; ".join(f"{n} x {t}" if n > 1 else t for t, n in runs)
     dropped = len(arch.layers) - len(kept)
     tail = f" ({dropped} of {len(arch.layers)} super-network layers dropped)" if dropped else ""
-    return f"{len(kept)} layers at width {arch.hidden}: {body}{tail}"
+    plural = "layer" if len(kept) == 1 else "layers"
+    return f"{len(kept)} {plural} at width {arch.hidden}: {body}{tail}"
 
 
 def _millions(n: int) -> str:
@@ -145,8 +146,8 @@ def render_card(info: dict[str, Any]) -> str:
         "trial": prov.get("trial"),
         "source model": prov.get("source_model"),
         "licence of the source weights": licence,
-        "elastic-lm": prov.get("elastic_lm_version", ""),
-        "commit": prov.get("commit", "not recorded"),
+        "elastic-lm version": prov.get("elastic_lm_version", ""),
+        "elastic-lm commit": prov.get("commit") or "not recorded",
         "exported at": prov.get("exported_at", ""),
     }
     lines += [f"| {k} | {_value(v)} |" for k, v in rows.items() if v is not None]

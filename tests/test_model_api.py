@@ -316,3 +316,25 @@ def test_gqa_head_selection_rule() -> None:
         select_heads(6, 2, head_ids=(0, 1, 3))  # 2 heads in group 0, 1 in group 1
     with pytest.raises(ArchitectureError, match="kv_heads=3"):
         select_heads(6, 2, heads=3, kv_heads=3)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_rope_model_round_trips_through_save_pretrained(tied: bool, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(6)
+    cfg = config(
+        task="causal-lm",
+        block_candidates=[["llama"]] * 3,
+        positions="rope",
+        rope_theta=100.0,
+        norm="rmsnorm",
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
+    model = ElasticForCausalLM(cfg).eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch()).logits, model(**batch()).logits)

@@ -61,6 +61,8 @@ class ElasticPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ElasticDepthwiseConv):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.bias)
+        elif isinstance(module, RotaryEmbedding):
+            init.copy_(module.inv_freq, module.compute_inv_freq())
         elif getattr(module, "zero_bias_init", False):
             init.zeros_(module.bias)
 

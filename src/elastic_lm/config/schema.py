@@ -31,6 +31,7 @@ class ModelSection(Section):
     )
     task: Task = "masked-lm"
     num_labels: PositiveInt = 2
+    tokenizer: str | None = Field(None, description="asset or folder; default: the source's own")
 
 
 class SpaceSection(Section):
@@ -38,6 +39,22 @@ class SpaceSection(Section):
 
     preset: str = "elm"
     options: dict[str, Any] = Field(default_factory=dict, description="preset shape overrides")
+
+
+class TeacherSection(Section):
+    """The external teacher for distillation, and its one-time preparation (cached)."""
+
+    source: str = Field(
+        "none", description="'none', an asset name (minilm-l6, smollm2-135m) or a Hugging Face folder"
+    )
+    retrain_steps: int = Field(
+        0,
+        ge=0,
+        description="steps of masked-LM re-training of the whole teacher first (MiniLM-L6 has no MLM "
+        "head); 0 uses it as it is",
+    )
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(1e-4, gt=0)
 
 
 class LossSpec(Section):
@@ -60,9 +77,11 @@ class TrainSection(Section):
     strategy: str = "sandwich"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     losses: list[LossSpec] = Field(default_factory=lambda: [LossSpec(name="mlm")])
-    teacher: str = Field("self", description="'self' (the full super-network), 'none', or an asset/path")
     checkpoint_every: PositiveInt = 100
     eval_every: PositiveInt = 100
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    keep_checkpoints: PositiveInt = 3
+    eval_batches: PositiveInt = 8
 
 
 class ObjectiveSpec(Section):
@@ -105,6 +124,7 @@ class Config(Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)
+    teacher: TeacherSection = Field(default_factory=TeacherSection)
     space: SpaceSection = Field(default_factory=SpaceSection)
     data: DataConfig = Field(default_factory=lambda: DataConfig(source=["austen", "bbc-news"]))
     train: TrainSection = Field(default_factory=TrainSection)

@@ -116,6 +116,7 @@ class ElasticPreTrainedModel(PreTrainedModel):
             num_layers=len(kept),
             block_candidates=[[s.block] for _, s in kept],
             architecture=fixed.to_dict(),
+            layer_sizes=[s.layer_sizes_entry() for _, s in kept],
         )
         for key in ("model_type", "transformers_version"):
             data.pop(key, None)
@@ -153,11 +154,11 @@ class ElasticModel(ElasticPreTrainedModel):
         fixed = config.fixed_architecture
         self.embeddings = ElasticEmbeddings(config, config.hidden_size)
         if fixed is None:
-            self.layers = nn.ModuleList(
+            self.layers = nn.ModuleList(  # each position at its own size (``layer_sizes``)
                 nn.ModuleDict(
-                    {b: build_block(config, max_shape(config, b)) for b in cands if b != "identity"}
+                    {b: build_block(config, max_shape(config, b, layer=i)) for b in cands if b != "identity"}
                 )
-                for cands in config.block_candidates
+                for i, cands in enumerate(config.block_candidates)
             )
         else:
             self.layers = nn.ModuleList(
@@ -181,10 +182,10 @@ class ElasticModel(ElasticPreTrainedModel):
         if fixed is not None:
             return fixed
         layers = []
-        for cands in self.config.block_candidates:
+        for i, cands in enumerate(self.config.block_candidates):
             real = [b for b in cands if b != "identity"]
             if real:
-                layers.append(max_shape(self.config, real[0]).to_layer_arch())
+                layers.append(max_shape(self.config, real[0], layer=i).to_layer_arch())
             else:
                 layers.append(LayerArch(block="identity"))
         return Architecture(hidden=self.config.hidden_size, layers=tuple(layers))

@@ -1,0 +1,1 @@
+"""The ``elastic-lm`` command line: a thin layer over the Python API, one module per subcommand."""

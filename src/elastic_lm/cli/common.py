@@ -1,0 +1,30 @@
+"""Arguments and helpers that several commands share, so every command reads a config the same way."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from elastic_lm.config import Config, load_config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """CONFIG (a YAML file), repeated ``--set section.key=value`` overrides, and ``--run-dir``."""
+    parser.add_argument("config", nargs="?", help="YAML config file (defaults apply when omitted)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set train.steps=100 (repeatable)",
+    )
+    parser.add_argument("--run-dir", type=Path, help="run directory (overrides run_dir in the config)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The validated config the user asked for: file, then --set overrides, then --run-dir."""
+    overrides = list(args.overrides)
+    if getattr(args, "run_dir", None) is not None:
+        overrides.append(f"run_dir={args.run_dir}")
+    return load_config(args.config, overrides)

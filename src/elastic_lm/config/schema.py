@@ -1,0 +1,122 @@
+"""The configuration schema: one pydantic model per pipeline stage, composed into :class:`Config`.
+
+Every section forbids unknown keys, so a typo is an error that names the key and the allowed ones rather
+than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+Task = Literal["masked-lm", "causal-lm", "sequence-classification"]
+
+
+class Section(BaseModel):
+    """Base of every section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSection(Section):
+    """Where the super-network comes from."""
+
+    source: str = Field(
+        "minilm-l6",
+        description="an asset name (see 'elastic-lm assets'), a local Hugging Face folder, or 'scratch'",
+    )
+    task: Task = "masked-lm"
+    num_labels: PositiveInt = 2
+
+
+class SpaceSection(Section):
+    """Which search space the super-network covers."""
+
+    preset: str = "elm"
+    options: dict[str, Any] = Field(default_factory=dict, description="preset shape overrides")
+
+
+class DataSection(Section):
+    """Which corpus or labelled set to train and evaluate on (asset names or paths)."""
+
+    sources: list[str] = Field(default_factory=lambda: ["austen", "bbc-news"])
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    max_length: PositiveInt = 128
+    max_examples: PositiveInt | None = None
+    validation_fraction: float = Field(0.05, gt=0, lt=1)
+    test_fraction: float = Field(0.05, ge=0, lt=1)
+
+
+class LossSpec(Section):
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSection(Section):
+    """Super-network training."""
+
+    steps: PositiveInt = 200
+    batch_size: PositiveInt = 16
+    grad_accumulation: PositiveInt = 1
+    learning_rate: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.06, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    strategy: str = "sandwich"
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    losses: list[LossSpec] = Field(default_factory=lambda: [LossSpec(name="mlm")])
+    teacher: str = Field("self", description="'self' (the full super-network), 'none', or an asset/path")
+    checkpoint_every: PositiveInt = 100
+    eval_every: PositiveInt = 100
+
+
+class ObjectiveSpec(Section):
+    name: str
+    direction: Literal["minimize", "maximize"] = "minimize"
+
+
+class ConstraintSpec(Section):
+    name: str
+    max: float | None = None
+    min: float | None = None
+
+
+class SearchSection(Section):
+    """Multi-objective search over the trained super-network."""
+
+    strategy: str = "mo-rea"
+    trials: PositiveInt = 100
+    objectives: list[ObjectiveSpec] = Field(
+        default_factory=lambda: [ObjectiveSpec(name="val_loss"), ObjectiveSpec(name="params")]
+    )
+    constraints: list[ConstraintSpec] = Field(default_factory=list)
+    storage: str | None = Field(None, description="Optuna storage URL or journal file; default SQLite")
+    eval_batches: PositiveInt = 8
+
+
+class ExportSection(Section):
+    """Which sub-networks become standalone models, and in which formats."""
+
+    pareto: bool = True
+    max_models: PositiveInt = 8
+    onnx: bool = False
+
+
+class Config(Section):
+    """A whole job: every command reads the sections it needs from this one object."""
+
+    run_dir: Path = Path("runs/default")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: ModelSection = Field(default_factory=ModelSection)
+    space: SpaceSection = Field(default_factory=SpaceSection)
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    search: SearchSection = Field(default_factory=SearchSection)
+    export: ExportSection = Field(default_factory=ExportSection)

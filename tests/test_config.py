@@ -1,0 +1,68 @@
+"""The config schema and its loading: defaults, overrides, and one-line errors for every mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from elastic_lm.config import Config, apply_overrides, load_config
+from elastic_lm.errors import ConfigError
+
+
+def test_defaults_validate_without_a_file() -> None:
+    config = load_config(None)
+    assert isinstance(config, Config)
+    assert config.train.steps == 200
+    assert config.model.task == "masked-lm"
+
+
+def test_yaml_file_and_overrides_combine(tmp_path: Path) -> None:
+    file = tmp_path / "job.yaml"
+    file.write_text("seed: 7\ntrain:\n  steps: 30\n  learning_rate: 0.001\n")
+    config = load_config(file, ["train.steps=12", "data.sources=[austen, my/texts]"])
+    assert config.seed == 7
+    assert config.train.steps == 12  # the override wins over the file
+    assert config.train.learning_rate == pytest.approx(0.001)
+    assert config.data.sources == ["austen", "my/texts"]
+
+
+def test_override_parses_yaml_scalars() -> None:
+    data = apply_overrides({}, ["a.b=3", "a.c=true", "a.d=0.5", "a.e=text"])
+    assert data == {"a": {"b": 3, "c": True, "d": 0.5, "e": "text"}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["train.steps=abc"], "'train.steps' has bad value 'abc'"),
+        (["train.stepz=1"], "'train.stepz' is not a known key; allowed keys here: batch_size"),
+        (["model.task=translation"], "'model.task' has bad value 'translation'"),
+        (["nonsense=1"], "'nonsense' is not a known key"),
+        (["train.steps=0"], "'train.steps' has bad value 0"),
+        (["train.steps"], "must look like section.key=value"),
+    ],
+)
+def test_bad_values_name_the_field(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_override_cannot_descend_into_a_value() -> None:
+    with pytest.raises(ConfigError, match="'seed' is a value, not a section"):
+        apply_overrides({"seed": 1}, ["seed.x=1"])
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(scalar)

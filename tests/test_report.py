@@ -1,0 +1,354 @@
+"""The report: Pareto maths, file inputs, PNGs, the self-contained HTML page and the CLI command."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.cli.main import main
+from elastic_lm.errors import DataError, UserError
+from elastic_lm.report import mape, pareto_mask, step_line, write_report
+from elastic_lm.report.build import axes_for
+from elastic_lm.report.inputs import Objective
+from elastic_lm.report.labels import describe_architecture, display, format_value
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------- fixtures
+
+
+def _arch(hidden: int, layers: list[tuple[int, int]]) -> dict[str, Any]:
+    """(heads, ffn) per layer; heads 0 means a dropped layer."""
+    return Architecture(
+        hidden=hidden,
+        layers=tuple(LayerArch("bert", heads=h, ffn=f) if h else LayerArch("identity") for h, f in layers),
+    ).to_dict()
+
+
+def _synthetic_trials(n: int = 30) -> list[dict[str, Any]]:
+    """Deterministic trials: bigger models are slower, more accurate and have lower loss, plus jitter."""
+    trials = []
+    for i in range(n):
+        hidden = (128, 256, 384)[i % 3]
+        depth = 2 + i % 5
+        layers = [(4 + 4 * ((i + j) % 2), hidden * 2 * (1 + (i + j) % 2)) for j in range(depth)]
+        layers += [(0, 0)] * (6 - depth)
+        params = 30_000 * hidden + sum(4 * hidden * hidden + 2 * hidden * f for _, f in layers)
+        jitter = ((i * 37) % 11) / 50
+        trials.append(
+            {
+                "number": i,
+                "architecture": _arch(hidden, layers),
+                "metrics": {
+                    "val_loss": round(6.0 - params / 4e6 + jitter, 4),
+                    "params": params,
+                    "latency_ms": round(1.0 + params / 2e6 + jitter, 3),
+                    "accuracy": round(0.5 + params / 1e8 - jitter / 4, 4),
+                },
+                "feasible": i % 13 != 7,
+                "state": "FAIL" if i == 29 else "COMPLETE",
+            }
+        )
+    return trials
+
+
+OBJ_LOSS = {"name": "val_loss", "direction": "minimize", "unit": "nats/token"}
+OBJ_PARAMS = {"name": "params", "direction": "minimize", "unit": "count"}
+OBJ_LAT = {"name": "latency_ms", "direction": "minimize", "unit": "ms, batch 1 x 128 tokens"}
+OBJ_ACC = {"name": "accuracy", "direction": "maximize", "unit": "fraction"}
+
+
+def make_run(
+    root: Path,
+    trials: list[dict[str, Any]],
+    objectives: list[dict[str, str]],
+    *,
+    pareto: list[int] | None = None,
+    extras: bool = True,
+) -> Path:
+    """A run directory as the search/profile/export/train stages would leave it."""
+    (root / "search").mkdir(parents=True)
+    (root / "search" / "trials.json").write_text(json.dumps(trials))
+    summary = {
+        "objectives": objectives,
+        "strategy": "nsga2",
+        "pareto": pareto,
+        "hypervolume": [[n, 1.0 - 0.8 / (n + 1)] for n in range(1, len(trials) + 1)],
+        "reference_point": {o["name"]: 1.0 for o in objectives},
+        "finished_at": "2026-11-21 06:00 UTC",
+    }
+    (root / "search" / "summary.json").write_text(json.dumps(summary))
+    if not extras:
+        return root
+    baselines = [
+        {
+            "name": "layer-drop k=4",
+            "metrics": {"val_loss": 5.2, "params": 3.1e6, "latency_ms": 2.6, "accuracy": 0.52},
+        },
+        {
+            "name": "hand-designed tiny",
+            "metrics": {"val_loss": 5.6, "params": 1.5e6, "latency_ms": 1.9, "accuracy": 0.51},
+        },
+    ]
+    (root / "search" / "baselines.json").write_text(json.dumps(baselines))
+    (root / "profile").mkdir()
+    checks = [{"label": f"t{i}", "predicted_ms": 1.0 + i, "measured_ms": 1.1 + i * 1.05} for i in range(8)]
+    (root / "profile" / "latency_check.json").write_text(json.dumps(checks))
+    (root / "export" / "small").mkdir(parents=True)
+    index = [{"name": "small", "path": "export/small", "metrics": {"val_loss": 5.3, "params": 2.0e6}}]
+    (root / "export" / "index.json").write_text(json.dumps(index))
+    (root / "train").mkdir()
+    rows = ["step,loss,val_loss,lr"] + [
+        f"{s},{6.5 - s / 40:.3f},{'' if s % 20 else f'{6.6 - s / 45:.3f}'},0.001" for s in range(0, 201, 5)
+    ]
+    (root / "train" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+# Hand-checked: params minimised, accuracy MAXIMISED. #2 and #3 are dominated by #1; #6 would dominate
+# everything but is infeasible; #7 failed. If "maximize" were ignored the front would be {5} alone.
+HAND = [
+    (0, 10e6, 0.80, 4.0, True, "COMPLETE"),
+    (1, 20e6, 0.85, 3.0, True, "COMPLETE"),
+    (2, 20e6, 0.82, 1.0, True, "COMPLETE"),
+    (3, 30e6, 0.84, 5.0, True, "COMPLETE"),
+    (4, 40e6, 0.90, 8.0, True, "COMPLETE"),
+    (5, 5e6, 0.70, 2.0, True, "COMPLETE"),
+    (6, 1e6, 0.99, 0.5, False, "COMPLETE"),
+    (7, 1e6, 0.99, 0.5, True, "FAIL"),
+]
+
+
+def _hand_trials() -> list[dict[str, Any]]:
+    return [
+        {
+            "number": n,
+            "architecture": _arch(128, [(4, 256)] * (1 + n % 3)),
+            "metrics": {"params": p, "accuracy": a, "latency_ms": lat},
+            "feasible": feasible,
+            "state": state,
+        }
+        for n, p, a, lat, feasible, state in HAND
+    ]
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def _pareto_numbers(run: Path) -> list[int]:
+    with (run / "report" / "pareto.csv").open() as handle:
+        return sorted(int(row["number"]) for row in csv.DictReader(handle))
+
+
+# ------------------------------------------------------------------------------------------ pure maths
+
+
+def test_pareto_mask_honours_directions() -> None:
+    points = [(1, 1), (2, 2), (0, 3), (3, 0)]
+    assert pareto_mask(points, ["minimize", "minimize"]) == [True, False, True, True]
+    assert pareto_mask(points, ["maximize", "maximize"]) == [False, True, True, True]
+    assert pareto_mask(points, ["minimize", "maximize"]) == [False, False, True, False]
+
+
+def test_pareto_mask_keeps_duplicates_of_a_front_point() -> None:
+    assert pareto_mask([(1, 1), (1, 1), (2, 2)], ["minimize", "minimize"]) == [True, True, False]
+
+
+def test_pareto_mask_rejects_unknown_direction() -> None:
+    with pytest.raises(ValueError, match="maximise"):
+        pareto_mask([(1, 2)], ["minimize", "maximise"])
+
+
+def test_step_line_is_a_staircase_best_first() -> None:
+    xs, ys = step_line([(3, 1), (1, 3), (2, 2)], ("minimize", "minimize"))
+    assert xs == [1, 2, 2, 3, 3]
+    assert ys == [3, 3, 2, 2, 1]
+    xs, ys = step_line([(1, 1), (3, 3)], ("maximize", "maximize"))
+    assert (xs, ys) == ([3, 1, 1], [3, 3, 1])
+
+
+def test_mape() -> None:
+    assert mape([110, 90], [100, 100]) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="measured value is 0"):
+        mape([1], [0])
+
+
+def test_labels_and_architecture_description() -> None:
+    assert display("params").label == "parameters (millions)"
+    assert display("params").scale == 1e-6
+    assert display("val_loss").label == "validation loss (nats/token)"
+    assert display("latency_ms", "ms, batch 1 x 128 tokens").label == "latency (ms, batch 1 x 128 tokens)"
+    arch = Architecture(
+        hidden=256,
+        layers=(LayerArch("bert", heads=4, ffn=512), LayerArch("identity"), LayerArch("sepconv", kernel=5)),
+    )
+    assert describe_architecture(arch) == "depth 2/3 · hidden 256 · bert/sepconv · 4h/512 – conv5"
+
+
+def test_table_cells_line_up() -> None:
+    assert format_value("params", 20_370_000) == "20.37M"
+    assert [format_value("val_loss", v) for v in (1.498, 0.676, 12)] == ["1.4980", "0.6760", "12"]
+    assert format_value("val_loss", None) == "–"
+
+
+def test_cost_goes_on_the_x_axis() -> None:
+    loss, params = Objective("val_loss", "minimize"), Objective("params", "minimize")
+    acc = Objective("accuracy", "maximize")
+    assert axes_for(loss, params) == (params, loss)
+    assert axes_for(params, acc) == (params, acc)
+    assert axes_for(loss, acc) == (acc, loss)
+
+
+def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = make_run(tmp_path / "nompl", _hand_trials(), [OBJ_PARAMS, OBJ_ACC], extras=False)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import raise ImportError
+    with pytest.raises(UserError, match=r"pip install 'elastic-lm\[report\]'"):
+        write_report(run)
+
+
+# ------------------------------------------------------------------------------------------ full report
+
+
+@pytest.fixture(scope="module")
+def report3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One 30-trial, 3-objective run with every optional file, reported once for several tests."""
+    run = make_run(
+        tmp_path_factory.mktemp("run3") / "elm-demo", _synthetic_trials(), [OBJ_LOSS, OBJ_PARAMS, OBJ_ACC]
+    )
+    write_report(run)
+    return run
+
+
+def test_report_writes_readable_pngs(report3: Path) -> None:
+    pngs = sorted(p.name for p in (report3 / "report").glob("*.png"))
+    assert pngs == [
+        "hypervolume.png",
+        "latency_check.png",
+        "pareto_accuracy_vs_params.png",
+        "pareto_val_loss_vs_accuracy.png",
+        "pareto_val_loss_vs_params.png",
+        "train_loss.png",
+    ]
+    for name in pngs:
+        assert _png_size(report3 / "report" / name) == (768, 528)
+
+
+def test_html_is_self_contained_and_lists_every_pareto_member(report3: Path) -> None:
+    page = (report3 / "report" / "index.html").read_text()
+    members = _pareto_numbers(report3)
+    assert members  # the synthetic data has a non-trivial front
+    for number in members:
+        assert f"id='trial-{number}'" in page
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)=['"]?(https?:)?//""", page)
+    uris = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(uris) == 6
+    for uri in uris:
+        assert base64.b64decode(uri, validate=True)[:8] == PNG_MAGIC
+    for text in ("elm-demo", "2026-11-21 06:00 UTC", "layer-drop k=4", "export/small", "<details>"):
+        assert text in page
+
+
+def test_pareto_front_hand_checked_with_maximise_two_objectives(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "two", _hand_trials(), [OBJ_PARAMS, OBJ_ACC], pareto=[0, 1, 4, 5], extras=False)
+    write_report(run)
+    assert _pareto_numbers(run) == [0, 1, 4, 5]
+    page = (run / "report" / "index.html").read_text()
+    assert "summary.json lists Pareto" not in page  # the search's claim agrees: no warning
+    assert sorted(p.name for p in (run / "report").glob("*.png")) == [
+        "hypervolume.png",
+        "pareto_accuracy_vs_params.png",
+    ]
+
+
+def test_pareto_front_hand_checked_three_objectives_and_wrong_claim_warned(tmp_path: Path) -> None:
+    # The claim [5] is what a search that ignored "maximize" would report: the page must say so.
+    objectives = [OBJ_ACC, OBJ_PARAMS, OBJ_LAT]
+    run = make_run(tmp_path / "three", _hand_trials(), objectives, pareto=[5], extras=False)
+    write_report(run)
+    assert _pareto_numbers(run) == [0, 1, 2, 4, 5]
+    page = (run / "report" / "index.html").read_text()
+    assert "summary.json lists Pareto trials [5], but recomputing" in page
+
+
+def test_trials_csv_input(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "csvrun", _hand_trials(), [OBJ_PARAMS, OBJ_ACC], extras=False)
+    records = json.loads((run / "search" / "trials.json").read_text())
+    (run / "search" / "trials.json").unlink()
+    with (run / "search" / "trials.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["number", "state", "feasible", "architecture", "params", "accuracy", "latency_ms"])
+        for r in records:
+            m = r["metrics"]
+            writer.writerow(
+                [
+                    r["number"],
+                    r["state"],
+                    r["feasible"],
+                    json.dumps(r["architecture"]),
+                    m["params"],
+                    m["accuracy"],
+                    m["latency_ms"],
+                ]
+            )
+    write_report(run)
+    assert _pareto_numbers(run) == [0, 1, 4, 5]
+
+
+def test_html_escapes_malicious_names(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "evil", _synthetic_trials(12), [OBJ_LOSS, OBJ_PARAMS])
+    evil = "<script>alert('x')</script>&"
+    (run / "search" / "baselines.json").write_text(json.dumps([{"name": evil, "metrics": {"val_loss": 5.0}}]))
+    (run / "export" / "index.json").write_text(json.dumps([{"name": "m", "path": "<img src=x onerror=y>"}]))
+    page = write_report(run).read_text()
+    assert "<script" not in page
+    assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;" in page
+
+
+def test_missing_run_dir_and_trials_file_are_one_line_user_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"run directory .*nope does not exist; 'elastic-lm run CONFIG'"):
+        write_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        DataError, match=r"search/trials.json \(or trials.csv\) is missing; 'elastic-lm search"
+    ):
+        write_report(tmp_path / "empty")
+
+
+def test_bad_direction_names_the_field(tmp_path: Path) -> None:
+    bad = {"name": "accuracy", "direction": "maximise"}
+    run = make_run(tmp_path / "bad", _hand_trials(), [OBJ_PARAMS, bad], extras=False)
+    with pytest.raises(
+        DataError, match="objective 'accuracy' has bad direction 'maximise'; use 'minimize' or"
+    ):
+        write_report(run)
+
+
+def test_cli_report_writes_index_and_reports_errors_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = make_run(tmp_path / "cli", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    other = make_run(tmp_path / "other", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    assert main(["report", str(run), "--compare", str(other), "--open-browser", "no"]) == 0
+    assert str(run / "report" / "index.html") in capsys.readouterr().out
+    page = (run / "report" / "index.html").read_text()
+    assert page.count("<img ") == 2  # one pair of objectives + the hypervolume of both runs
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("elastic-lm report: error: run directory")

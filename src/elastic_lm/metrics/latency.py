@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,6 +48,12 @@ class LatencyMeasurement:
     @property
     def min_ms(self) -> float:
         return min(self.samples_ms)
+
+    def quantile_ms(self, q: float) -> float:
+        """The q-quantile of the samples (0.5: the median; lower values shrug off preemption spikes)."""
+        if not 0.0 <= q <= 1.0:
+            raise UserError(f"quantile={q!r} is not allowed; use a number in [0, 1] (0.5 = median)")
+        return float(np.quantile(np.asarray(self.samples_ms), q))
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -164,6 +171,38 @@ def time_callable(
     return summarise(samples, settings)
 
 
+def time_interleaved(
+    fns: Sequence[Callable[[], object]],
+    *,
+    warmup: int = 5,
+    repeats: int = 20,
+    device: str | torch.device = "cpu",
+    clock: Clock = time.perf_counter,
+    settings: dict[str, Any] | None = None,
+) -> list[LatencyMeasurement]:
+    """Time several callables round-robin: one sample of each per round, ``repeats`` rounds.
+
+    On a shared machine background load comes and goes; interleaving spreads it over every
+    candidate instead of penalising whichever ran during a busy spell, so the *ranking* of
+    candidates survives noise much better than timing them one after another.
+    """
+    check_positive("warmup", warmup, minimum=0)
+    check_positive("repeats", repeats)
+    dev = torch.device(device)
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    _sync(dev)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = clock()
+            fn()
+            _sync(dev)
+            samples[i].append((clock() - start) * 1000.0)
+    return [summarise(s, settings) for s in samples]
+
+
 def refuse_supernet(model: nn.Module) -> None:
     """Latency of a sliced super-network is not the latency of the sub-network: refuse it."""
     config = getattr(model, "config", None)
@@ -267,19 +306,14 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
-def _measure_onnx(
-    model: nn.Module,
-    ids: torch.Tensor,
-    threads: int | None,
-    warmup: int,
-    repeats: int,
-    dev: torch.device,
-    clock: Clock,
-    settings: dict[str, Any],
-) -> LatencyMeasurement:
+def onnx_runner(
+    model: nn.Module, ids: torch.Tensor, threads: int | None, device: str | torch.device = "cpu"
+) -> Callable[[], object]:
+    """Export ``model`` to a temporary ONNX file and return a zero-argument ONNX Runtime call."""
     ort = require_onnxruntime()
     import warnings
 
+    dev = torch.device(device)
     with tempfile.TemporaryDirectory(prefix="elastic-lm-onnx-") as tmp:
         path = Path(tmp) / "model.onnx"
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
@@ -305,14 +339,21 @@ def _measure_onnx(
             providers.insert(0, "CUDAExecutionProvider")
         session = ort.InferenceSession(str(path), options, providers=providers)
     feed = {"input_ids": ids.cpu().numpy()}
-    return time_callable(
-        lambda: session.run(None, feed),
-        warmup=warmup,
-        repeats=repeats,
-        device="cpu",
-        clock=clock,
-        settings=settings,
-    )
+    return lambda: session.run(None, feed)
+
+
+def _measure_onnx(
+    model: nn.Module,
+    ids: torch.Tensor,
+    threads: int | None,
+    warmup: int,
+    repeats: int,
+    dev: torch.device,
+    clock: Clock,
+    settings: dict[str, Any],
+) -> LatencyMeasurement:
+    run = onnx_runner(model, ids, threads, dev)
+    return time_callable(run, warmup=warmup, repeats=repeats, device=dev, clock=clock, settings=settings)
 
 
 def _has_cache(out: Any) -> bool:
@@ -459,7 +500,9 @@ __all__ = [
     "measure_decode_ms",
     "measure_latency_ms",
     "measure_peak_memory_mb",
+    "onnx_runner",
     "refuse_supernet",
     "summarise",
     "time_callable",
+    "time_interleaved",
 ]

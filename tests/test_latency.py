@@ -317,11 +317,17 @@ def test_recheck_label_count_must_match(supernet, space):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("batch_size", 0), ("backend", "tvm"), ("quantile", 2.0), ("warmup", -1)]
+    ("field", "value"),
+    [("batch_size", 0), ("backend", "tvm"), ("quantile", 2.0), ("warmup", -1), ("clock", "tsc")],
 )
 def test_bad_profile_settings(field, value):
     with pytest.raises(UserError, match=field):
         ProfileSettings(**{field: value})
+
+
+def test_thread_clock_needs_one_thread():
+    with pytest.raises(UserError, match="clock='thread' needs threads=1"):
+        ProfileSettings(clock="thread", threads=2)
 
 
 # -- CLI ----------------------------------------------------------------------------------------------

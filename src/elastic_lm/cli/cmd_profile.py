@@ -35,6 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds per model (default 15)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per model (default 3)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "thread"),
+        default="wall",
+        help="wall: wall-clock latency (default); thread: CPU time of the timing thread, steadier on a "
+        "busy shared CPU (needs --threads 1, cpu, torch)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="output folder (default RUN_DIR/profile)")
 
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         warmup=args.warmup,
         repeats=args.repeats,
+        clock=args.clock,
     )
     held_out = args.held_out if args.held_out is not None else max(2, args.samples // 4)
     if args.samples - held_out < 2:

@@ -25,7 +25,7 @@ from elastic_lm.metrics.latency import (
     time_interleaved,
 )
 from elastic_lm.metrics.size import count_flops, count_params
-from elastic_lm.profile.records import ProfileRecord, ProfileSettings
+from elastic_lm.profile.records import CLOCKS, ProfileRecord, ProfileSettings
 from elastic_lm.space import SearchSpace
 
 # Times a list of zero-argument callables (interleaved) and returns one measurement per callable.
@@ -42,6 +42,7 @@ def default_measure(settings: ProfileSettings) -> MeasureMany:
                 warmup=settings.warmup,
                 repeats=settings.repeats,
                 device=settings.device,
+                clock=CLOCKS[settings.clock],
                 settings=settings.to_dict(),
             )
 

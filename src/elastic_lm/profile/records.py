@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import UserError
 from elastic_lm.metrics.latency import BACKENDS, check_positive
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,10 @@ class ProfileSettings:
     repeats: int = 15
     chunk: int = 8  # models held in memory at once while timing round-robin
     quantile: float = 0.5  # which quantile of the samples is "the" latency (0.5: median)
+    # "wall": time.perf_counter (the latency a user sees). "thread": time.thread_time, the CPU time of
+    # the timing thread; with threads=1 on a CPU it leaves out the time the OS gave to other processes,
+    # so it is far steadier on a busy shared machine (it still counts cache and memory contention).
+    clock: str = "wall"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "repeats", "chunk"):
@@ -38,6 +46,14 @@ class ProfileSettings:
             )
         if self.threads is not None:
             check_positive("threads", self.threads)
+        if self.clock not in CLOCKS:
+            raise UserError(f"clock={self.clock!r} is not supported; use one of {', '.join(CLOCKS)}")
+        if self.clock == "thread" and (self.threads != 1 or self.device != "cpu" or self.backend != "torch"):
+            raise UserError(
+                "clock='thread' needs threads=1, device='cpu' and backend='torch' "
+                f"(got threads={self.threads}, device={self.device!r}, backend={self.backend!r}); "
+                "use clock='wall' otherwise"
+            )
         if self.backend not in BACKENDS:
             raise UserError(f"backend={self.backend!r} is not supported; use one of {', '.join(BACKENDS)}")
 

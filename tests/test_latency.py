@@ -364,3 +364,15 @@ def test_cli_unknown_space(tmp_path, capsys):
 def test_cli_too_few_samples(capsys):
     assert main(["profile", "--space", "elm", "--samples", "3"]) == 2
     assert "--samples=3" in capsys.readouterr().err
+
+
+def test_regressor_feature_groups_are_checked_and_saved(supernet, space):
+    with pytest.raises(UserError, match="feature groups"):
+        RegressorPredictor(supernet.config, 8, groups=("flops", "vibes"))
+    archs = sample_architectures(space, supernet.config, 6, random.Random(4))
+    records = synthetic_records(supernet, archs, lambda a: 1.0 + a.depth)
+    reg = RegressorPredictor(supernet.config, 8, groups=("depth", "flops")).fit(records)
+    assert set(reg.state["features"]) <= {"depth", "flops.bert", "flops.mobilebert", "flops.embeddings_head"}
+    again = predictor_from_dict(json.loads(json.dumps(reg.to_dict())))
+    assert again.groups == ("depth", "flops")
+    assert again.predict_ms(archs[0]) == reg.predict_ms(archs[0])

@@ -53,6 +53,9 @@ def architecture_features(config: Any, arch: Architecture, seq_len: int) -> dict
     return feats
 
 
+FEATURE_GROUPS: tuple[str, ...] = ("hidden", "depth", "flops", "layers", "params", "sum", "lookup_ms")
+
+
 class RegressorPredictor:
     """``predict_ms(arch) = intercept + sum_k coef_k * (feature_k - mean_k) / scale_k`` with coef >= 0."""
 
@@ -64,17 +67,23 @@ class RegressorPredictor:
         seq_len: int,
         lookup: LookupTablePredictor | None = None,
         state: dict[str, Any] | None = None,
+        groups: tuple[str, ...] = FEATURE_GROUPS,
     ) -> None:
+        unknown = set(groups) - set(FEATURE_GROUPS)
+        if unknown:
+            raise UserError(f"feature groups {sorted(unknown)} are unknown; use some of {FEATURE_GROUPS}")
         self.config = config
         self.seq_len = int(seq_len)
         self.lookup = lookup
         self.state = state
+        self.groups = tuple(groups)
 
     def features(self, arch: Architecture) -> dict[str, float]:
+        """The features of the chosen groups (a name's group is the part before its first dot)."""
         feats = architecture_features(self.config, arch, self.seq_len)
         if self.lookup is not None:
             feats["lookup_ms"] = self.lookup.raw_ms(arch)
-        return feats
+        return {k: v for k, v in feats.items() if k.split(".")[0] in self.groups}
 
     def fit(self, records: Sequence[ProfileRecord]) -> RegressorPredictor:
         """Fit the non-negative linear model to measured whole-model latencies."""
@@ -113,6 +122,7 @@ class RegressorPredictor:
             "config": config_to_dict(self.config),
             "seq_len": self.seq_len,
             "lookup": None if self.lookup is None else self.lookup.to_dict(),
+            "groups": list(self.groups),
             "state": self.state,
         }
 
@@ -124,4 +134,5 @@ class RegressorPredictor:
             data["seq_len"],
             None if lookup is None else LookupTablePredictor.from_dict(lookup),
             data["state"],
+            tuple(data.get("groups", FEATURE_GROUPS)),
         )

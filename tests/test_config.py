@@ -20,11 +20,11 @@ def test_defaults_validate_without_a_file() -> None:
 def test_yaml_file_and_overrides_combine(tmp_path: Path) -> None:
     file = tmp_path / "job.yaml"
     file.write_text("seed: 7\ntrain:\n  steps: 30\n  learning_rate: 0.001\n")
-    config = load_config(file, ["train.steps=12", "data.sources=[austen, my/texts]"])
+    config = load_config(file, ["train.steps=12", "data.source=[austen, my/texts]"])
     assert config.seed == 7
     assert config.train.steps == 12  # the override wins over the file
     assert config.train.learning_rate == pytest.approx(0.001)
-    assert config.data.sources == ["austen", "my/texts"]
+    assert config.data.source == ["austen", "my/texts"]
 
 
 def test_override_parses_yaml_scalars() -> None:
@@ -66,3 +66,19 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config(scalar)
+
+
+def test_named_budget_merges_over_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "recipe.yaml"
+    file.write_text(
+        "train:\n  steps: 1000\n  batch_size: 32\n"
+        "budgets:\n  quick:\n    train:\n      steps: 20\n  full:\n    train:\n      steps: 5000\n"
+    )
+    quick = load_config(file, budget="quick")
+    assert (quick.train.steps, quick.train.batch_size, quick.budget) == (20, 32, "quick")
+    assert load_config(file).train.steps == 1000  # no budget: the file as written
+    assert load_config(file, ["train.steps=7"], budget="full").train.steps == 7  # --set wins
+    with pytest.raises(
+        ConfigError, match="budget 'tiny' is not defined in the config; defined budgets: full, quick"
+    ):
+        load_config(file, budget="tiny")

@@ -55,7 +55,7 @@ def test_stage_done_only_for_the_same_inputs(tmp_path: Path) -> None:
 
 def test_saved_config_round_trips(tmp_path: Path) -> None:
     run = RunDirectory(tmp_path)
-    config = load_config(None, ["seed=5", "data.sources=[austen]"])
+    config = load_config(None, ["seed=5", "data.source=[austen]"])
     path = run.save_config(config)
     assert load_config(path) == config
 

@@ -46,9 +46,7 @@ class LayerArch:
 
     def __post_init__(self) -> None:
         if self.block not in BLOCK_TYPES:
-            raise ValueError(
-                f"unknown block type {self.block!r}; allowed: {', '.join(BLOCK_TYPES)}"
-            )
+            raise ValueError(f"unknown block type {self.block!r}; allowed: {', '.join(BLOCK_TYPES)}")
         for name in ("head_ids", "ffn_ids"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, tuple):

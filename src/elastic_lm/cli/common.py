@@ -20,11 +20,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="override one config value, e.g. --set train.steps=100 (repeatable)",
     )
     parser.add_argument("--run-dir", type=Path, help="run directory (overrides run_dir in the config)")
+    parser.add_argument(
+        "--budget", help="apply a named budget of the recipe, e.g. quick (CPU, minutes) or full (GPU)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The validated config the user asked for: file, then --set overrides, then --run-dir."""
+    """The validated config the user asked for: file, its --budget, --set overrides, then --run-dir."""
     overrides = list(args.overrides)
     if getattr(args, "run_dir", None) is not None:
         overrides.append(f"run_dir={args.run_dir}")
-    return load_config(args.config, overrides)
+    return load_config(args.config, overrides, budget=getattr(args, "budget", None))

@@ -84,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"elastic-lm {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        # Output piped into e.g. `head` that closed early: not an error of ours or the user's.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"elastic-lm {args.command}: interrupted", file=sys.stderr)
         return 130

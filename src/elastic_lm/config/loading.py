@@ -17,13 +17,39 @@ from elastic_lm.config.schema import Config
 from elastic_lm.errors import ConfigError
 
 
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
-    """Load ``path`` (YAML; None means all defaults), apply ``key.sub=value`` overrides, validate."""
+def load_config(
+    path: str | Path | None = None, overrides: Iterable[str] = (), budget: str | None = None
+) -> Config:
+    """Load ``path`` (YAML; None means all defaults), apply a named budget, then ``key=value`` overrides.
+
+    A recipe may hold a ``budgets:`` mapping (e.g. ``quick`` for a 2-core CPU, ``full`` for a GPU) whose
+    entries are partial configs merged over the file; ``budget`` picks one.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(path)
+    budgets = data.pop("budgets", None) or {}
+    if not isinstance(budgets, dict):
+        raise ConfigError("config field 'budgets' must map budget names to partial configs")
+    if budget is not None:
+        if budget not in budgets:
+            known = ", ".join(sorted(budgets)) or "none (this config defines no budgets)"
+            raise ConfigError(f"budget {budget!r} is not defined in the config; defined budgets: {known}")
+        data = deep_merge(data, budgets[budget])
+        data["budget"] = budget
     data = apply_overrides(data, overrides)
     return validate_config(data)
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in, section by section (update wins on plain values)."""
+    merged = _deep_copy(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = _deep_copy(value) if isinstance(value, Mapping) else value
+    return merged
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

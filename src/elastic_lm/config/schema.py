@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from elastic_lm.data.config import DataConfig
+
 Task = Literal["masked-lm", "causal-lm", "sequence-classification"]
 
 
@@ -38,17 +40,20 @@ class SpaceSection(Section):
     options: dict[str, Any] = Field(default_factory=dict, description="preset shape overrides")
 
 
-class DataSection(Section):
-    """Which corpus or labelled set to train and evaluate on (asset names or paths)."""
+class TeacherSection(Section):
+    """The external teacher for distillation, and its one-time preparation (cached)."""
 
-    sources: list[str] = Field(default_factory=lambda: ["austen", "bbc-news"])
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    max_length: PositiveInt = 128
-    max_examples: PositiveInt | None = None
-    validation_fraction: float = Field(0.05, gt=0, lt=1)
-    test_fraction: float = Field(0.05, ge=0, lt=1)
+    source: str = Field(
+        "none", description="'none', an asset name (minilm-l6, smollm2-135m) or a Hugging Face folder"
+    )
+    retrain_steps: int = Field(
+        0,
+        ge=0,
+        description="steps of masked-LM re-training of the whole teacher first (MiniLM-L6 has no MLM "
+        "head); 0 uses it as it is",
+    )
+    batch_size: PositiveInt = 32
+    learning_rate: float = Field(1e-4, gt=0)
 
 
 class LossSpec(Section):
@@ -71,9 +76,11 @@ class TrainSection(Section):
     strategy: str = "sandwich"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     losses: list[LossSpec] = Field(default_factory=lambda: [LossSpec(name="mlm")])
-    teacher: str = Field("self", description="'self' (the full super-network), 'none', or an asset/path")
     checkpoint_every: PositiveInt = 100
     eval_every: PositiveInt = 100
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    keep_checkpoints: PositiveInt = 3
+    eval_batches: PositiveInt = 8
 
 
 class ObjectiveSpec(Section):
@@ -112,11 +119,13 @@ class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
     run_dir: Path = Path("runs/default")
+    budget: str | None = Field(None, description="the named budget of the recipe that was applied")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)
+    teacher: TeacherSection = Field(default_factory=TeacherSection)
     space: SpaceSection = Field(default_factory=SpaceSection)
-    data: DataSection = Field(default_factory=DataSection)
+    data: DataConfig = Field(default_factory=lambda: DataConfig(source=["austen", "bbc-news"]))
     train: TrainSection = Field(default_factory=TrainSection)
     search: SearchSection = Field(default_factory=SearchSection)
     export: ExportSection = Field(default_factory=ExportSection)

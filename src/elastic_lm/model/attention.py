@@ -2,13 +2,12 @@
 
 Head selection rule (grouped-query attention): query head ``i`` of the full layer reads KV head
 ``i // G`` with ``G = max_heads // max_kv_heads``. A sub-network with ``h`` heads and ``k`` KV heads
-keeps the first ``k`` KV groups and the first ``h // k`` query heads inside each kept group, so
-every
-kept query head still reads the KV head it was trained with. For plain multi-head attention (``G ==
-1``)
-this is simply "the first h heads". An explicit ``head_ids`` subset keeps the groups it touches;
-each
-kept group must keep the same number of heads.
+keeps the first ``k`` KV groups; sub-group ``j`` takes the first ``h // k`` query heads of group
+``j``, so every kept head still reads the KV head it was trained with. Only when ``h // k > G``
+(fewer KV heads than the space allows per group) does a sub-group borrow the remaining heads of the
+dropped groups, in order. For plain multi-head attention (``G == 1``) this is "the first h heads".
+An explicit ``head_ids`` subset keeps the groups it touches; each kept group must keep the same
+number of heads. ``heads == 0`` keeps no head (the sub-layer then adds only its output bias).
 """
 
 from __future__ import annotations
@@ -48,18 +47,19 @@ def select_heads(
     kv_heads: int = 0,
     head_ids: Sequence[int] | None = None,
 ) -> tuple[list[int], list[int]]:
-    """The kept query heads and KV heads (see the module docstring); 0 means "all"."""
-    if max_heads == 0:  # an extracted layer whose heads were all pruned
-        if heads or head_ids:
-            raise ArchitectureError("this layer has no attention heads left; use head_ids=()")
+    """The kept query heads and KV heads (see the module docstring).
+
+    ``kv_heads == 0`` picks the fewest KV heads that keep at most ``G`` heads per group.
+    """
+    if max_heads == 0 or (heads == 0 and head_ids is None):
+        if head_ids:
+            raise ArchitectureError(f"head_ids={list(head_ids)} but this layer has no heads left")
         return [], []
     group = max_heads // max_kv
     if head_ids is not None:
         ids = sorted(int(i) for i in head_ids)
         if len(set(ids)) != len(ids) or any(i < 0 or i >= max_heads for i in ids):
-            raise ArchitectureError(
-                f"head_ids={list(head_ids)} must be distinct heads in 0..{max_heads - 1}"
-            )
+            raise ArchitectureError(f"head_ids={list(head_ids)} must be distinct heads in 0..{max_heads - 1}")
         kv = sorted({i // group for i in ids})
         if group > 1 and ids and len(ids) % len(kv) != 0:
             raise ArchitectureError(
@@ -71,26 +71,36 @@ def select_heads(
                 f"kv_heads={kv_heads} does not match the {len(kv)} KV groups that head_ids touch"
             )
         return ids, kv if group > 1 else ids
-    h = heads or max_heads
+    h = heads
     if h > max_heads:
-        raise ArchitectureError(
-            f"heads={h} exceeds this layer's {max_heads}; choose at most {max_heads}"
-        )
+        raise ArchitectureError(f"heads={h} exceeds this layer's {max_heads}; choose at most {max_heads}")
     if group == 1:
         if kv_heads and kv_heads != h:
             raise ArchitectureError(
-                f"kv_heads={kv_heads} on a multi-head (non-GQA) layer; "
-                f"leave kv_heads 0 or equal to heads={h}"
+                f"kv_heads={kv_heads} on a multi-head (non-GQA) layer; leave kv_heads 0 or equal to heads={h}"
             )
         return list(range(h)), list(range(h))
-    k = kv_heads or min(max_kv, h)
-    if k > max_kv or h % k != 0 or h // k > group:
+    k = kv_heads or _default_kv(h, max_kv, group)
+    if k > max_kv or h % k != 0:
         raise ArchitectureError(
-            f"heads={h}, kv_heads={k} do not fit {max_heads} heads in {max_kv} KV groups; "
-            f"kv_heads must divide heads, be <= {max_kv}, with heads/kv_heads <= {group}"
+            f"heads={h}, kv_heads={k} do not fit {max_kv} KV groups; "
+            f"kv_heads must divide heads and be at most {max_kv}"
         )
-    q = [g * group + j for g in range(k) for j in range(h // k)]
+    per = h // k
+    pool = [g * group + j for g in range(k, max_kv) for j in range(group)]  # dropped groups' heads
+    q: list[int] = []
+    for g in range(k):
+        own = [g * group + j for j in range(min(per, group))]
+        need = per - len(own)
+        q += own + pool[:need]
+        pool = pool[need:]
     return q, list(range(k))
+
+
+def _default_kv(heads: int, max_kv: int, group: int) -> int:
+    divisors = [d for d in range(1, min(heads, max_kv) + 1) if heads % d == 0]
+    fitting = [d for d in divisors if heads // d <= group]
+    return fitting[0] if fitting else divisors[-1]
 
 
 def _rows(heads: list[int], head_dim: int) -> list[int]:
@@ -142,9 +152,7 @@ class ElasticAttention(nn.Module):
             lin.reset()
         self.n_heads, self.n_kv = self.max_heads, self.max_kv
 
-    def forward(
-        self, x: torch.Tensor, ctx: LayerContext
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, ctx: LayerContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
         if self.n_heads == 0:
             return self.o(x.new_zeros(B, T, 0)), None

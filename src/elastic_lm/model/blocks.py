@@ -131,12 +131,9 @@ class MobileBertBlock(nn.Module):
         self.attention = _attention(config, s, b)
         self.norm_attn = make_norm(config.norm, b, config.norm_eps)
         self.ffns = nn.ModuleList(
-            ElasticFFN(b, s.ffn, config.hidden_act, False, config.use_bias)
-            for _ in range(s.ffn_stack)
+            ElasticFFN(b, s.ffn, config.hidden_act, False, config.use_bias) for _ in range(s.ffn_stack)
         )
-        self.ffn_norms = nn.ModuleList(
-            make_norm(config.norm, b, config.norm_eps) for _ in range(s.ffn_stack)
-        )
+        self.ffn_norms = nn.ModuleList(make_norm(config.norm, b, config.norm_eps) for _ in range(s.ffn_stack))
         self.bottleneck_out = ElasticLinear(b, s.hidden, config.use_bias)
         self.norm_out = make_norm(config.norm, s.hidden, config.norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)

@@ -8,10 +8,13 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from elastic_lm.architecture import BLOCK_TYPES, Architecture
+from elastic_lm.architecture import BLOCK_TYPES, Architecture, LayerArch
 from elastic_lm.errors import ConfigError
 
 TASKS: tuple[str, ...] = ("masked-lm", "causal-lm", "sequence-classification")
+
+# The fields one entry of ``layer_sizes[i][block]`` may override (a resized position's own maxima).
+LAYER_SIZE_FIELDS: tuple[str, ...] = ("intermediate_size", "num_attention_heads", "num_key_value_heads")
 
 
 class ElasticConfig(PreTrainedConfig):
@@ -22,6 +25,11 @@ class ElasticConfig(PreTrainedConfig):
     allowed). ``architecture`` (an :meth:`Architecture.to_dict`) is set only for an extracted model:
     then each layer is built at exactly that layer's size and ``block_candidates`` has one entry
     each.
+
+    ``layer_sizes[i][block]`` (optional) overrides ``intermediate_size``, ``num_attention_heads``
+    and ``num_key_value_heads`` for one block type at position ``i``: ELM dynamic modules widen or
+    prune single positions, so a position may be built smaller or wider than its neighbours. The
+    global fields stay upper bounds of every position.
     """
 
     model_type = "elastic-lm"
@@ -56,6 +64,7 @@ class ElasticConfig(PreTrainedConfig):
     pad_token_id: int | None = 0
     tie_word_embeddings: bool = True
     architecture: dict | None = None
+    layer_sizes: list | None = None  # [{block: {field: size}}] per position; see the class docstring
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -64,6 +73,11 @@ class ElasticConfig(PreTrainedConfig):
         if self.block_candidates is None:
             self.block_candidates = [["bert"] for _ in range(self.num_layers)]
         self.block_candidates = [list(c) for c in self.block_candidates]
+        if self.layer_sizes is not None:  # plain JSON-safe copies (a saved config reloads equal)
+            self.layer_sizes = [
+                {str(b): {str(k): int(v) for k, v in sizes.items()} for b, sizes in dict(entry).items()}
+                for entry in self.layer_sizes
+            ]
         self._check()
 
     def _check(self) -> None:
@@ -87,9 +101,7 @@ class ElasticConfig(PreTrainedConfig):
         for cands in self.block_candidates:
             for b in cands:
                 if b not in BLOCK_TYPES:
-                    raise bad(
-                        "block_candidates", b, f"use block types from {', '.join(BLOCK_TYPES)}"
-                    )
+                    raise bad("block_candidates", b, f"use block types from {', '.join(BLOCK_TYPES)}")
         if self.num_attention_heads % self.num_key_value_heads:
             raise bad(
                 "num_key_value_heads",
@@ -98,6 +110,65 @@ class ElasticConfig(PreTrainedConfig):
             )
         if self.conv_kernel_size % 2 != 1:
             raise bad("conv_kernel_size", self.conv_kernel_size, "use an odd kernel (e.g. 7)")
+        self._check_layer_sizes(bad)
+
+    def _check_layer_sizes(self, bad: Any) -> None:
+        """Each override names a candidate block, a known field, and stays within the global bound."""
+        if self.layer_sizes is None:
+            return
+        if len(self.layer_sizes) != self.num_layers:
+            raise bad(
+                "layer_sizes",
+                f"<{len(self.layer_sizes)} entries>",
+                f"give one dict per layer position (num_layers={self.num_layers}), {{}} for none",
+            )
+        for i, entry in enumerate(self.layer_sizes):
+            for block, sizes in entry.items():
+                if block not in self.block_candidates[i] or block == "identity":
+                    raise bad(
+                        f"layer_sizes[{i}]",
+                        block,
+                        f"use block types that are candidates there ({self.block_candidates[i]})",
+                    )
+                for key, value in sizes.items():
+                    if key not in LAYER_SIZE_FIELDS:
+                        raise bad(
+                            f"layer_sizes[{i}][{block!r}]",
+                            key,
+                            f"use keys from {', '.join(LAYER_SIZE_FIELDS)}",
+                        )
+                    bound = getattr(self, key)
+                    if not 1 <= value <= bound:
+                        raise bad(
+                            f"layer_sizes[{i}][{block!r}][{key!r}]",
+                            value,
+                            f"use 1..{bound} (the global {key} bounds every position; raise it first)",
+                        )
+                heads, kv = self.layer_heads(i, block)
+                if heads % kv:
+                    raise bad(
+                        f"layer_sizes[{i}][{block!r}]",
+                        sizes,
+                        f"its {kv} KV heads must divide its {heads} query heads",
+                    )
+
+    def layer_override(self, layer: int | None, block: str) -> dict[str, int]:
+        """The ``layer_sizes`` entry of ``block`` at position ``layer`` ({} when none)."""
+        if layer is None or self.layer_sizes is None:
+            return {}
+        return self.layer_sizes[layer].get(block, {})
+
+    def layer_heads(self, layer: int | None, block: str) -> tuple[int, int]:
+        """(query heads, KV heads) position ``layer`` builds for ``block``.
+
+        A position that overrides only the query heads of a multi-head config stays multi-head (its
+        KV heads follow): that is what removing heads from a multi-head layer leaves.
+        """
+        over = self.layer_override(layer, block)
+        heads = over.get("num_attention_heads", self.num_attention_heads)
+        mha = self.num_key_value_heads == self.num_attention_heads
+        kv = over.get("num_key_value_heads", heads if mha else self.num_key_value_heads)
+        return heads, kv
 
     @property
     def is_causal(self) -> bool:
@@ -114,14 +185,15 @@ class ElasticConfig(PreTrainedConfig):
         block_types: Sequence[Sequence[str]],
         vocab_size: int,
         task: str = "masked-lm",
+        extra_layers: Sequence[LayerArch] = (),
         **shape: Any,
     ) -> ElasticConfig:
         """A super-network big enough for every member of a search space.
 
         ``largest`` is the space's largest member (its per-layer sizes become the upper bounds) and
-        ``block_types[i]`` the block types layer ``i`` can take. Other fields (``head_dim``,
-        ``norm``,
-        ``positions``...) come from ``shape``.
+        ``block_types[i]`` the block types layer ``i`` can take; ``extra_layers`` adds bounds that
+        ``largest`` cannot show (the widest MobileBERT where the largest member is all BERT). Other
+        fields (``head_dim``, ``norm``, ``positions``...) come from ``shape``.
         """
         if len(block_types) != len(largest.layers):
             raise ConfigError(
@@ -129,15 +201,17 @@ class ElasticConfig(PreTrainedConfig):
                 f"{len(largest.layers)} layers; give one tuple of block types per layer"
             )
 
+        every = [*largest.layers, *extra_layers]
+
         def biggest(name: str, default: int) -> int:
-            values = [getattr(layer, name) for layer in largest.layers]
+            values = [getattr(layer, name) for layer in every]
             if name == "heads":
-                values += [len(la.head_ids) for la in largest.layers if la.head_ids is not None]
+                values += [len(la.head_ids) for la in every if la.head_ids is not None]
             if name == "ffn":
-                values += [len(la.ffn_ids) for la in largest.layers if la.ffn_ids is not None]
+                values += [len(la.ffn_ids) for la in every if la.ffn_ids is not None]
             return max([v for v in values if v] or [default])
 
-        hidden = max([largest.hidden] + [la.hidden for la in largest.layers])
+        hidden = max([largest.hidden] + [la.hidden for la in every])
         fields: dict[str, Any] = {
             "hidden_size": hidden,
             "num_layers": len(largest.layers),
@@ -152,3 +226,15 @@ class ElasticConfig(PreTrainedConfig):
         fields["head_dim"] = shape.pop("head_dim", max(1, hidden // fields["num_attention_heads"]))
         fields.update(shape)
         return cls(vocab_size=vocab_size, task=task, **fields)
+
+    @classmethod
+    def from_space(cls, space: Any, vocab_size: int, task: str = "masked-lm", **shape: Any) -> ElasticConfig:
+        """:meth:`for_supernet` from a search space (duck-typed: ``largest()``,
+        ``block_types(layer)`` and, where it has one, ``largest_layer(layer, block)``)."""
+        largest = space.largest()
+        block_types = [tuple(space.block_types(i)) for i in range(len(largest.layers))]
+        extra: list[LayerArch] = []
+        if hasattr(space, "largest_layer"):
+            for i, types in enumerate(block_types):
+                extra += [space.largest_layer(i, b) for b in types if b != "identity"]
+        return cls.for_supernet(largest, block_types, vocab_size, task, extra_layers=extra, **shape)

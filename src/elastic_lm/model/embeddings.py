@@ -23,9 +23,7 @@ class ElasticEmbeddings(nn.Module):
         self.token_type = (
             ElasticEmbedding(config.type_vocab_size, hidden) if config.type_vocab_size > 0 else None
         )
-        self.norm = (
-            make_norm(config.norm, hidden, config.norm_eps) if config.embedding_norm else None
-        )
+        self.norm = make_norm(config.norm, hidden, config.norm_eps) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pad_token_id = config.pad_token_id
         self.position_offset = config.position_offset
@@ -69,12 +67,15 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, theta: float) -> None:
         super().__init__()
-        inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-        self.register_buffer("inv_freq", inv, persistent=False)
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", self.compute_inv_freq(), persistent=False)
 
-    def forward(
-        self, position_ids: torch.Tensor, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_inv_freq(self) -> torch.Tensor:
+        """Recomputed on load: the buffer is not saved (``from_pretrained`` builds on meta)."""
+        steps = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
+        return 1.0 / (self.theta**steps)
+
+    def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = position_ids[..., None].float() * self.inv_freq.float()
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)

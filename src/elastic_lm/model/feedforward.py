@@ -33,11 +33,9 @@ class ElasticFFN(nn.Module):
                 )
             sel = make_selection(ids, self.inner)
         else:
-            n = units or self.inner
+            n = units  # 0 keeps no unit: the sub-layer adds only its output bias
             if n > self.inner:
-                raise ArchitectureError(
-                    f"ffn={n} exceeds this layer's {self.inner}; choose <= {self.inner}"
-                )
+                raise ArchitectureError(f"ffn={n} exceeds this layer's {self.inner}; choose <= {self.inner}")
             sel = make_selection(n, self.inner)
         hid = make_selection(width, self.hidden)
         self.up.select(sel, hid)
@@ -72,9 +70,7 @@ class ElasticDepthwiseConv(nn.Module):
     def select(self, width: int, kernel: int = 0) -> None:
         k = kernel or self.kernel
         if k > self.kernel or k % 2 != 1:
-            raise ArchitectureError(
-                f"kernel={k} must be odd and <= {self.kernel}; choose 3, 5 or 7"
-            )
+            raise ArchitectureError(f"kernel={k} must be odd and <= {self.kernel}; choose 3, 5 or 7")
         self.k, self.c = k, width
 
     def reset(self) -> None:

@@ -71,9 +71,7 @@ def reorder_attention(att: ElasticAttention, score: torch.Tensor) -> None:
     group = att.max_heads // att.max_kv
     per_group = score.reshape(att.max_kv, group)
     kv_order = per_group.sum(1).argsort(descending=True, stable=True)
-    q_order = torch.cat(
-        [g * group + per_group[g].argsort(descending=True, stable=True) for g in kv_order]
-    )
+    q_order = torch.cat([g * group + per_group[g].argsort(descending=True, stable=True) for g in kv_order])
     q_rows, kv_rows = _head_rows(q_order, att.head_dim), _head_rows(kv_order, att.head_dim)
     _permute(att.q, 0, q_rows)
     _permute(att.k, 0, kv_rows)
@@ -103,8 +101,7 @@ def reorder_by_importance(
     if isinstance(measure, str):
         if measure not in IMPORTANCE_MEASURES:
             raise ConfigError(
-                f"importance measure={measure!r} is unknown; "
-                f"use one of {sorted(IMPORTANCE_MEASURES)}"
+                f"importance measure={measure!r} is unknown; use one of {sorted(IMPORTANCE_MEASURES)}"
             )
         measure = IMPORTANCE_MEASURES[measure]
     model.reset()

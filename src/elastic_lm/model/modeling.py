@@ -61,6 +61,8 @@ class ElasticPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ElasticDepthwiseConv):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.bias)
+        elif isinstance(module, RotaryEmbedding):
+            init.copy_(module.inv_freq, module.compute_inv_freq())
         elif getattr(module, "zero_bias_init", False):
             init.zeros_(module.bias)
 
@@ -114,6 +116,7 @@ class ElasticPreTrainedModel(PreTrainedModel):
             num_layers=len(kept),
             block_candidates=[[s.block] for _, s in kept],
             architecture=fixed.to_dict(),
+            layer_sizes=[s.layer_sizes_entry() for _, s in kept],
         )
         for key in ("model_type", "transformers_version"):
             data.pop(key, None)
@@ -151,25 +154,21 @@ class ElasticModel(ElasticPreTrainedModel):
         fixed = config.fixed_architecture
         self.embeddings = ElasticEmbeddings(config, config.hidden_size)
         if fixed is None:
-            self.layers = nn.ModuleList(
+            self.layers = nn.ModuleList(  # each position at its own size (``layer_sizes``)
                 nn.ModuleDict(
-                    {b: build_block(config, max_shape(config, b)) for b in cands if b != "identity"}
+                    {b: build_block(config, max_shape(config, b, layer=i)) for b in cands if b != "identity"}
                 )
-                for cands in config.block_candidates
+                for i, cands in enumerate(config.block_candidates)
             )
         else:
             self.layers = nn.ModuleList(
                 build_block(config, built_shape(config, fixed, i)) for i in range(config.num_layers)
             )
         self.final_norm = (
-            make_norm(config.norm, config.hidden_size, config.norm_eps)
-            if config.final_norm
-            else None
+            make_norm(config.norm, config.hidden_size, config.norm_eps) if config.final_norm else None
         )
         self.rotary = (
-            RotaryEmbedding(config.head_dim, config.rope_theta)
-            if config.positions == "rope"
-            else None
+            RotaryEmbedding(config.head_dim, config.rope_theta) if config.positions == "rope" else None
         )
         self._plan: list[tuple[nn.Module, int] | None] = []
         self._arch = self.largest()
@@ -183,21 +182,40 @@ class ElasticModel(ElasticPreTrainedModel):
         if fixed is not None:
             return fixed
         layers = []
-        for cands in self.config.block_candidates:
+        for i, cands in enumerate(self.config.block_candidates):
             real = [b for b in cands if b != "identity"]
-            layers.append(LayerArch(block=real[0] if real else "identity"))
+            if real:
+                layers.append(max_shape(self.config, real[0], layer=i).to_layer_arch())
+            else:
+                layers.append(LayerArch(block="identity"))
         return Architecture(hidden=self.config.hidden_size, layers=tuple(layers))
 
     def _set(self, arch: Architecture) -> None:
+        previous = getattr(self, "_arch", None)
+        try:
+            self._select_layers(arch)
+        except ArchitectureError:
+            if previous is not None and previous is not arch:  # never leave a half-set model
+                self._select_layers(previous)
+            raise
+
+    def _select_layers(self, arch: Architecture) -> None:
         shapes = resolve(self.config, arch)
         fixed = self.config.fixed_architecture is not None
         plan: list[tuple[nn.Module, int] | None] = []
         for i, (la, s) in enumerate(zip(arch.layers, shapes, strict=True)):
             if s is None:
                 plan.append(None)
+                if not fixed:
+                    for other in self.layers[i].values():
+                        other.reset()
                 continue
             module = self.layers[i] if fixed else self.layers[i][la.block]
             module.select(la, s.hidden)
+            if not fixed:  # idle candidates go back to full size, so no stale selection lingers
+                for name, other in self.layers[i].items():
+                    if name != la.block:
+                        other.reset()
             plan.append((module, s.hidden))
         self.embeddings.select(arch.hidden)
         self._plan, self._width, self._arch = plan, arch.hidden, arch
@@ -207,28 +225,29 @@ class ElasticModel(ElasticPreTrainedModel):
 
     def context(
         self,
-        input_ids: torch.Tensor,
+        shape: tuple[int, int],
+        device: torch.device,
         attention_mask: torch.Tensor | None,
         position_ids: torch.Tensor | None,
         dtype: torch.dtype,
         output_attentions: bool = False,
     ) -> LayerContext:
         """Masks and RoPE tables for one forward pass (shared by every layer)."""
-        B, T = input_ids.shape[:2]
+        B, T = shape
         causal = self.config.is_causal
         bias = token_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             token_mask = attention_mask
             allowed = attention_mask.bool()[:, None, None, :]
             if causal:
-                tril = torch.ones(T, T, dtype=torch.bool, device=input_ids.device).tril()
+                tril = torch.ones(T, T, dtype=torch.bool, device=device).tril()
                 allowed = allowed & tril
-            bias = torch.zeros(allowed.shape, dtype=dtype, device=input_ids.device)
+            bias = torch.zeros(allowed.shape, dtype=dtype, device=device)
             bias = bias.masked_fill(~allowed, torch.finfo(dtype).min)
         rope = None
         if self.rotary is not None:
             if position_ids is None:
-                position_ids = torch.arange(T, device=input_ids.device).unsqueeze(0).expand(B, T)
+                position_ids = torch.arange(T, device=device).unsqueeze(0).expand(B, T)
             rope = self.rotary(position_ids, dtype)
         return LayerContext(bias, causal and bias is None, rope, token_mask, output_attentions)
 
@@ -248,7 +267,8 @@ class ElasticModel(ElasticPreTrainedModel):
         learned = self.embeddings.position is not None
         x = self.embeddings(input_ids, token_type_ids, position_ids if learned else None)
         ctx = self.context(
-            input_ids,
+            (x.shape[0], x.shape[1]),
+            x.device,
             attention_mask,
             None if learned else position_ids,
             x.dtype,
@@ -285,8 +305,8 @@ class ElasticModel(ElasticPreTrainedModel):
         if step is None:
             return hidden
         block, width = step
-        ids = hidden[..., 0].long()
-        ctx = self.context(ids, attention_mask, position_ids, hidden.dtype)
+        shape = (hidden.shape[0], hidden.shape[1])
+        ctx = self.context(shape, hidden.device, attention_mask, position_ids, hidden.dtype)
         return block(fit_width(hidden, width), ctx)[0]
 
 

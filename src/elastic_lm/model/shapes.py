@@ -1,4 +1,7 @@
-"""Concrete per-layer sizes: what a ``LayerArch`` means once its defaults (0 = "all") are filled in.
+"""Concrete per-layer sizes: what a ``LayerArch`` means once its defaults are filled in.
+
+``heads`` and ``ffn`` are counts (0 keeps none: a pruned sub-layer). ``kernel``, ``bottleneck`` and
+``ffn_stack`` cannot be 0, so there 0 means the largest; ``kv_heads`` 0 is derived from ``heads``.
 
 Shared by the model (to build an extracted layer at exactly its size) and by the analytic size
 metrics,
@@ -29,11 +32,8 @@ class LayerShape:
     ffn_stack: int = 0
 
     def to_layer_arch(self) -> LayerArch:
-        """Explicit sizes; an emptied sub-layer becomes an empty id list (0 would mean "all")."""
-        uses = USES[self.block]
+        """Explicit sizes (what an extracted model's config records)."""
         return LayerArch(
-            head_ids=() if "heads" in uses and self.heads == 0 else None,
-            ffn_ids=() if "ffn" in uses and self.ffn == 0 else None,
             block=self.block,
             hidden=self.hidden,
             heads=self.heads,
@@ -43,6 +43,17 @@ class LayerShape:
             bottleneck=self.bottleneck,
             ffn_stack=self.ffn_stack,
         )
+
+    def layer_sizes_entry(self) -> dict[str, dict[str, int]]:
+        """This layer's ``ElasticConfig.layer_sizes`` entry: an extracted model records its layers'
+        own bounds, since the super-network's per-position sizes no longer line up with its layers.
+        A count of 0 (a pruned sub-layer) is left to the explicit architecture."""
+        sizes: dict[str, int] = {}
+        if self.ffn:
+            sizes["intermediate_size"] = self.ffn
+        if self.heads:
+            sizes["num_attention_heads"], sizes["num_key_value_heads"] = self.heads, self.kv_heads
+        return {self.block: sizes} if sizes else {}
 
 
 USES: dict[str, frozenset[str]] = {
@@ -57,15 +68,20 @@ USES: dict[str, frozenset[str]] = {
 }
 
 
-def max_shape(config: ElasticConfig, block: str, hidden: int | None = None) -> LayerShape:
-    """The largest layer of a block type that a super-network config allows."""
+def max_shape(
+    config: ElasticConfig, block: str, hidden: int | None = None, layer: int | None = None
+) -> LayerShape:
+    """The largest layer of a block type that a super-network config allows (at position ``layer``:
+    its ``layer_sizes`` override the global FFN width and head counts, which a resize changed)."""
     uses = USES[block]
+    over = config.layer_override(layer, block)
+    heads, kv = config.layer_heads(layer, block)
     return LayerShape(
         block=block,
         hidden=hidden or config.hidden_size,
-        heads=config.num_attention_heads if "heads" in uses else 0,
-        kv_heads=config.num_key_value_heads if "heads" in uses else 0,
-        ffn=config.intermediate_size if "ffn" in uses else 0,
+        heads=heads if "heads" in uses else 0,
+        kv_heads=kv if "heads" in uses else 0,
+        ffn=over.get("intermediate_size", config.intermediate_size) if "ffn" in uses else 0,
         kernel=config.conv_kernel_size if "kernel" in uses else 0,
         bottleneck=config.bottleneck_size if "bottleneck" in uses else 0,
         ffn_stack=config.ffn_stack if "ffn_stack" in uses else 0,
@@ -81,7 +97,7 @@ def resolve_layer(la: LayerArch, width: int, full: LayerShape) -> LayerShape:
         heads, kv = len(q), len(k)
     ffn = 0
     if "ffn" in uses:
-        ffn = len(la.ffn_ids) if la.ffn_ids is not None else (la.ffn or full.ffn)
+        ffn = len(la.ffn_ids) if la.ffn_ids is not None else la.ffn
     out = LayerShape(
         block=la.block,
         hidden=width,
@@ -95,8 +111,8 @@ def resolve_layer(la: LayerArch, width: int, full: LayerShape) -> LayerShape:
     for name in ("hidden", "ffn", "kernel", "bottleneck", "ffn_stack"):
         if getattr(out, name) > getattr(full, name):
             raise ArchitectureError(
-                f"{la.block} layer {name}={getattr(out, name)} exceeds the super-network's "
-                f"{getattr(full, name)}; choose at most {getattr(full, name)}"
+                f"{la.block} layer {name}={getattr(out, name)} exceeds this position's largest "
+                f"{name}={getattr(full, name)}; choose at most {getattr(full, name)}"
             )
     return out
 
@@ -111,9 +127,7 @@ def resolve(config: ElasticConfig, arch: Architecture) -> list[LayerShape | None
         )
     hidden_max = config.hidden_size
     if arch.hidden > hidden_max:
-        raise ArchitectureError(
-            f"hidden={arch.hidden} exceeds the model's {hidden_max}; choose less"
-        )
+        raise ArchitectureError(f"hidden={arch.hidden} exceeds the model's {hidden_max}; choose less")
     shapes: list[LayerShape | None] = []
     for i, la in enumerate(arch.layers):
         if la.is_identity:
@@ -125,14 +139,12 @@ def resolve(config: ElasticConfig, arch: Architecture) -> list[LayerShape | None
                 f"choose one of {config.block_candidates[i]} or 'identity'"
             )
         width = arch.layer_hidden(i)
-        full = built_shape(config, fixed, i) if fixed is not None else max_shape(config, la.block)
+        full = built_shape(config, fixed, i) if fixed is not None else max_shape(config, la.block, layer=i)
         shapes.append(resolve_layer(la, width, full))
     return shapes
 
 
 def built_shape(config: ElasticConfig, fixed: Architecture, index: int) -> LayerShape:
     """The size layer ``index`` of a model with a fixed architecture is built at."""
-    la = fixed.layers[index]
-    return resolve_layer(
-        la, fixed.layer_hidden(index), max_shape(config, la.block, fixed.layer_hidden(index))
-    )
+    la, width = fixed.layers[index], fixed.layer_hidden(index)
+    return resolve_layer(la, width, max_shape(config, la.block, width, layer=index))

@@ -1,0 +1,333 @@
+"""Load Hugging Face BERT / RoBERTa / MiniLM, GPT-2 and Llama checkpoints into the elastic model.
+
+The elastic model is built at the checkpoint's full size (one block type per layer position) and
+every weight is renamed (and, for GPT-2's ``Conv1D``, transposed and split) onto it, so its outputs
+equal the original's. Only *models and file formats* of transformers are used, never its scripts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import AutoConfig, PreTrainedModel
+
+from elastic_lm.errors import CheckpointError, UserError
+from elastic_lm.model import TASK_MODELS, ElasticConfig, ElasticModel, ElasticPreTrainedModel
+
+
+class UnsupportedModelError(UserError):
+    """The Hugging Face model is of a family or variant the converters do not handle."""
+
+
+Weights = dict[str, torch.Tensor]
+Rename = list[tuple[str, str]]  # (regex on the HF name, replacement giving the elastic name)
+
+# -- BERT / RoBERTa / MiniLM -----------------------------------------------------------------
+BERT_RENAME: Rename = [
+    (r"^embeddings\.word_embeddings\.", "embeddings.word."),
+    (r"^embeddings\.position_embeddings\.", "embeddings.position."),
+    (r"^embeddings\.token_type_embeddings\.", "embeddings.token_type."),
+    (r"^embeddings\.LayerNorm\.", "embeddings.norm."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.query\.", r"layers.\1.bert.attention.q."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.key\.", r"layers.\1.bert.attention.k."),
+    (r"^encoder\.layer\.(\d+)\.attention\.self\.value\.", r"layers.\1.bert.attention.v."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.bert.attention.o."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.bert.norm1."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.bert.ffn.up."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.bert.ffn.down."),
+    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.bert.norm2."),
+]
+BERT_HEADS: Rename = [
+    (r"^cls\.predictions\.transform\.dense\.", "mlm.dense."),
+    (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm.norm."),
+    (r"^cls\.predictions\.bias$", "mlm.bias"),
+    (r"^lm_head\.dense\.", "mlm.dense."),  # RoBERTa
+    (r"^lm_head\.layer_norm\.", "mlm.norm."),
+    (r"^lm_head\.bias$", "mlm.bias"),
+    (r"^(bert|roberta)\.pooler\.dense\.", "pooler."),
+    (r"^classifier\.dense\.", "pooler."),  # RoBERTa's classification head
+    (r"^classifier\.out_proj\.", "classifier."),
+    (r"^classifier\.(weight|bias)$", r"classifier.\1"),
+]
+
+
+def _bert_config(c: Any) -> dict[str, Any]:
+    roberta = c.model_type == "roberta"
+    return {
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_hidden_layers,
+        "block_candidates": [["bert"]] * c.num_hidden_layers,
+        "num_attention_heads": c.num_attention_heads,
+        "head_dim": c.hidden_size // c.num_attention_heads,
+        "intermediate_size": c.intermediate_size,
+        "hidden_act": c.hidden_act,
+        "norm_eps": c.layer_norm_eps,
+        "max_position_embeddings": c.max_position_embeddings,
+        "type_vocab_size": c.type_vocab_size,
+        "position_offset": c.pad_token_id + 1 if roberta else 0,
+        "pad_token_id": c.pad_token_id,
+        "hidden_dropout_prob": c.hidden_dropout_prob,
+        "attention_probs_dropout_prob": c.attention_probs_dropout_prob,
+    }
+
+
+# -- GPT-2 -------------------------------------------------------------------------------------
+GPT2_RENAME: Rename = [
+    (r"^wte\.", "embeddings.word."),
+    (r"^wpe\.", "embeddings.position."),
+    (r"^h\.(\d+)\.ln_1\.", r"layers.\1.gpt2.norm1."),
+    (r"^h\.(\d+)\.ln_2\.", r"layers.\1.gpt2.norm2."),
+    (r"^h\.(\d+)\.attn\.c_proj\.", r"layers.\1.gpt2.attention.o."),
+    (r"^h\.(\d+)\.mlp\.c_fc\.", r"layers.\1.gpt2.ffn.up."),
+    (r"^h\.(\d+)\.mlp\.c_proj\.", r"layers.\1.gpt2.ffn.down."),
+    (r"^ln_f\.", "final_norm."),
+]
+
+
+def _gpt2_config(c: Any) -> dict[str, Any]:
+    if getattr(c, "scale_attn_by_inverse_layer_idx", False) or getattr(c, "reorder_and_upcast_attn", False):
+        raise UnsupportedModelError(
+            "GPT-2 with scale_attn_by_inverse_layer_idx or reorder_and_upcast_attn is not "
+            "supported; "
+            "convert a checkpoint with the standard attention"
+        )
+    return {
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.n_embd,
+        "num_layers": c.n_layer,
+        "block_candidates": [["gpt2"]] * c.n_layer,
+        "num_attention_heads": c.n_head,
+        "head_dim": c.n_embd // c.n_head,
+        "intermediate_size": c.n_inner or 4 * c.n_embd,
+        "hidden_act": c.activation_function,
+        "norm_eps": c.layer_norm_epsilon,
+        "max_position_embeddings": c.n_positions,
+        "type_vocab_size": 0,
+        "embedding_norm": False,
+        "final_norm": True,
+        "pad_token_id": c.pad_token_id,
+        "hidden_dropout_prob": c.resid_pdrop,
+        "attention_probs_dropout_prob": c.attn_pdrop,
+    }
+
+
+def _gpt2_weights(name: str, t: torch.Tensor) -> Weights:
+    """GPT-2 stores linear weights as (in, out) ``Conv1D`` and fuses q, k, v."""
+    m = re.match(r"^h\.(\d+)\.attn\.c_attn\.(weight|bias)$", name)
+    if m:
+        i, kind = m.groups()
+        parts = (t.t() if kind == "weight" else t).chunk(3, dim=0)
+        return {f"layers.{i}.gpt2.attention.{p}.{kind}": x for p, x in zip("qkv", parts, strict=True)}
+    if re.match(r"^h\.\d+\.(attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$", name):
+        t = t.t()
+    return {_rename(name, GPT2_RENAME): t}
+
+
+# -- Llama ---------------------------------------------------------------------------------------
+LLAMA_RENAME: Rename = [
+    (r"^embed_tokens\.", "embeddings.word."),
+    (r"^layers\.(\d+)\.input_layernorm\.", r"layers.\1.llama.norm1."),
+    (r"^layers\.(\d+)\.post_attention_layernorm\.", r"layers.\1.llama.norm2."),
+    (r"^layers\.(\d+)\.self_attn\.([qkvo])_proj\.", r"layers.\1.llama.attention.\2."),
+    (r"^layers\.(\d+)\.mlp\.(gate|up|down)_proj\.", r"layers.\1.llama.ffn.\2."),
+    (r"^norm\.", "final_norm."),
+]
+
+
+def _llama_config(c: Any) -> dict[str, Any]:
+    rope = dict(getattr(c, "rope_parameters", None) or {})
+    theta = rope.get("rope_theta", getattr(c, "rope_theta", 10000.0))
+    if rope.get("rope_type", "default") != "default":
+        raise UnsupportedModelError(
+            f"Llama rope_type={rope.get('rope_type')!r} is not supported; only 'default' RoPE is"
+        )
+    if bool(c.attention_bias) != bool(c.mlp_bias):
+        raise UnsupportedModelError(
+            f"Llama attention_bias={c.attention_bias} with mlp_bias={c.mlp_bias} is not supported; "
+            "both must be equal"
+        )
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return {
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "num_layers": c.num_hidden_layers,
+        "block_candidates": [["llama"]] * c.num_hidden_layers,
+        "num_attention_heads": c.num_attention_heads,
+        "num_key_value_heads": c.num_key_value_heads or c.num_attention_heads,
+        "head_dim": head_dim,
+        "intermediate_size": c.intermediate_size,
+        "hidden_act": c.hidden_act,
+        "norm": "rmsnorm",
+        "norm_eps": c.rms_norm_eps,
+        "positions": "rope",
+        "rope_theta": float(theta),
+        "max_position_embeddings": c.max_position_embeddings,
+        "type_vocab_size": 0,
+        "embedding_norm": False,
+        "final_norm": True,
+        "use_bias": bool(c.attention_bias),
+        "pad_token_id": c.pad_token_id,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": c.attention_dropout,
+    }
+
+
+def _rename(name: str, table: Rename) -> str:
+    for pattern, repl in table:
+        new, n = re.subn(pattern, repl, name)
+        if n:
+            return new
+    raise UnsupportedModelError(f"weight {name!r} has no place in the elastic model")
+
+
+FAMILIES: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[str, torch.Tensor], Weights]]] = {
+    "bert": (_bert_config, lambda n, t: {_rename(n, BERT_RENAME): t}),
+    "roberta": (_bert_config, lambda n, t: {_rename(n, BERT_RENAME): t}),
+    "gpt2": (_gpt2_config, _gpt2_weights),
+    "llama": (_llama_config, lambda n, t: {_rename(n, LLAMA_RENAME): t}),
+}
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(FAMILIES)
+
+# Which HF class names carry which task head.
+_TASK_SUFFIXES = {
+    "ForMaskedLM": "masked-lm",
+    "ForCausalLM": "causal-lm",
+    "LMHeadModel": "causal-lm",
+    "ForSequenceClassification": "sequence-classification",
+}
+_AUTO = {
+    None: transformers.AutoModel,
+    "masked-lm": transformers.AutoModelForMaskedLM,
+    "causal-lm": transformers.AutoModelForCausalLM,
+    "sequence-classification": transformers.AutoModelForSequenceClassification,
+}
+
+
+def _task_of(class_name: str) -> str | None:
+    for suffix, task in _TASK_SUFFIXES.items():
+        if class_name.endswith(suffix):
+            return task
+    return None
+
+
+def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedModel:
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        config = AutoConfig.from_pretrained(path, **extra)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"model_or_path={str(path)!r} is not a readable model folder: {err}") from err
+    if config.model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"model_type={config.model_type!r} is not supported; "
+            f"convert one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if task is None:
+        task = next((t for a in config.architectures or [] if (t := _task_of(a))), None)
+    return _AUTO[task].from_pretrained(path, **extra)
+
+
+def from_hf(
+    model_or_path: PreTrainedModel | str | Path,
+    task: str | None = None,
+    gguf_file: str | None = None,
+    **config_overrides: Any,
+) -> ElasticPreTrainedModel:
+    """An elastic model at the full size of a Hugging Face model, computing the same function.
+
+    ``task`` picks the elastic class (``masked-lm`` / ``causal-lm`` / ``sequence-classification``);
+    ``None`` keeps the checkpoint's head, or gives the bare ``ElasticModel`` for a bare encoder. A
+    head
+    the checkpoint lacks is freshly initialised, as ``from_pretrained`` does. ``config_overrides``
+    (dropout, ``block_candidates``...) go into the ``ElasticConfig``. ``gguf_file`` names a GGUF
+    file inside the folder (SmolLM2), de-quantised to float32 (needs ``gguf`` and ``accelerate``).
+    """
+    if isinstance(model_or_path, str | Path):
+        hf = _load(Path(model_or_path), task, gguf_file)
+    elif isinstance(model_or_path, PreTrainedModel):
+        hf = model_or_path
+    else:
+        raise UserError(
+            f"model_or_path={type(model_or_path).__name__} is neither a folder nor a transformers "
+            "PreTrainedModel; pass one of those"
+        )
+    c = hf.config
+    if c.model_type not in FAMILIES:
+        raise UnsupportedModelError(
+            f"model_type={c.model_type!r} ({type(hf).__name__}) is not supported; "
+            f"convert one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    source_task = _task_of(type(hf).__name__)
+    if source_task is None and type(hf).__name__ not in (
+        "BertModel",
+        "RobertaModel",
+        "GPT2Model",
+        "LlamaModel",
+    ):
+        raise UnsupportedModelError(
+            f"{type(hf).__name__} is not supported; use the bare model or its MaskedLM / "
+            "CausalLM / "
+            "SequenceClassification class"
+        )
+    task = task if task is not None else source_task
+    make_config, convert = FAMILIES[c.model_type]
+    fields = make_config(c)
+    fields["tie_word_embeddings"] = bool(getattr(c, "tie_word_embeddings", True))
+    fields["num_labels"] = c.num_labels
+    fields["id2label"] = dict(c.id2label) if c.id2label else None
+    fields["task"] = task or ("causal-lm" if c.model_type in ("gpt2", "llama") else "masked-lm")
+    fields.update(config_overrides)
+    config = ElasticConfig(**fields)
+    model: ElasticPreTrainedModel = ElasticModel(config) if task is None else TASK_MODELS[task](config)
+
+    prefix = "" if task is None else "model."
+    base = hf.base_model_prefix
+    bare = not isinstance(getattr(hf, base, None), PreTrainedModel)  # BertModel, GPT2Model...
+    weights: Weights = {}
+    for name, tensor in hf.state_dict().items():
+        if re.search(r"(\.attn\.(bias|masked_bias)|position_ids|rotary_emb\.inv_freq)$", name):
+            continue  # buffers the elastic model recomputes
+        if bare or name.startswith(f"{base}."):
+            inner = name if bare else name[len(base) + 1 :]
+            if inner.startswith("pooler."):
+                if task == "sequence-classification":
+                    weights[_rename(f"{base}.{inner}", BERT_HEADS)] = tensor
+                continue
+            for new, t in convert(inner, tensor).items():
+                weights[prefix + new] = t
+        elif task is not None and task == source_task:
+            weights.update(_head_weights(c.model_type, name, tensor, config))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    # A head the checkpoint lacks may be missing; nothing of the backbone may be.
+    fresh_head = task != source_task
+    backbone_missing = [k for k in missing if k.startswith(prefix)]
+    if unexpected or backbone_missing or (missing and not fresh_head):
+        raise CheckpointError(
+            f"{type(hf).__name__} did not map onto the elastic model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+    model.load_state_dict(weights, strict=False)
+    return model.eval() if not hf.training else model
+
+
+def _head_weights(model_type: str, name: str, t: torch.Tensor, config: ElasticConfig) -> Weights:
+    """Task-head weights; decoders tied to the word embeddings carry nothing of their own."""
+    if model_type in ("gpt2", "llama"):
+        if name == "lm_head.weight":
+            return {} if config.tie_word_embeddings else {"lm_head.weight": t}
+        raise UnsupportedModelError(f"weight {name!r} has no place in the elastic model")
+    if not config.tie_word_embeddings and config.task == "masked-lm":
+        raise UnsupportedModelError(
+            "a masked-LM whose decoder is not tied to the word embeddings is not supported; "
+            "use tie_word_embeddings=True"
+        )
+    if re.match(r"^(cls\.predictions|lm_head)\.decoder\.(weight|bias)$", name):
+        return {}  # tied to the word embeddings / the same tensor as the head bias
+    return {_rename(name, BERT_HEADS): t}

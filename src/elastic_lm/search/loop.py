@@ -1,0 +1,365 @@
+"""The ask/tell search loop: budget, evaluation cache, constraint filter, resume, progress.
+
+``n_trials`` is the size the *study* should reach (finished trials: feasible or infeasible), not
+how many this call adds: re-running the same call after a crash finishes the job, and several
+workers given the same number share one budget.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, Trial, TrialState
+from tqdm.auto import tqdm
+
+from elastic_lm.architecture import Architecture
+from elastic_lm.errors import ConfigError
+from elastic_lm.search.objectives import Constraint, Objective, check_names, feasible
+from elastic_lm.search.pareto import hypervolume, normalise, to_losses
+from elastic_lm.search.result import SearchResult
+from elastic_lm.search.strategies import make_sampler
+from elastic_lm.search.study import (
+    ARCH_ATTR,
+    CACHED_ATTR,
+    FEASIBLE_ATTR,
+    KEY_ATTR,
+    METRIC_PREFIX,
+    RETRY_ATTR,
+    SURPLUS_ATTR,
+    WORKER_ATTR,
+    SpaceLike,
+    arch_of,
+    create_or_load_study,
+    metric_attrs,
+    metrics_of,
+    param_distributions,
+    params_of,
+)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+CLAIM_PREFIX = "claim:"
+HEARTBEAT_ATTR = "heartbeat"
+Reclaim = Literal["dead", "all", "none"]
+
+
+def worker_id() -> str:
+    """Who runs a trial: host and process id, so a dead owner can be recognised on resume."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_dead(owner: str | None) -> bool:
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False  # another machine: its heartbeat tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _last_sign_of_life(trial: FrozenTrial) -> float | None:
+    """Wall-clock seconds of the owner's last heartbeat (the claim counts as the first)."""
+    stamps = [v / 1e9 for k, v in trial.user_attrs.items() if k.startswith(CLAIM_PREFIX)]
+    if HEARTBEAT_ATTR in trial.user_attrs:
+        stamps.append(float(trial.user_attrs[HEARTBEAT_ATTR]))
+    return max(stamps) if stamps else None
+
+
+def _is_stale(trial: FrozenTrial, mode: Reclaim, stale_after_s: float | None) -> bool:
+    owner = trial.user_attrs.get(WORKER_ATTR)
+    if mode == "all":
+        return owner != worker_id()
+    if _owner_dead(owner):
+        return True
+    last = _last_sign_of_life(trial)
+    return stale_after_s is not None and last is not None and time.time() - last > stale_after_s
+
+
+def reclaim_stale(
+    study: optuna.Study, mode: Reclaim = "dead", stale_after_s: float | None = 300.0
+) -> list[int]:
+    """Fail trials left RUNNING by a dead worker and enqueue their parameters again.
+
+    ``"dead"``: owners on this host whose process is gone, and owners anywhere whose heartbeat
+    is older than ``stale_after_s``. ``"all"``: every RUNNING trial not ours (only when no other
+    worker is alive). Returns the numbers of the reclaimed trials. Two workers reclaiming at once
+    is safe: only the one whose ``tell`` succeeds re-enqueues.
+    """
+    if mode == "none":
+        return []
+    reclaimed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not _is_stale(t, mode, stale_after_s):
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # finished or reclaimed by someone else meanwhile
+        study.enqueue_trial(dict(t.params), user_attrs={RETRY_ATTR: t.number})
+        reclaimed.append(t.number)
+    return reclaimed
+
+
+class _Heartbeat:
+    """Writes the time into the trial every ``interval_s`` while an evaluation runs.
+
+    Optuna's own heartbeat only runs inside ``study.optimize`` and only for RDB storages; this one
+    works with ask/tell and every storage, so a worker on another machine can tell a dead one.
+    """
+
+    def __init__(self, trial: Trial, interval_s: float | None) -> None:
+        self._trial, self._interval = trial, interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self._interval:
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        assert self._interval is not None
+        while not self._stop.wait(self._interval):
+            try:
+                self._trial.set_user_attr(HEARTBEAT_ATTR, time.time())
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return  # reclaimed by another worker: nothing left to keep alive
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def run_search(
+    space: SpaceLike,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint] = (),
+    strategy: str | optuna.samplers.BaseSampler = "random",
+    n_trials: int = 100,
+    storage: str | Path | BaseStorage | None = None,
+    seed: int | None = None,
+    study_name: str = "search",
+    initial_design: bool = True,
+    progress: bool = True,
+    strategy_options: dict[str, Any] | None = None,
+    size_fn: Callable[[Architecture], float] | None = None,
+    reclaim: Reclaim = "dead",
+    heartbeat_s: float | None = 30.0,
+    poll_s: float = 0.05,
+) -> SearchResult:
+    """Search ``space`` until the study holds ``n_trials`` finished trials; return all results.
+
+    ``storage``: None (in memory), a SQLite path, a journal path (.log/.journal/.jsonl) or any
+    Optuna storage URL. ``seed`` makes one worker reproducible; give each worker its own seed.
+    A RUNNING trial whose worker died (its process is gone, or no heartbeat for
+    ``5 * heartbeat_s``) is failed and its architecture retried; see :func:`reclaim_stale`.
+    """
+    stale_after = 5 * heartbeat_s if heartbeat_s else None
+    if n_trials < 1:
+        raise ConfigError(f"n_trials={n_trials} must be at least 1")
+    check_names(objectives, constraints)
+    cheap = [o for o in objectives if o.cheap]
+    if isinstance(strategy, str):
+        sampler = make_sampler(
+            strategy,
+            space,
+            seed=seed,
+            constraints=constraints,
+            size_fn=size_fn or (cheap[0].fn if cheap else None),
+            **(strategy_options or {}),
+        )
+    else:
+        sampler = strategy
+    study = create_or_load_study(
+        study_name,
+        storage,
+        [o.direction for o in objectives],
+        sampler,
+        metric_names=[o.name for o in objectives],
+    )
+    reclaim_stale(study, reclaim, stale_after)
+    if initial_design and not study.get_trials(deepcopy=False):
+        _enqueue_initial_design(study, space, constraints)
+
+    evaluator = _Evaluator(space, objectives, constraints, poll_s)
+    evaluator.heartbeat_s = heartbeat_s
+    evaluator.on_wait = lambda: reclaim_stale(study, reclaim, stale_after)
+    distributions = param_distributions(space)
+    bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=study_name)
+    try:
+        while True:
+            trials = study.get_trials(deepcopy=False)
+            finished = sum(t.state in FINISHED for t in trials)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            bar.n = min(finished, n_trials)
+            if progress:
+                bar.set_postfix_str(_summary(trials, objectives), refresh=True)
+            if finished >= n_trials:
+                break
+            if finished + running >= n_trials:  # the rest of the budget is being run elsewhere
+                reclaim_stale(study, reclaim, stale_after)
+                time.sleep(poll_s)
+                continue
+            try:
+                trial = study.ask(fixed_distributions=distributions)
+                if not _claim(study, trial):
+                    continue  # another worker popped the same enqueued trial and runs it
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            trial.set_user_attr(WORKER_ATTR, worker_id())
+            ahead = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+            if sum(t.number < trial.number for t in ahead) >= n_trials:
+                trial.set_user_attr(SURPLUS_ATTR, True)  # another worker took the last slot
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            evaluator.run(study, trial)
+    finally:
+        bar.close()
+    return SearchResult.from_study(study, objectives)
+
+
+def _claim(study: optuna.Study, trial: Trial) -> bool:
+    """Make sure no other worker runs this trial too.
+
+    SQLite has no row locks, so two processes can both take the same enqueued (WAITING) trial.
+    Each writes its own claim; all read them back and agree on the earliest one.
+    """
+    mine = f"{CLAIM_PREFIX}{worker_id()}"
+    trial.set_user_attr(mine, time.time_ns())
+    frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+    claims = {k: v for k, v in frozen.user_attrs.items() if k.startswith(CLAIM_PREFIX)}
+    return min(claims.items(), key=lambda kv: (kv[1], kv[0]))[0] == mine
+
+
+def _enqueue_initial_design(study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint]) -> None:
+    """Smallest, largest and middle members first: they anchor the front and the bounds."""
+    seen: set[str] = set()
+    for arch in (space.smallest(), space.largest(), space.middle()):
+        if arch.key() in seen or not feasible(arch, constraints):
+            continue
+        seen.add(arch.key())
+        study.enqueue_trial(params_of(space, arch))
+
+
+class _Evaluator:
+    """Evaluates one asked trial: reuse, else constraints, cheap and then expensive objectives."""
+
+    def __init__(
+        self,
+        space: SpaceLike,
+        objectives: Sequence[Objective],
+        constraints: Sequence[Constraint],
+        poll_s: float,
+    ) -> None:
+        self.space = space
+        self.objectives = list(objectives)
+        self.constraints = list(constraints)
+        self.poll_s = poll_s
+        self.heartbeat_s: float | None = None
+        self.on_wait: Callable[[], object] = lambda: None
+
+    def run(self, study: optuna.Study, trial: Trial) -> None:
+        arch = arch_of(self.space, trial.params)
+        key = arch.key()
+        trial.set_user_attr(ARCH_ATTR, arch.to_json())
+        trial.set_user_attr(KEY_ATTR, key)
+        try:
+            with _Heartbeat(trial, self.heartbeat_s):  # also while waiting for another worker
+                previous = self._previous(study, trial.number, key)
+                if previous is None:
+                    metrics, ok = self.evaluate(arch)
+        except KeyboardInterrupt:
+            study.tell(trial, state=TrialState.FAIL)  # stopped by the user: retried on resume
+            study.enqueue_trial(dict(trial.params), user_attrs={RETRY_ATTR: trial.number})
+            raise
+        except BaseException:
+            study.tell(trial, state=TrialState.FAIL)  # a bug or a user error: not retried
+            raise
+        if previous is not None:
+            for name, value in metrics_of(previous).items():
+                trial.set_user_attr(METRIC_PREFIX + name, value)
+            trial.set_user_attr(FEASIBLE_ATTR, previous.user_attrs.get(FEASIBLE_ATTR, True))
+            trial.set_user_attr(CACHED_ATTR, previous.number)
+            if previous.state == TrialState.COMPLETE:
+                study.tell(trial, list(previous.values))
+            else:
+                study.tell(trial, state=TrialState.PRUNED)
+            return
+        for name, value in metric_attrs(metrics).items():
+            trial.set_user_attr(name, value)
+        trial.set_user_attr(FEASIBLE_ATTR, ok)
+        if ok:
+            study.tell(trial, [metrics[o.name] for o in self.objectives])
+        else:
+            study.tell(trial, state=TrialState.PRUNED)
+
+    def evaluate(self, arch: Architecture) -> tuple[dict[str, float], bool]:
+        """Metrics of ``arch`` and whether it is feasible; expensive objectives only if it is."""
+        metrics: dict[str, float] = {}
+        ok = True
+        for c in self.constraints:
+            metrics[c.name] = float(c.fn(arch))
+            ok = ok and c.violation(metrics[c.name]) == 0.0
+        for o in self.objectives:
+            if o.cheap or ok:
+                metrics[o.name] = float(o.fn(arch))
+        return metrics, ok
+
+    def _previous(self, study: optuna.Study, number: int, key: str) -> FrozenTrial | None:
+        """A finished evaluation of the same architecture, waiting for one still running.
+
+        Of two workers holding the same architecture, the lower trial number evaluates it and
+        the other waits and reuses its result: no architecture is evaluated twice.
+        """
+        while True:
+            same = [
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.number != number and t.user_attrs.get(KEY_ATTR) == key
+            ]
+            done = [t for t in same if t.state in FINISHED]
+            if done:
+                return min(done, key=lambda t: t.number)
+            if not any(t.state == TrialState.RUNNING and t.number < number for t in same):
+                return None
+            self.on_wait()  # the one we wait for may belong to a dead worker
+            time.sleep(self.poll_s)
+
+
+def _summary(trials: Sequence[FrozenTrial], objectives: Sequence[Objective]) -> str:
+    """Best value per objective and the hypervolume so far, for the progress bar."""
+    values = np.array([t.values for t in trials if t.state == TrialState.COMPLETE], dtype=float).reshape(
+        -1, len(objectives)
+    )
+    if not len(values):
+        return "no feasible evaluation yet"
+    directions = [o.direction for o in objectives]
+    parts = []
+    for j, o in enumerate(objectives):
+        best = values[:, j].max() if o.direction == "maximize" else values[:, j].min()
+        parts.append(f"{o.name}={best:.4g}")
+    bounds = []
+    for j, o in enumerate(objectives):
+        low, high = o.bounds or (float(values[:, j].min()), float(values[:, j].max()))
+        bounds.append((low, high if high > low else low + 1.0))
+    hv = hypervolume(normalise(to_losses(values, directions), bounds, directions))
+    parts.append(f"hv={hv:.4f}" if math.isfinite(hv) else "hv=?")
+    return " ".join(parts)

@@ -1,0 +1,149 @@
+"""A thin layer over an Optuna study: storage choice, the encoding as parameters, stored attributes.
+
+Every strategy runs through the same study, so a search can be resumed, shared by several workers
+and opened in ``optuna-dashboard`` whatever sampler drove it. Each position of the space's
+fixed-length encoding is one ``IntDistribution(0, len(choices) - 1)`` parameter: ordered and
+fixed-length, so multivariate samplers (TPE, GP, CMA-ES) model it directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+from optuna.distributions import IntDistribution
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+
+from elastic_lm.architecture import Architecture
+from elastic_lm.errors import ConfigError
+
+JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+
+# Keys of trial user attributes: the architecture and bookkeeping; metrics live under METRIC_PREFIX.
+ARCH_ATTR = "arch"
+KEY_ATTR = "arch_key"
+FEASIBLE_ATTR = "feasible"
+WORKER_ATTR = "worker"
+CACHED_ATTR = "cached_from"
+RETRY_ATTR = "retry_of"
+SURPLUS_ATTR = "surplus"
+METRIC_PREFIX = "metric:"
+
+
+class Dimension(Protocol):
+    name: str
+    choices: tuple[Any, ...]
+
+
+class SpaceLike(Protocol):
+    """What the search needs from a search space (``elastic_lm.space.SearchSpace`` has it)."""
+
+    def dimensions(self) -> list[Any]: ...
+    def encode(self, arch: Architecture) -> list[int]: ...
+    def decode(self, vector: Sequence[int]) -> Architecture: ...
+    def sample(self, rng: Any) -> Architecture: ...
+    def smallest(self) -> Architecture: ...
+    def largest(self) -> Architecture: ...
+    def middle(self) -> Architecture: ...
+
+
+def resolve_storage(storage: str | Path | BaseStorage | None) -> BaseStorage | None:
+    """Turn what a user writes into an Optuna storage.
+
+    ``None`` is in-memory (nothing survives); a URL (``sqlite:///``, ``postgresql://``...) is an
+    RDB storage; a path ending in .log/.journal/.jsonl is a journal file (safe for several
+    processes and machines on a shared file system); any other path is a SQLite file.
+    """
+    if storage is None or isinstance(storage, BaseStorage):
+        return storage
+    text = str(storage)
+    if "://" in text:
+        return _rdb(text)
+    path = Path(text).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in JOURNAL_SUFFIXES:
+        return JournalStorage(JournalFileBackend(str(path)))
+    return _rdb(f"sqlite:///{path.resolve()}")
+
+
+def _rdb(url: str) -> RDBStorage:
+    # SQLite shared by several workers: wait for the file lock instead of failing at once.
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return RDBStorage(url, engine_kwargs=engine_kwargs)
+
+
+def param_distributions(space: SpaceLike) -> dict[str, IntDistribution]:
+    """One ordered integer parameter per encoding position, named after the space's dimension."""
+    dims = space.dimensions()
+    names = [d.name for d in dims]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"search space dimensions {repeated} repeat; dimension names must be unique")
+    return {d.name: IntDistribution(0, len(d.choices) - 1) for d in dims}
+
+
+def params_of(space: SpaceLike, arch: Architecture) -> dict[str, int]:
+    """The trial parameters that encode ``arch``."""
+    names = [d.name for d in space.dimensions()]
+    return dict(zip(names, (int(v) for v in space.encode(arch)), strict=True))
+
+
+def arch_of(space: SpaceLike, params: dict[str, Any]) -> Architecture:
+    """Decode trial parameters back into a (always valid) member of the space."""
+    return space.decode([int(params[d.name]) for d in space.dimensions()])
+
+
+def metric_attrs(metrics: dict[str, float]) -> dict[str, float]:
+    return {METRIC_PREFIX + k: float(v) for k, v in metrics.items()}
+
+
+def metrics_of(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+    n = len(METRIC_PREFIX)
+    return {k[n:]: v for k, v in trial.user_attrs.items() if k.startswith(METRIC_PREFIX)}
+
+
+def stored_arch(trial: optuna.trial.FrozenTrial) -> Architecture | None:
+    text = trial.user_attrs.get(ARCH_ATTR)
+    return Architecture.from_json(text) if text else None
+
+
+def create_or_load_study(
+    name: str,
+    storage: str | Path | BaseStorage | None,
+    directions: Sequence[str],
+    sampler: optuna.samplers.BaseSampler | None = None,
+    metric_names: Sequence[str] | None = None,
+) -> optuna.Study:
+    """Open study ``name`` if it exists (resume / join as a worker), else create it.
+
+    Refuses to resume a study whose directions or objective names differ: mixing them would make
+    the Pareto front meaningless.
+    """
+    study = optuna.create_study(
+        study_name=name,
+        storage=resolve_storage(storage),
+        directions=list(directions),
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    stored = [d.name.lower() for d in study.directions]
+    if stored != [d.lower() for d in directions]:
+        raise ConfigError(
+            f"study {name!r} was created with directions {stored}, not {list(directions)}; "
+            f"use another study name or the original objectives"
+        )
+    if metric_names is not None:
+        if study.metric_names is None:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, still there in 5.0
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(list(metric_names))
+        elif list(study.metric_names) != list(metric_names):
+            raise ConfigError(
+                f"study {name!r} has objectives {study.metric_names}, not {list(metric_names)}; "
+                f"use another study name or the original objectives"
+            )
+    return study

@@ -1,0 +1,47 @@
+"""Shared fixtures: an isolated cache (still seeing the unpacked Austen corpus), tokenizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
+
+from elastic_lm.assets import cache_dir, get_asset
+
+# Resolved once, before any test points ELASTIC_LM_CACHE elsewhere.
+_REAL_CACHE = cache_dir()
+
+TINY_VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "the", "cat", "dog", "sat", "on", "mat", "a", "good", "bad", "movie", "film", "was", "is",
+    "very", "not", "and", "it", "i", "liked", "hated", ".", ",", "!",
+]  # fmt: skip
+
+
+@pytest.fixture
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ELASTIC_LM_CACHE; the real unpacked Austen tree is linked in when present."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    austen = _REAL_CACHE / "janeaustenr"
+    if austen.exists():
+        (cache / "janeaustenr").symlink_to(austen.resolve())
+    monkeypatch.setenv("ELASTIC_LM_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
+def tiny_tokenizer() -> PreTrainedTokenizerBase:
+    """A 28-word WordPiece tokenizer: no asset needed for the mechanics tests."""
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(TINY_VOCAB)})
+    assert len(tokenizer) == len(TINY_VOCAB)
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer() -> PreTrainedTokenizerBase:
+    """all-MiniLM-L6-v2's WordPiece tokenizer (30,522 tokens), from the installed asset."""
+    if not get_asset("minilm-l6").installed:
+        pytest.skip("minilm-l6 asset not installed")
+    return AutoTokenizer.from_pretrained(get_asset("minilm-l6").require())

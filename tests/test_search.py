@@ -1,0 +1,264 @@
+"""The search loop and its strategies on the dummy space (in memory or SQLite; milliseconds)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Any
+
+import optuna
+import pytest
+
+from elastic_lm.architecture import Architecture
+from elastic_lm.search import Constraint, Objective, SearchResult, run_search
+from search_dummy import DummySpace, accuracy, error, size, skew
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+# Options that suit an 80-trial budget: NSGA-II's default population (50) would leave it random.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "random": {},
+    "stratified": {},
+    "local": {},
+    "mo-rea": {"population_size": 10, "tournament_size": 3},
+    "nsga2": {"population_size": 8},
+    "motpe": {},
+    "gp": {"n_startup_trials": 8},
+}
+GUIDED = ["stratified", "local", "mo-rea", "nsga2", "motpe"]
+
+
+def two_objectives(counter: Counter[str] | None = None) -> list[Objective]:
+    def counted_error(arch: Architecture) -> float:
+        if counter is not None:
+            counter[arch.key()] += 1
+        return error(arch)
+
+    return [
+        Objective("size", size, cheap=True, bounds=(0, 48)),
+        Objective("error", counted_error, bounds=(0, 192)),
+    ]
+
+
+def three_objectives() -> list[Objective]:
+    return [*two_objectives(), Objective("skew", skew, bounds=(0, 24))]
+
+
+def search(strategy: str, seed: int, n_trials: int = 80, **kwargs: Any) -> SearchResult:
+    kwargs.setdefault("objectives", two_objectives())
+    return run_search(
+        DummySpace(),
+        strategy=strategy,
+        n_trials=n_trials,
+        seed=seed,
+        progress=False,
+        strategy_options=OPTIONS[strategy],
+        **kwargs,
+    )
+
+
+def median_hv(strategy: str, seeds: range, **kwargs: Any) -> float:
+    return statistics.median(search(strategy, s, **kwargs).hypervolume() for s in seeds)
+
+
+@pytest.fixture(scope="module")
+def random_hv_2d() -> float:
+    return median_hv("random", range(5))
+
+
+@pytest.mark.parametrize("strategy", GUIDED)
+def test_guided_strategy_reaches_random_hypervolume_2d(strategy: str, random_hv_2d: float) -> None:
+    assert median_hv(strategy, range(5)) >= random_hv_2d
+
+
+# In 3-D the front is a surface: covering it needs spread more than local refinement. With 60
+# trials, NSGA-II and MOTPE beat random; local search (one step at a time) and size-stratified
+# sampling (blind to the third objective) do not yet, which docs/search.md says.
+@pytest.mark.parametrize("strategy", ["nsga2", "motpe"])
+def test_guided_strategy_reaches_random_hypervolume_3d(strategy: str) -> None:
+    kwargs = {"objectives": three_objectives(), "n_trials": 60}
+    assert median_hv(strategy, range(5), **kwargs) >= median_hv("random", range(5), **kwargs)
+
+
+@pytest.mark.slow
+def test_gp_reaches_random_hypervolume() -> None:
+    # GPSampler (multi-objective log-EHVI) costs ~0.5 s per trial on one core, hence slow.
+    assert median_hv("gp", range(3), n_trials=30) >= median_hv("random", range(3), n_trials=30)
+
+
+@pytest.mark.parametrize("strategy", ["random", "stratified", "local", "mo-rea", "nsga2", "motpe"])
+def test_constraints_filter_before_expensive_objectives(strategy: str) -> None:
+    counter: Counter[str] = Counter()
+    limit = Constraint("size", size, max=20)
+    result = search(
+        strategy,
+        0,
+        n_trials=30,
+        objectives=two_objectives(counter)[1:],
+        constraints=[limit],
+        size_fn=size,
+    )
+    space = DummySpace()
+    assert all(size(space.decode(space.encode(Architecture.from_json(k)))) <= 20 for k in counter)
+    assert all(e.feasible == (e.metrics["size"] <= 20) for e in result.evaluations)
+    assert all("error" not in e.metrics for e in result.evaluations if not e.feasible)
+    assert max(counter.values()) == 1  # the cache: no architecture evaluated twice
+    assert len(result.evaluations) == 30
+    assert all(e.metrics["size"] <= 20 for e in result.pareto())
+
+
+@pytest.mark.parametrize("strategy", ["random", "stratified", "local", "mo-rea", "nsga2", "motpe"])
+def test_reproducible_by_seed(strategy: str) -> None:
+    def keys(seed: int) -> list[str]:
+        return [e.arch.key() for e in search(strategy, seed, n_trials=25).evaluations]
+
+    first = keys(1)
+    assert keys(1) == first
+    assert keys(2) != first
+
+
+def test_initial_design_comes_first() -> None:
+    result = search("random", 0, n_trials=5)
+    space = DummySpace()
+    assert [e.arch for e in result.evaluations[:3]] == [
+        space.smallest(),
+        space.largest(),
+        space.middle(),
+    ]
+
+
+def test_maximise_is_honoured() -> None:
+    objectives = [
+        Objective("size", size, cheap=True, bounds=(0, 48)),
+        Objective("acc", accuracy, direction="maximize", bounds=(0, 1)),
+    ]
+    result = search("mo-rea", 0, n_trials=40, objectives=objectives)
+    front = result.pareto()
+    by_size = sorted(front, key=lambda e: e.metrics["size"])
+    accs = [e.metrics["acc"] for e in by_size]
+    assert accs == sorted(accs)  # larger models on the front are more accurate, not less
+    assert by_size[-1].arch == DummySpace().largest()  # acc = 1.0, the maximum
+    assert accs[0] == pytest.approx(accuracy(DummySpace().smallest()))
+
+
+def test_resume_adds_only_the_missing_trials_and_reuses_the_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    counter: Counter[str] = Counter()
+    storage = tmp_path / "study.db"
+    search("random", 0, n_trials=10, objectives=two_objectives(counter), storage=storage)
+    assert sum(counter.values()) == 10
+    result = search("random", 1, n_trials=15, objectives=two_objectives(counter), storage=storage)
+    assert len(result.evaluations) == 15
+    assert sum(counter.values()) == 15  # 5 new evaluations, none repeated
+    again = search("random", 1, n_trials=15, objectives=two_objectives(counter), storage=storage)
+    assert sum(counter.values()) == 15  # a finished study is not re-run
+    assert [e.number for e in again.evaluations] == [e.number for e in result.evaluations]
+
+
+def test_duplicate_proposals_reuse_stored_metrics() -> None:
+    counter: Counter[str] = Counter()
+    # a 2-position, 2-choice space has 4 members: 12 trials must repeat architectures
+    result = run_search(
+        DummySpace(n=2, k=2),
+        [Objective("size", size, cheap=True), two_objectives(counter)[1]],
+        strategy="motpe",
+        n_trials=12,
+        seed=0,
+        progress=False,
+    )
+    cached = [e for e in result.evaluations if e.cached_from is not None]
+    assert len(cached) == 12 - len(counter) > 0
+    assert max(counter.values()) == 1
+    first = {e.number: e for e in result.evaluations}
+    assert all(e.metrics == first[e.cached_from].metrics for e in cached)
+
+
+def test_resuming_with_other_objectives_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    storage = tmp_path / "study.db"
+    search("random", 0, n_trials=3, storage=storage)
+    flipped = [Objective("size", size), Objective("error", error, direction="maximize")]
+    with pytest.raises(Exception, match="directions"):
+        search("random", 0, n_trials=3, storage=storage, objectives=flipped)
+
+
+def test_progress_bar_shows_best_and_hypervolume(capsys) -> None:  # type: ignore[no-untyped-def]
+    run_search(DummySpace(), two_objectives(), n_trials=4, seed=0, progress=True)
+    err = capsys.readouterr().err
+    assert "size=0" in err
+    assert "hv=" in err
+
+
+def test_storage_is_chosen_by_what_the_user_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optuna.storages import JournalStorage, RDBStorage
+
+    from elastic_lm.search import resolve_storage
+
+    assert resolve_storage(None) is None
+    assert isinstance(resolve_storage(tmp_path / "a" / "study.db"), RDBStorage)
+    assert (tmp_path / "a" / "study.db").exists()
+    assert isinstance(resolve_storage(tmp_path / "study.log"), JournalStorage)
+    assert isinstance(resolve_storage(f"sqlite:///{tmp_path / 'b.db'}"), RDBStorage)
+
+
+def test_reclaim_all_retries_running_trials_of_other_workers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from elastic_lm.search import reclaim_stale
+    from elastic_lm.search.study import RETRY_ATTR, WORKER_ATTR, create_or_load_study
+
+    study = create_or_load_study("search", tmp_path / "s.db", ["minimize", "minimize"])
+    trial = study.ask({"layer0.ffn": optuna.distributions.IntDistribution(0, 4)})
+    trial.set_user_attr(WORKER_ATTR, "elsewhere:1")
+    assert reclaim_stale(study, "dead") == []  # another host: cannot tell it is dead
+    assert reclaim_stale(study, "all") == [trial.number]
+    states = [t.state for t in study.get_trials()]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    assert study.get_trials()[1].user_attrs[RETRY_ATTR] == trial.number
+
+
+def test_heartbeat_marks_live_trials_and_silence_marks_dead_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from elastic_lm.search import reclaim_stale
+    from elastic_lm.search.loop import HEARTBEAT_ATTR, _Heartbeat
+    from elastic_lm.search.study import WORKER_ATTR, create_or_load_study
+
+    study = create_or_load_study("search", tmp_path / "s.db", ["minimize", "minimize"])
+    dist = {"layer0.ffn": optuna.distributions.IntDistribution(0, 4)}
+    alive, silent = study.ask(dist), study.ask(dist)
+    for t in (alive, silent):
+        t.set_user_attr(WORKER_ATTR, "other-host:1")
+    silent.set_user_attr(HEARTBEAT_ATTR, time.time() - 1000)
+    with _Heartbeat(alive, 0.01) as beat:
+        deadline = time.monotonic() + 10
+        while HEARTBEAT_ATTR not in study.get_trials()[0].user_attrs:
+            assert time.monotonic() < deadline, "no heartbeat written"
+            time.sleep(0.01)
+    assert beat._thread is not None
+    assert not beat._thread.is_alive()
+    assert reclaim_stale(study, "dead", stale_after_s=60) == [silent.number]
+
+
+def test_interrupted_evaluation_is_retried_on_resume(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    counter: Counter[str] = Counter()
+    objectives = two_objectives(counter)
+
+    stopped: list[str] = []
+
+    def interrupted(arch: Architecture) -> float:
+        if sum(counter.values()) == 4:
+            stopped.append(arch.key())
+            raise KeyboardInterrupt
+        return objectives[1].fn(arch)
+
+    storage = tmp_path / "study.db"
+    with pytest.raises(KeyboardInterrupt):
+        search(
+            "random",
+            0,
+            n_trials=8,
+            storage=storage,
+            objectives=[objectives[0], Objective("error", interrupted)],
+        )
+    result = search("random", 0, n_trials=8, storage=storage, objectives=objectives)
+    assert len(result.evaluations) == 8
+    assert sum(counter.values()) == 8  # 4 before, the interrupted one and 3 more
+    assert max(counter.values()) == 1
+    assert counter[stopped[0]] == 1  # the interrupted architecture was evaluated on resume

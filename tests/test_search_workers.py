@@ -1,0 +1,111 @@
+"""Crash-resume and shared storage with real processes (a worker killed with SIGKILL; two workers).
+
+Each worker appends "start KEY" / "end KEY" around every expensive evaluation to a shared log,
+so the tests can count evaluations across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from elastic_lm.search import Objective, run_search
+from elastic_lm.search.study import RETRY_ATTR, create_or_load_study
+from search_dummy import DummySpace, error, size
+
+HERE = Path(__file__).parent
+WORKER = HERE / "search_worker.py"
+
+
+def _env() -> dict[str, str]:
+    src = str(HERE.parent / "src")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+
+
+def _worker(storage: Path, log: Path, n: int, seed: int, hang_at: int = 0) -> subprocess.Popen:
+    args = [sys.executable, str(WORKER), str(storage), str(log), str(n), str(seed), str(hang_at)]
+    return subprocess.Popen(args, env=_env(), stderr=subprocess.PIPE)
+
+
+def _start_together(log: Path, seeds: list[int]) -> None:
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{log}.ready{s}").exists() for s in seeds):
+        assert time.monotonic() < deadline, "workers did not start"
+        time.sleep(0.02)
+    Path(f"{log}.go").touch()
+
+
+def _log(log: Path) -> tuple[Counter[str], Counter[str]]:
+    lines = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    started = Counter(k for kind, k in lines if kind == "start")
+    ended = Counter(k for kind, k in lines if kind == "end")
+    return started, ended
+
+
+def _study(storage: Path) -> optuna.Study:
+    return create_or_load_study("search", storage, ["minimize", "minimize"])
+
+
+def test_resume_after_killed_worker_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    storage, log, n = tmp_path / "study.db", tmp_path / "evals.log", 12
+    proc = _worker(storage, log, n, seed=0, hang_at=6)
+    _start_together(log, [0])
+    hang = Path(f"{log}.hang")
+    deadline = time.monotonic() + 60
+    while not hang.exists():
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "worker never reached its 6th evaluation"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()  # reaped: its pid is gone, so the next worker knows the trial is orphaned
+    killed_key = hang.read_text()
+
+    counts: Counter[str] = Counter()
+
+    def counted(arch):  # type: ignore[no-untyped-def]
+        counts[arch.key()] += 1
+        return error(arch)
+
+    objectives = [Objective("size", size, cheap=True), Objective("error", counted)]
+    result = run_search(DummySpace(), objectives, n_trials=n, storage=storage, seed=1, progress=False)
+    _, ended_before = _log(log)
+    assert killed_key not in ended_before
+    assert counts[killed_key] == 1  # the orphaned architecture was evaluated, once
+    assert not set(ended_before) & set(counts)  # nothing finished before was evaluated again
+    assert len(result.evaluations) == n
+    assert sum(ended_before.values()) + sum(counts.values()) == n
+    trials = _study(storage).get_trials()
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1
+    retries = [t for t in trials if t.user_attrs.get(RETRY_ATTR) == failed[0].number]
+    assert len(retries) == 1
+    assert retries[0].state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("name", ["study.db", "study.log"], ids=["sqlite", "journal"])
+def test_two_workers_share_one_budget_without_duplicates(tmp_path: Path, name: str) -> None:
+    storage, log, n = tmp_path / name, tmp_path / "evals.log", 16
+    _study(storage)  # created once, so the two workers only load it
+    procs = [_worker(storage, log, n, seed=s) for s in (0, 1)]
+    _start_together(log, [0, 1])
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    started, ended = _log(log)
+    assert started == ended
+    assert max(ended.values()) == 1  # no architecture evaluated twice, across processes
+    trials = _study(storage).get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == n
+    evaluated = {t.user_attrs["arch_key"] for t in complete if "cached_from" not in t.user_attrs}
+    assert evaluated == set(ended)  # every evaluation is stored, none lost
+    workers = {t.user_attrs["worker"] for t in complete}
+    assert len(workers) == 2  # both took part

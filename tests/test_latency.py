@@ -376,3 +376,19 @@ def test_regressor_feature_groups_are_checked_and_saved(supernet, space):
     again = predictor_from_dict(json.loads(json.dumps(reg.to_dict())))
     assert again.groups == ("depth", "flops")
     assert again.predict_ms(archs[0]) == reg.predict_ms(archs[0])
+
+
+def test_cli_from_a_scratch_config(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model: {source: scratch}\n"
+        "space: {preset: elm, options: {layers: 2, hidden: 32, heads: 2, ffn: 64, ffn_step: 32,"
+        " hidden_choices: [16, 32], bottleneck_choices: [8, 16], ffn_stack: 2}}\n"
+    )
+    code = main(
+        ["profile", str(config), "--run-dir", str(tmp_path / "run"), "--samples", "6", "--held-out", "2",
+         "--seq-len", "8", "--repeats", "1", "--warmup", "0"]
+    )  # fmt: skip
+    assert code == 0
+    assert "random weights (model.source: scratch)" in capsys.readouterr().out
+    assert (tmp_path / "run" / "profile" / "predictor.json").is_file()

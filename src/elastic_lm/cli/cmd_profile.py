@@ -79,7 +79,8 @@ def _supernet_and_space(args: argparse.Namespace) -> tuple[object, object, Path]
         run_dir = args.run_dir or Path("runs/default")
         return supernet, space, args.out or run_dir / "profile"
     config = config_from_args(args)
-    supernet, space = supernet_from_config(config)
+    supernet, space, note = supernet_from_config(config)
+    print(f"super-network: {note}")
     return supernet, space, args.out or Path(config.run_dir) / "profile"
 
 

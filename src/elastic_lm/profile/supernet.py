@@ -7,36 +7,11 @@ once it is merged; until then ``elastic-lm profile`` takes a saved super-network
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from elastic_lm.architecture import Architecture, LayerArch
-from elastic_lm.errors import CheckpointError
+from elastic_lm.errors import CheckpointError, UserError
 from elastic_lm.space import SearchSpace
-
-
-def space_upper_bounds(space: SearchSpace) -> Architecture:
-    """Field-wise maximum over every block type of every layer position (what the weights must hold).
-
-    ``space.largest()`` alone is not enough where a position may hold several block types (ELM: a
-    MobileBERT bottleneck is not a field of the BERT block chosen by ``largest``).
-    """
-    layers = []
-    for i in range(space.num_layers):
-        widest: dict[str, int] = {}
-        blocks = [b for b in space.block_types(i) if b != "identity"]
-        for block in blocks:
-            layer = space.largest_layer(i, block)
-            for f in fields(LayerArch):
-                value = getattr(layer, f.name)
-                if isinstance(value, int) and not isinstance(value, bool):
-                    widest[f.name] = max(widest.get(f.name, 0), value)
-                elif isinstance(value, tuple) and f.name in ("head_ids", "ffn_ids"):
-                    count = "heads" if f.name == "head_ids" else "ffn"
-                    widest[count] = max(widest.get(count, 0), max(value, default=-1) + 1)
-        layers.append(LayerArch(block=blocks[0] if blocks else "identity", **widest))
-    return Architecture(hidden=space.largest().hidden, layers=tuple(layers))
 
 
 def build_supernet(space: SearchSpace, vocab_size: int = 30522, task: str = "masked-lm", **shape: Any) -> Any:
@@ -47,11 +22,9 @@ def build_supernet(space: SearchSpace, vocab_size: int = 30522, task: str = "mas
     """
     from elastic_lm.model import ElasticConfig, build_model
 
-    bounds = space_upper_bounds(space)
-    block_types = [list(space.block_types(i)) for i in range(space.num_layers)]
     shape.setdefault("hidden_dropout_prob", 0.0)
     shape.setdefault("attention_probs_dropout_prob", 0.0)
-    config = ElasticConfig.for_supernet(bounds, block_types, vocab_size, task=task, **shape)
+    config = ElasticConfig.from_space(space, vocab_size, task=task, **shape)
     return build_model(config).eval()
 
 
@@ -103,13 +76,22 @@ def supernet_for_space(space: SearchSpace, task: str = "masked-lm", **shape: Any
     return build_supernet(space, task=task, **merged)
 
 
-def supernet_from_config(config: Any) -> tuple[Any, SearchSpace]:
-    """The super-network a pipeline config describes, with random weights (latency needs only shapes).
+def supernet_from_config(config: Any) -> tuple[Any, SearchSpace, str]:
+    """The super-network a pipeline config describes, its space, and a note on where it came from.
 
-    TODO(lead): once the model stage is merged, load the trained super-network of ``config.run_dir``
-    here instead (same shapes, so the predictor stays valid either way).
+    The source model converted in (``train.build.model_from_config``) where that works; otherwise
+    (``model.source: scratch``, or blocks the converter cannot fill yet) random weights at the
+    space's base shape, which profiles the same: latency depends on shapes, not weights.
+    TODO(lead): prefer the trained super-network of ``config.run_dir`` once a stage records its path.
     """
-    from elastic_lm.space import preset
+    from elastic_lm.train.build import model_from_config, space_from_config
 
-    space = preset(config.space.preset, **config.space.options)
-    return supernet_for_space(space, task=config.model.task), space
+    space = space_from_config(config)
+    if config.model.source != "scratch":
+        try:
+            return model_from_config(config, space).eval(), space, f"weights of {config.model.source}"
+        except UserError as exc:
+            note = f"random weights at the space's shape ({exc})"
+    else:
+        note = "random weights (model.source: scratch)"
+    return supernet_for_space(space, task=config.model.task), space, note

@@ -232,10 +232,6 @@ def example_inputs(
     return torch.randint(0, vocab, (batch_size, seq_len), generator=generator).to(device)
 
 
-def _settings(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items()}
-
-
 def measure_latency_ms(
     model: nn.Module,
     *,
@@ -258,7 +254,7 @@ def measure_latency_ms(
     refuse_supernet(model)
     dev = check_device(device)
     ids = example_inputs(model, batch_size, seq_len, dev)
-    settings = _settings(
+    settings = dict(
         batch_size=batch_size,
         seq_len=seq_len,
         device=str(dev),
@@ -419,7 +415,7 @@ def measure_decode_ms(
             if run >= warmup:
                 prefill_samples.append(ms)
                 decode_samples.extend(steps)
-    settings = _settings(
+    settings = dict(
         batch_size=batch_size,
         prompt_len=prompt_len,
         new_tokens=new_tokens,

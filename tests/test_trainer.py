@@ -479,14 +479,13 @@ def test_train_from_config_uses_the_train_section(tmp_path):
     assert json.loads((result.checkpoint / "strategy.json").read_text())["strategy"] == "inplace-distill"
 
 
-def test_cli_train_says_in_one_line_what_is_not_wired_yet(tmp_path, capsys):
+def test_cli_train_from_scratch_without_tokenizer_is_a_one_line_error(tmp_path, capsys):
     from elastic_lm.cli.main import main
 
     assert main(["train", "--run-dir", str(tmp_path), "--set", "model.source=scratch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "model.source='scratch'" in err[0]
-    assert "not available in this version yet" in err[0]
+    assert "model.source=scratch needs model.tokenizer" in err[0]
 
 
 def test_teacher_cache_filled_from_training_batches_matches_the_run(tmp_path):

@@ -31,6 +31,7 @@ class ModelSection(Section):
     )
     task: Task = "masked-lm"
     num_labels: PositiveInt = 2
+    tokenizer: str | None = Field(None, description="asset or folder; default: the source's own")
 
 
 class SpaceSection(Section):

@@ -236,16 +236,25 @@ def from_hf(
     model_or_path: PreTrainedModel | str | Path,
     task: str | None = None,
     gguf_file: str | None = None,
+    *,
+    space: Any = None,
+    seed: int = 0,
     **config_overrides: Any,
 ) -> ElasticPreTrainedModel:
     """An elastic model at the full size of a Hugging Face model, computing the same function.
 
     ``task`` picks the elastic class (``masked-lm`` / ``causal-lm`` / ``sequence-classification``);
     ``None`` keeps the checkpoint's head, or gives the bare ``ElasticModel`` for a bare encoder. A
-    head
-    the checkpoint lacks is freshly initialised, as ``from_pretrained`` does. ``config_overrides``
-    (dropout, ``block_candidates``...) go into the ``ElasticConfig``. ``gguf_file`` names a GGUF
-    file inside the folder (SmolLM2), de-quantised to float32 (needs ``gguf`` and ``accelerate``).
+    head the checkpoint lacks is freshly initialised, as ``from_pretrained`` does. ``config_overrides``
+    (dropout...) go into the ``ElasticConfig``. ``gguf_file`` names a GGUF file inside the folder
+    (SmolLM2), de-quantised to float32 (needs ``gguf`` and ``accelerate``).
+
+    ``space`` (a ``SearchSpace``) builds its super-network instead (``ElasticConfig.from_space``,
+    the fixed choices taken from the checkpoint): the checkpoint's blocks fill the positions that
+    can hold its block type, taking the leading channels / heads / units / layers where the space
+    is smaller; every other candidate (MobileBERT, sepconv...) keeps the model's own
+    initialisation. ``seed`` draws every weight the checkpoint does not supply (other candidates, a
+    fresh head), so conversions are reproducible; the global RNG is left untouched.
     """
     if isinstance(model_or_path, str | Path):
         hf = _load(Path(model_or_path), task, gguf_file)
@@ -281,9 +290,15 @@ def from_hf(
     fields["num_labels"] = c.num_labels
     fields["id2label"] = dict(c.id2label) if c.id2label else None
     fields["task"] = task or ("causal-lm" if c.model_type in ("gpt2", "llama") else "masked-lm")
-    fields.update(config_overrides)
-    config = ElasticConfig(**fields)
-    model: ElasticPreTrainedModel = ElasticModel(config) if task is None else TASK_MODELS[task](config)
+    source_block = fields["block_candidates"][0][0]
+    if space is None:
+        fields.update(config_overrides)
+        config = ElasticConfig(**fields)
+    else:
+        config = _supernet_config(space, fields, config_overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model: ElasticPreTrainedModel = ElasticModel(config) if task is None else TASK_MODELS[task](config)
 
     prefix = "" if task is None else "model."
     base = hf.base_model_prefix
@@ -303,9 +318,16 @@ def from_hf(
         elif task is not None and task == source_task:
             weights.update(_head_weights(c.model_type, name, tensor, config))
     own = model.state_dict()
-    missing = sorted(set(own) - set(weights))
+    if space is not None:
+        weights = _fit(weights, own, prefix)
+    # A head the checkpoint lacks may be missing, and so may the candidates of a space's other
+    # block types; nothing else of the backbone may be.
+    fresh = set(own) - set(weights)
+    if space is not None:
+        other_block = re.compile(rf"^{re.escape(prefix)}layers\.\d+\.(?!{source_block}\.)")
+        fresh = {k for k in fresh if not other_block.match(k)}
+    missing = sorted(fresh)
     unexpected = sorted(set(weights) - set(own))
-    # A head the checkpoint lacks may be missing; nothing of the backbone may be.
     fresh_head = task != source_task
     backbone_missing = [k for k in missing if k.startswith(prefix)]
     if unexpected or backbone_missing or (missing and not fresh_head):
@@ -315,6 +337,90 @@ def from_hf(
         )
     model.load_state_dict(weights, strict=False)
     return model.eval() if not hf.training else model
+
+
+# Fields a search space sets; the checkpoint's values only bound them.
+_SPACE_SIZES = (
+    "hidden_size",
+    "num_layers",
+    "block_candidates",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "bottleneck_size",
+    "ffn_stack",
+    "conv_kernel_size",
+)
+
+
+def _supernet_config(space: Any, fields: dict[str, Any], overrides: dict[str, Any]) -> ElasticConfig:
+    """The space's super-network with the checkpoint's fixed choices; fails if it cannot be filled."""
+    clash = sorted(set(overrides) & set(_SPACE_SIZES))
+    if clash:
+        raise UserError(
+            f"from_hf: {clash[0]}= conflicts with space=; the space sets the sizes, so drop it "
+            "(or change the space)"
+        )
+    block = fields["block_candidates"][0][0]
+    shape = {k: v for k, v in fields.items() if k not in (*_SPACE_SIZES, "vocab_size", "task")}
+    shape.update(overrides)
+    config = ElasticConfig.from_space(space, fields["vocab_size"], fields["task"], **shape)
+    if not any(block in cands for cands in config.block_candidates):
+        raise UserError(
+            f"space has no {block!r} block at any layer position, so the checkpoint's weights have "
+            f"no place; use a space whose block choices include {block!r}"
+        )
+    heads, kv = (
+        fields["num_attention_heads"],
+        fields.get("num_key_value_heads") or fields["num_attention_heads"],
+    )
+    bounds = [
+        ("num_layers", "layer positions", fields["num_layers"]),
+        ("hidden_size", "hidden", fields["hidden_size"]),
+        ("num_attention_heads", "heads", heads),
+        ("num_key_value_heads", "kv_heads", kv),
+        ("intermediate_size", "ffn", fields["intermediate_size"]),
+    ]
+    for field, dim, source in bounds:
+        if getattr(config, field) > source:
+            raise UserError(
+                f"space needs {field}={getattr(config, field)} (its largest {dim}) but the "
+                f"checkpoint has {source}; use a space with {dim} <= {source}"
+            )
+    if config.head_dim != fields["head_dim"]:
+        raise UserError(
+            f"head_dim={config.head_dim} differs from the checkpoint's {fields['head_dim']}; heads "
+            f"are taken whole, so keep head_dim={fields['head_dim']}"
+        )
+    if config.num_attention_heads * kv != config.num_key_value_heads * heads:
+        raise UserError(
+            f"space has {config.num_attention_heads} heads on {config.num_key_value_heads} kv_heads "
+            f"but the checkpoint groups {heads // kv} heads per KV head; keep that ratio"
+        )
+    return config
+
+
+def _fit(weights: Weights, own: Weights, prefix: str) -> Weights:
+    """The checkpoint's tensors cut to the super-network: leading slices, first layers, and only
+    positions that hold the checkpoint's block type (the others stay freshly initialised)."""
+    layer = re.compile(rf"^{re.escape(prefix)}layers\.(\d+)\.")
+    fitted: Weights = {}
+    for name, tensor in weights.items():
+        if layer.match(name) and name not in own:
+            continue  # a layer past the space's depth, or a position without this block type
+        target = own.get(name)
+        if target is not None and target.shape != tensor.shape:
+            if target.dim() != tensor.dim() or any(
+                a > b for a, b in zip(target.shape, tensor.shape, strict=True)
+            ):
+                raise CheckpointError(
+                    f"{name}: the super-network needs {tuple(target.shape)} but the checkpoint "
+                    f"has {tuple(tensor.shape)}; use a space no wider than the checkpoint"
+                )
+            for dim, size in enumerate(target.shape):
+                tensor = tensor.narrow(dim, 0, size)
+        fitted[name] = tensor
+    return fitted
 
 
 def _head_weights(model_type: str, name: str, t: torch.Tensor, config: ElasticConfig) -> Weights:

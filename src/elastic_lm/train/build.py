@@ -2,9 +2,9 @@
 
 Each part can be passed in ready-made (tests, notebooks, a custom model); what is not passed is
 built from the config: the space preset, the tokenizer and data splits (``elastic_lm.data``), the
-super-network converted from ``model.source`` (``elastic_lm.convert.from_hf``). Parts not wired
-yet (``model.source: scratch``) raise a one-line UserError. The teacher is the ``teacher`` section's
-(prepared and cached by :mod:`elastic_lm.teacher`).
+super-network of the space seeded from ``model.source`` (``elastic_lm.convert.from_hf``) or built
+from scratch, and the frozen teacher of the ``teacher`` section (prepared and cached by
+:mod:`elastic_lm.teacher`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from elastic_lm.config import Config
-from elastic_lm.errors import ConfigError, UserError
+from elastic_lm.errors import ConfigError
 from elastic_lm.train.loop import TrainResult, TrainSettings, train_supernet
 from elastic_lm.train.losses import CombinedLoss
 from elastic_lm.train.strategies import Strategy, make_strategy
@@ -93,26 +94,39 @@ def model_folder(source: str) -> Path:
 
 
 def tokenizer_from_config(config: Config) -> Any:
+    """``model.tokenizer`` when set, else the source model's own tokenizer."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(model_folder(config.model.source)))
+    name = config.model.tokenizer or config.model.source
+    if name == "scratch":
+        raise ConfigError(
+            "model.source=scratch needs model.tokenizer (an asset such as minilm-l6, or a folder)"
+        )
+    return AutoTokenizer.from_pretrained(str(model_folder(name)))
 
 
 def model_from_config(config: Config, space: Any, num_labels: int | None = None) -> nn.Module:
-    """The super-network: the source model converted in at full size, with the space's block types.
+    """The super-network of ``space``: seeded from ``model.source`` where it has the weights.
 
-    Block types without weights in the source (e.g. MobileBERT blocks for a BERT source) are not
-    supported by the converter yet; use a space whose blocks the source has (``blocks: [bert]``).
+    Block types the source lacks (MobileBERT next to MiniLM's BERT blocks) start from the model's own
+    seeded initialisation; ``model.source: scratch`` initialises everything, with the vocabulary of
+    ``model.tokenizer``.
     """
+    extra: dict[str, Any] = {}
+    if config.model.task == "sequence-classification":
+        extra["num_labels"] = num_labels or config.model.num_labels
     if config.model.source == "scratch":
-        raise _not_wired("model", "model.source", "scratch")
+        from elastic_lm.model import ElasticConfig, build_model
+
+        vocab = len(tokenizer_from_config(config))
+        elastic = ElasticConfig.from_space(space, vocab_size=vocab, task=config.model.task, **extra)
+        torch.manual_seed(config.seed)
+        return build_model(elastic).train()
     from elastic_lm.convert import from_hf
 
-    n_layers = len(space.largest().layers)
-    overrides: dict[str, Any] = {"block_candidates": [list(space.block_types(i)) for i in range(n_layers)]}
-    if config.model.task == "sequence-classification":
-        overrides["num_labels"] = num_labels or config.model.num_labels
-    model = from_hf(model_folder(config.model.source), task=config.model.task, **overrides)
+    model = from_hf(
+        model_folder(config.model.source), task=config.model.task, space=space, seed=config.seed, **extra
+    )
     return model.train()
 
 
@@ -122,14 +136,6 @@ def data_from_config(config: Config, tokenizer: Any) -> tuple[Sequence[Any], Seq
 
     prepared = prepare_data(config.data, tokenizer)
     return prepared.splits["train"], prepared.splits["validation"], prepared.collator, prepared.num_labels
-
-
-def _not_wired(what: str, field: str, value: object) -> UserError:
-    return UserError(
-        f"{field}={value!r}: building the {what} from the config is not available in this version "
-        f"yet; call elastic_lm.train.build.train_from_config(config, {what.replace(' ', '_')}=...) "
-        "from Python"
-    )
 
 
 def build_training(
@@ -144,8 +150,6 @@ def build_training(
     progress: bool = True,
 ) -> TrainingParts:
     """Assemble the parts; the caller's parts win over the config."""
-    if model is None and config.model.source == "scratch":  # fail before the slow parts
-        raise _not_wired("model", "model.source", "scratch")
     if teacher is None and config.teacher.source != "none":
         from elastic_lm.teacher import load_teacher, teacher_folder
 

@@ -453,7 +453,7 @@ class _Trainer:
             train_data, settings.batch_size, settings.seed, self.ctx, settings.collate_fn
         )
         self.val_data = val_data if val_data is not None and len(val_data) > 0 else None
-        self.eval_archs = _eval_archs(strategy, settings) if val_data is not None else {}
+        self.eval_archs = _eval_archs(strategy, settings) if self.val_data is not None else {}
         self.start = 0
         self.last_ckpt: Path | None = None
 

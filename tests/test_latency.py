@@ -331,14 +331,20 @@ def test_thread_clock_needs_one_thread():
 
 
 # -- CLI ----------------------------------------------------------------------------------------------
-def test_cli_profiles_a_supernet_folder(supernet, space, tmp_path, capsys):
+@pytest.mark.parametrize("space_from", ["space.json", "--space FILE"])
+def test_cli_profiles_a_supernet_folder(supernet, space, tmp_path, capsys, space_from):
+    from elastic_lm.export.supernet import save_supernet
+
     folder = tmp_path / "supernet"
-    supernet.save_pretrained(folder)
-    space_file = tmp_path / "space.json"
-    space_file.write_text(json.dumps(space.to_dict()))
+    save_supernet(supernet, None, space if space_from == "space.json" else None, folder)
+    extra = []
+    if space_from == "--space FILE":
+        space_file = tmp_path / "space.json"
+        space_file.write_text(json.dumps(space.to_dict()))
+        extra = ["--space", str(space_file)]
     out = tmp_path / "run" / "profile"
     code = main(
-        ["profile", str(folder), "--space", str(space_file), "--samples", "8", "--seq-len", "8",
+        ["profile", str(folder), *extra, "--samples", "8", "--seq-len", "8",
          "--repeats", "2", "--warmup", "0", "--out", str(out)]
     )  # fmt: skip
     assert code == 0

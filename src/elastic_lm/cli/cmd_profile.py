@@ -68,9 +68,15 @@ def _supernet_and_space(args: argparse.Namespace) -> tuple[object, object, Path]
 
     target = Path(args.config) if args.config else None
     if target is not None and target.is_dir():
-        if not args.space:
-            raise UserError(f"{target} is a super-network folder; name its search space with --space PRESET")
-        supernet, space = load_supernet(target), _space(args.space)
+        supernet, saved_space = load_supernet(target)
+        if args.space:
+            space = _space(args.space)
+        elif saved_space is not None:
+            space = saved_space
+        else:
+            raise UserError(
+                f"{target} has no space.json; name its search space with --space PRESET (or a space file)"
+            )
         out = args.out or (args.run_dir / "profile" if args.run_dir else target / "profile")
         return supernet, space, out
     if target is None and args.space:

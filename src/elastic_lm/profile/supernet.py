@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from elastic_lm.errors import CheckpointError, UserError
+from elastic_lm.errors import UserError
 from elastic_lm.space import SearchSpace
 
 
@@ -28,24 +28,12 @@ def build_supernet(space: SearchSpace, vocab_size: int = 30522, task: str = "mas
     return build_model(config).eval()
 
 
-def load_supernet(folder: str | Path) -> Any:
-    """A saved ``ElasticFor*`` super-network (``save_pretrained`` folder), in eval mode."""
-    from transformers import AutoConfig
+def load_supernet(folder: str | Path) -> tuple[Any, SearchSpace | None]:
+    """A saved super-network folder (what training writes) and its ``space.json`` when present."""
+    from elastic_lm.export.supernet import load_supernet as load_saved
 
-    from elastic_lm.model import TASK_MODELS
-
-    path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise CheckpointError(
-            f"{path} has no config.json; give a folder written by supernet.save_pretrained(...)"
-        )
-    config = AutoConfig.from_pretrained(path)
-    if getattr(config, "model_type", None) != "elastic-lm":
-        raise CheckpointError(
-            f"{path}/config.json has model_type={getattr(config, 'model_type', None)!r}; "
-            "profile needs an elastic-lm super-network folder (model_type 'elastic-lm')"
-        )
-    return TASK_MODELS[config.task].from_pretrained(path).eval()
+    saved = load_saved(folder)
+    return saved.model.eval(), saved.space
 
 
 # Fixed (non-searched) shape of the base models the presets are written for; latency depends on them.
@@ -79,13 +67,18 @@ def supernet_for_space(space: SearchSpace, task: str = "masked-lm", **shape: Any
 def supernet_from_config(config: Any) -> tuple[Any, SearchSpace, str]:
     """The super-network a pipeline config describes, its space, and a note on where it came from.
 
-    The source model converted in (``train.build.model_from_config``) where that works; otherwise
+    Else the source model converted in (``train.build.model_from_config``) where that works; otherwise
     (``model.source: scratch``, or blocks the converter cannot fill yet) random weights at the
     space's base shape, which profiles the same: latency depends on shapes, not weights.
-    TODO(lead): prefer the trained super-network of ``config.run_dir`` once a stage records its path.
+    A trained super-network in ``RUN_DIR/train/supernet`` comes first.
     """
+    from elastic_lm.export.pareto import SUPERNET_SUBDIR
     from elastic_lm.train.build import model_from_config, space_from_config
 
+    trained = Path(config.run_dir) / SUPERNET_SUBDIR
+    if trained.is_dir():
+        model, saved_space = load_supernet(trained)
+        return model, saved_space or space_from_config(config), f"trained super-network {trained}"
     space = space_from_config(config)
     if config.model.source != "scratch":
         try:

@@ -53,18 +53,18 @@ def test_crash_midway_resumes_at_the_unfinished_stage(tmp_path: Path) -> None:
     crashing = Recorder(crash_at="search")
     with pytest.raises(RuntimeError, match="killed during search"):
         run_pipeline(_config(tmp_path), stages=crashing.stages(), log=lambda _: None)
-    assert crashing.calls == ["teacher", "train", "search"]
+    assert crashing.calls == ["teacher", "train", "profile", "search"]
     again = Recorder()
     outcomes = run_pipeline(_config(tmp_path), stages=again.stages(), log=lambda _: None)
     assert again.calls == ["search", "export", "evaluate", "report"]
-    assert [o.status for o in outcomes[:2]] == ["skipped", "skipped"]
+    assert [o.status for o in outcomes[:3]] == ["skipped", "skipped", "skipped"]
 
 
 def test_changed_setting_reruns_its_stage_and_everything_after(tmp_path: Path) -> None:
     run_pipeline(_config(tmp_path), stages=Recorder().stages(), log=lambda _: None)
     recorder = Recorder()
     run_pipeline(_config(tmp_path, "search.trials=7"), stages=recorder.stages(), log=lambda _: None)
-    assert recorder.calls == ["search", "export", "evaluate", "report"]
+    assert recorder.calls == ["profile", "search", "export", "evaluate", "report"]
 
 
 def test_from_and_until(tmp_path: Path) -> None:
@@ -73,4 +73,20 @@ def test_from_and_until(tmp_path: Path) -> None:
     assert recorder.calls == ["teacher", "train"]
     recorder = Recorder()
     run_pipeline(_config(tmp_path), start="train", stages=recorder.stages(), log=lambda _: None)
-    assert recorder.calls == ["train", "search", "export", "evaluate", "report"]
+    assert recorder.calls == ["train", "profile", "search", "export", "evaluate", "report"]
+
+
+def test_profile_stage_runs_only_when_a_latency_predictor_is_needed(tmp_path: Path) -> None:
+    from elastic_lm.pipeline.stages import needs_profile, profile_stage
+
+    plain = _config(tmp_path)
+    assert not needs_profile(plain)
+    assert "skipped" in profile_stage(plain, RunDirectory(plain.run_dir))
+    predicted = _config(tmp_path, "search.objectives=[{name: val_loss}, {name: latency_pred_ms}]")
+    assert needs_profile(predicted)
+    constrained = _config(tmp_path, "search.constraints=[{name: latency_pred_ms, max: 5}]")
+    assert needs_profile(constrained)
+    assert needs_profile(_config(tmp_path, "profile.enabled=true"))
+    assert not needs_profile(
+        _config(tmp_path, "profile.enabled=false", "search.constraints=[{name: latency_pred_ms, max: 5}]")
+    )

@@ -84,6 +84,24 @@ class TrainSection(Section):
     eval_batches: PositiveInt = 8
 
 
+class ProfileSection(Section):
+    """Latency on this machine: which sub-networks to time, how, and which predictors to fit."""
+
+    enabled: bool | None = Field(
+        None, description="None: only when an objective or constraint needs latency_pred_ms"
+    )
+    samples: PositiveInt = 48
+    held_out: int = Field(16, ge=2)
+    batch_size: PositiveInt = 1
+    seq_len: PositiveInt = 128
+    threads: PositiveInt | None = 1
+    device: Literal["cpu", "cuda"] = "cpu"
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    repeats: PositiveInt = 15
+    warmup: int = Field(3, ge=0)
+    clock: Literal["wall", "thread"] = "wall"
+
+
 class ObjectiveSpec(Section):
     name: str
     direction: Literal["minimize", "maximize"] = "minimize"
@@ -128,5 +146,6 @@ class Config(Section):
     space: SpaceSection = Field(default_factory=SpaceSection)
     data: DataConfig = Field(default_factory=lambda: DataConfig(source=["austen", "bbc-news"]))
     train: TrainSection = Field(default_factory=TrainSection)
+    profile: ProfileSection = Field(default_factory=ProfileSection)
     search: SearchSection = Field(default_factory=SearchSection)
     export: ExportSection = Field(default_factory=ExportSection)

@@ -24,6 +24,7 @@ StageFunction = Callable[[Config, RunDirectory], dict[str, Any]]
 STAGE_FUNCTIONS: dict[str, str] = {
     "teacher": "elastic_lm.pipeline.stages:teacher_stage",
     "train": "elastic_lm.pipeline.stages:train_stage",
+    "profile": "elastic_lm.pipeline.stages:profile_stage",
     "search": "elastic_lm.pipeline.stages:search_stage",
     "export": "elastic_lm.pipeline.stages:export_stage",
     "evaluate": "elastic_lm.pipeline.stages:evaluate_stage",

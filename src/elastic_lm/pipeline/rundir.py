@@ -20,16 +20,17 @@ from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.io import atomic_write_json, atomic_write_text
 
-STAGES: tuple[str, ...] = ("teacher", "train", "search", "export", "evaluate", "report")
+STAGES: tuple[str, ...] = ("teacher", "train", "profile", "search", "export", "evaluate", "report")
 
 # Which config sections each stage's output depends on (its own and, through earlier stages, theirs).
 _STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "teacher": ("seed", "model", "data"),
-    "train": ("seed", "model", "space", "data", "train"),
-    "search": ("seed", "model", "space", "data", "train", "search"),
-    "export": ("seed", "model", "space", "data", "train", "search", "export"),
-    "evaluate": ("seed", "model", "space", "data", "train", "search", "export"),
-    "report": ("seed", "model", "space", "data", "train", "search", "export"),
+    "teacher": ("seed", "model", "teacher", "data"),
+    "train": ("seed", "model", "teacher", "space", "data", "train"),
+    "profile": ("seed", "model", "teacher", "space", "data", "train", "profile", "search"),
+    "search": ("seed", "model", "teacher", "space", "data", "train", "profile", "search"),
+    "export": ("seed", "model", "teacher", "space", "data", "train", "profile", "search", "export"),
+    "evaluate": ("seed", "model", "teacher", "space", "data", "train", "profile", "search", "export"),
+    "report": ("seed", "model", "teacher", "space", "data", "train", "profile", "search", "export"),
 }
 
 

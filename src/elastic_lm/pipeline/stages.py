@@ -74,6 +74,46 @@ def train_stage(
     }
 
 
+def profile_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
+    """Time sub-networks of the trained super-network here and fit latency predictors (when needed)."""
+    if not needs_profile(config):
+        return {"skipped": "no objective or constraint uses latency_pred_ms (set profile.enabled: true)"}
+    from elastic_lm.export.supernet import load_supernet
+    from elastic_lm.profile.records import ProfileSettings
+    from elastic_lm.profile.run import fit_predictors
+
+    section = config.profile
+    supernet = load_supernet(run_dir.stage_dir("train") / "supernet")
+    settings = ProfileSettings(
+        batch_size=section.batch_size,
+        seq_len=section.seq_len,
+        device=section.device,
+        threads=section.threads,
+        backend=section.backend,
+        warmup=section.warmup,
+        repeats=section.repeats,
+        clock=section.clock,
+    )
+    result = fit_predictors(
+        supernet.model,
+        supernet.space,
+        settings,
+        n_train=section.samples,
+        n_held_out=section.held_out,
+        seed=config.seed,
+        out_dir=run_dir.stage_dir("profile"),
+    )
+    return {"predictor": str(run_dir.stage_dir("profile") / "predictor.json"), "errors": result.errors}
+
+
+def needs_profile(config: Config) -> bool:
+    """An explicit ``profile.enabled``, else whether the search uses a latency predictor."""
+    if config.profile.enabled is not None:
+        return config.profile.enabled
+    names = [o.name for o in config.search.objectives] + [c.name for c in config.search.constraints]
+    return "latency_pred_ms" in names
+
+
 def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     raise _not_available("search")
 

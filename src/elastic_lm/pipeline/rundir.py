@@ -28,8 +28,8 @@ _STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "train": ("seed", "model", "space", "data", "train"),
     "search": ("seed", "model", "space", "data", "train", "search"),
     "export": ("seed", "model", "space", "data", "train", "search", "export"),
-    "evaluate": ("seed", "model", "space", "data", "train", "search", "export"),
-    "report": ("seed", "model", "space", "data", "train", "search", "export"),
+    "evaluate": ("seed", "model", "space", "data", "train", "search", "export", "evaluate"),
+    "report": ("seed", "model", "space", "data", "train", "search", "export", "evaluate"),
 }
 
 

@@ -297,3 +297,42 @@ def test_config_section_defaults_and_task_budget() -> None:
     assert own.data_config(64, None).max_length == 32
     with pytest.raises(ValueError, match="stepz"):
         EvaluateSection(stepz=3)  # type: ignore[call-arg]
+
+
+def test_elastic_lm_own_classes_fine_tune_and_decode(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase, isolated_cache: Path
+) -> None:
+    """Exports saved as elastic-lm's own class (separable conv encoder, Llama-style decoder) load too."""
+    from export_cases import supernet
+
+    encoder = tmp_path / "nasbert"
+    supernet("nasbert", "masked-lm").save_pretrained(encoder)
+    tiny_tokenizer.save_pretrained(encoder)
+    tasks = [_task(_sentiment_csv(tmp_path / "cue.csv", n=80))]
+    budget = FineTuneBudget(steps=3, batch_size=8, learning_rate=1e-3, seed=1, device="cpu")
+    first = evaluate_encoder(ModelEntry("nasbert", encoder), tasks, budget, tmp_path / "work")
+    again = evaluate_encoder(ModelEntry("nasbert", encoder), tasks, budget, tmp_path / "work")
+    assert first.tasks == again.tasks
+    assert first.tasks["cue"].test_examples == 8
+
+    decoder = tmp_path / "llama"
+    model = supernet("llama", "causal-lm")
+    model.save_pretrained(decoder)
+    tiny_tokenizer.save_pretrained(decoder)
+    assert model_kind(decoder) == "decoder"
+    corpus = Config().data.model_copy(update={"source": str(_corpus(tmp_path / "c.txt")), "max_length": 16})
+    result = evaluate_decoder(ModelEntry("llama", decoder), corpus, ["the cat"], 4, device="cpu")
+    assert math.isfinite(result.perplexity)
+    ids = tiny_tokenizer("the cat", return_tensors="pt")["input_ids"]
+    expected = tiny_tokenizer.decode(greedy_tokens(model, ids, 4, None), skip_special_tokens=True)
+    assert result.samples[0]["completion"] == expected
+
+
+def test_cli_missing_index_exits_2_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from elastic_lm.cli.main import main
+
+    assert main(["evaluate", str(tmp_path)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("elastic-lm evaluate: error: ")
+    assert f"'elastic-lm export {tmp_path} --pareto'" in lines[0]

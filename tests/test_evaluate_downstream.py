@@ -336,3 +336,11 @@ def test_cli_missing_index_exits_2_in_one_line(tmp_path: Path, capsys: pytest.Ca
     assert len(lines) == 1
     assert lines[0].startswith("elastic-lm evaluate: error: ")
     assert f"'elastic-lm export {tmp_path} --pareto'" in lines[0]
+
+
+def test_unknown_reference_names_the_field() -> None:
+    from elastic_lm.errors import ConfigError
+    from elastic_lm.evaluate.downstream import reference_models
+
+    with pytest.raises(ConfigError, match=r"^evaluate.references entry 'no-such-model' is neither"):
+        reference_models(["no-such-model"])

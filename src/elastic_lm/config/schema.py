@@ -170,7 +170,7 @@ class EvaluateSection(Section):
     models: Literal["all", "pareto"] = Field(
         "all", description="every model in export/index.json, or only current Pareto members"
     )
-    max_models: PositiveInt = Field(8, description="evaluate at most this many exported models")
+    max_models: PositiveInt = Field(4, description="evaluate at most this many exported models")
     references: list[str] = Field(
         default_factory=list,
         description="extra models to evaluate alongside (asset names or folders), e.g. the source",

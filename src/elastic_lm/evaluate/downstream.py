@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from elastic_lm.data.config import DataConfig
-from elastic_lm.errors import DataError
+from elastic_lm.errors import ConfigError, DataError
 from elastic_lm.io import atomic_write_json, atomic_write_text
 
 ModelKind = Literal["encoder", "decoder"]
@@ -500,7 +500,17 @@ def reference_models(references: Sequence[str]) -> list[ModelEntry]:
     """Reference models (asset names or folders), named by the asset or folder name."""
     from elastic_lm.train.build import model_folder
 
-    return [ModelEntry(Path(ref).name, model_folder(ref), "reference") for ref in references]
+    entries = []
+    for ref in references:
+        try:
+            folder = model_folder(ref)
+        except ConfigError:
+            raise ConfigError(
+                f"evaluate.references entry {ref!r} is neither a known asset nor a folder with "
+                "config.json; give an asset name (e.g. minilm-l6) or a model folder"
+            ) from None
+        entries.append(ModelEntry(Path(ref).name, folder, "reference"))
+    return entries
 
 
 def _slug(name: str) -> str:

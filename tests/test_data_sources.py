@@ -193,3 +193,13 @@ def test_data_config_forbids_unknown_fields_and_bad_ratios() -> None:
         DataConfig(source="austen", validation_ratio=0.5, test_ratio=0.5)
     with pytest.raises(ValidationError):
         DataConfig(source="austen", task="seq2seq")
+
+
+@pytest.mark.assets
+def test_a_list_mixes_asset_names_and_paths(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.txt"
+    mine.write_text("my own first paragraph.\n\nmy own second paragraph.\n")
+    austen = load_text_corpus("austen")
+    mixed = load_text_corpus(["austen", str(mine)])
+    assert len(mixed) == len(austen) + 2
+    assert mixed["text"][-2:] == ["my own first paragraph.", "my own second paragraph."]

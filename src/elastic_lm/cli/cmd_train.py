@@ -29,23 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from elastic_lm.train.build import train_from_config  # torch & co. only when training
+    from elastic_lm.pipeline.stages import train_stage  # torch & co. only when training
 
     started = time.time()
-    result = train_from_config(config, resume=args.resume, progress=not args.no_progress)
-    if _is_main_rank():
-        run_dir = RunDirectory(config.run_dir)
+    run_dir = RunDirectory(config.run_dir)
+    outputs = train_stage(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    if outputs:  # the main process
         run_dir.save_config(config)
-        outputs = {"checkpoint": str(result.checkpoint), "val_loss": result.val}
         run_dir.mark_done("train", config, started, outputs)
-        last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
         print(
-            f"trained to step {result.steps} (loss {last}); checkpoint {result.checkpoint}", file=sys.stderr
+            f"trained to step {outputs['steps']} (loss {outputs['final_loss']:.4f}); "
+            f"super-network saved in {outputs['supernet']}",
+            file=sys.stderr,
         )
     return 0
-
-
-def _is_main_rank() -> bool:
-    import torch.distributed as dist
-
-    return not dist.is_initialized() or dist.get_rank() == 0

@@ -110,25 +110,38 @@ def load_text_corpus(spec: Spec, text_column: str = "text") -> Loaded:
 
     ``spec`` is a corpus or labelled asset name, or path(s): ``.txt`` files or folders (searched
     recursively; blank lines separate examples, else one per line), CSV / TSV / JSONL files (read
-    ``text_column``), or a ``save_to_disk`` folder (a saved DatasetDict keeps its splits).
+    ``text_column``), or a ``save_to_disk`` folder (a saved DatasetDict keeps its splits). A list
+    mixes asset names and paths freely (e.g. ``[austen, bbc-news, my/texts/]``) and concatenates them.
     """
-    if isinstance(spec, str) and spec in ASSETS:
-        return _asset_corpus(spec)
-    parts: list[Dataset] = []
-    for path in _as_paths(spec):
-        if _is_saved(path):
-            saved = datasets.load_from_disk(str(path))
-            if isinstance(saved, DatasetDict):
-                return _text_dict(saved, text_column, path)
-            parts.append(_select(saved, {"text": ("text_column", text_column)}, path))
-        elif path.is_file() and path.suffix.lower() in TABULAR:
-            table = _read_tabular(path)
-            parts.append(_select(table, {"text": ("text_column", text_column)}, path))
-        else:
-            texts = [t for f in _txt_files(path) for t in split_document(read_text_file(f))]
-            parts.append(Dataset.from_dict({"text": texts}, features=_text_features()))
-    ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-    return _drop_empty(ds, spec)
+    items = [spec] if isinstance(spec, str | Path) else list(spec)
+    if not items:
+        raise DataError("data.source is empty: name an asset or give a path to your data")
+    loaded = [_one_text_source(item, text_column) for item in items]
+    if len(loaded) == 1:
+        return loaded[0]
+    if any(isinstance(part, DatasetDict) for part in loaded):
+        raise DataError(
+            "data.source lists a saved dataset with its own splits among other sources; "
+            "use it alone, or save it as a single split"
+        )
+    return datasets.concatenate_datasets(loaded)
+
+
+def _one_text_source(item: str | Path, text_column: str) -> Loaded:
+    if isinstance(item, str) and item in ASSETS:
+        return _asset_corpus(item)
+    (path,) = _as_paths(item)
+    if _is_saved(path):
+        saved = datasets.load_from_disk(str(path))
+        if isinstance(saved, DatasetDict):
+            return _text_dict(saved, text_column, path)
+        ds = _select(saved, {"text": ("text_column", text_column)}, path)
+    elif path.is_file() and path.suffix.lower() in TABULAR:
+        ds = _select(_read_tabular(path), {"text": ("text_column", text_column)}, path)
+    else:
+        texts = [t for f in _txt_files(path) for t in split_document(read_text_file(f))]
+        ds = Dataset.from_dict({"text": texts}, features=_text_features())
+    return _drop_empty(ds, path)
 
 
 def _text_dict(saved: DatasetDict, text_column: str, path: Path) -> DatasetDict:

@@ -17,7 +17,7 @@ from elastic_lm.export.onnx import ExportVerificationError, OnnxExport, export_o
 from elastic_lm.export.pareto import SUPERNET_SUBDIR, export_pareto
 from elastic_lm.export.stock import StockFit, stock_fit, to_stock
 from elastic_lm.export.subnet import ExportedModel, export_subnetwork, verify_export
-from elastic_lm.export.supernet import Supernet, check_in_space, load_supernet
+from elastic_lm.export.supernet import Supernet, check_in_space, load_supernet, save_supernet
 
 __all__ = [
     "SUPERNET_SUBDIR",
@@ -31,6 +31,7 @@ __all__ = [
     "export_pareto",
     "export_subnetwork",
     "load_supernet",
+    "save_supernet",
     "stock_fit",
     "to_stock",
     "verify_export",

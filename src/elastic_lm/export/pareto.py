@@ -76,6 +76,7 @@ def export_pareto(
     *,
     supernet_dir: str | Path | None = None,
     max_params: int | None = None,
+    max_models: int | None = None,
     onnx: bool = False,
     prefer_stock: bool = True,
     seq_len: int = 128,
@@ -93,6 +94,7 @@ def export_pareto(
         )
     supernet = load_supernet(source)
     chosen = front if max_params is None else [best_under_budget(front, directions, max_params, supernet)]
+    chosen = spread(chosen, next(iter(directions)), max_models)
     tokenizer = _tokenizer(supernet)
     exported: list[ExportedModel] = []
     index: list[dict[str, Any]] = []
@@ -124,6 +126,17 @@ def export_pareto(
         )
     atomic_write_json(run_dir / "export" / "index.json", index)
     return exported
+
+
+def spread(front: list[Trial], objective: str, max_models: int | None) -> list[Trial]:
+    """At most ``max_models`` members, evenly spaced along ``objective`` (both ends always kept)."""
+    if max_models is None or len(front) <= max_models:
+        return list(front)
+    ordered = sorted(front, key=lambda t: t.metrics[objective])
+    if max_models == 1:
+        return ordered[:1]
+    step = (len(ordered) - 1) / (max_models - 1)
+    return [ordered[round(i * step)] for i in range(max_models)]
 
 
 def _tokenizer(supernet: Supernet) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from safetensors import safe_open
 
 from elastic_lm.errors import ArchitectureError, CheckpointError
+from elastic_lm.io import atomic_directory, atomic_write_json
 from elastic_lm.model import ElasticConfig, ElasticModel, ElasticPreTrainedModel, build_model
 from elastic_lm.space import SearchSpace
 
@@ -111,6 +112,30 @@ def load_supernet(path: str | Path) -> Supernet:
     return Supernet(model=model, path=path, space=_read_space(path), provenance=_read_provenance(path))
 
 
+def save_supernet(
+    model: ElasticPreTrainedModel,
+    tokenizer: Any,
+    space: SearchSpace | None,
+    path: str | Path,
+    *,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Write what :func:`load_supernet` reads, atomically: the hand-over from training to later stages.
+
+    The model is saved with its full architecture selected, so no weight is ever stored sliced.
+    """
+    model.reset()
+    with atomic_directory(path) as staging:
+        model.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if space is not None:
+            atomic_write_json(staging / "space.json", space.to_dict())
+        if provenance:
+            atomic_write_json(staging / "provenance.json", provenance)
+    return Path(path)
+
+
 def _read_space(path: Path) -> SearchSpace | None:
     file = path / "space.json"
     if not file.is_file():
@@ -139,4 +164,4 @@ def check_in_space(space: SearchSpace | None, arch: Any) -> None:
         raise ArchitectureError(f"--arch is outside the super-network's space.json: {err}") from err
 
 
-__all__ = ["TOKENIZER_FILES", "Supernet", "check_in_space", "load_supernet"]
+__all__ = ["TOKENIZER_FILES", "Supernet", "check_in_space", "load_supernet", "save_supernet"]

@@ -6,10 +6,13 @@ that is stored in the stage's record.
 
 from __future__ import annotations
 
+import json
+import shutil
 from typing import Any
 
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError, UserError
+from elastic_lm.io import atomic_write_json
 from elastic_lm.pipeline.rundir import RunDirectory
 
 
@@ -25,8 +28,50 @@ def teacher_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     return {"teacher": str(folder) if folder is not None else None}
 
 
-def train_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    raise _not_available("train")
+def train_stage(
+    config: Config, run_dir: RunDirectory, *, resume: bool = True, progress: bool = True
+) -> dict[str, Any]:
+    """Train the super-network and save it (model, tokenizer, space) for search and export.
+
+    Checkpoints left by an interrupted run with the same inputs are resumed exactly; checkpoints of
+    a run with other training inputs are stale and removed first. With ``resume=False`` existing
+    checkpoints are an error rather than silently continued.
+    """
+    from elastic_lm.export.supernet import save_supernet
+    from elastic_lm.pipeline.rundir import inputs_hash
+    from elastic_lm.train.build import build_training, tokenizer_from_config
+    from elastic_lm.train.loop import train_supernet
+
+    folder = run_dir.stage_dir("train")
+    marker = folder / "inputs.json"
+    wanted = {"inputs_hash": inputs_hash("train", config)}
+    if resume and marker.is_file() and json.loads(marker.read_text()) != wanted:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+    if _is_main_rank():
+        atomic_write_json(marker, wanted)
+    parts = build_training(config, resume=resume, progress=progress)
+    result = train_supernet(
+        parts.model,
+        parts.strategy,
+        parts.losses,
+        parts.train_data,
+        val_data=parts.val_data,
+        teacher=parts.teacher,
+        settings=parts.settings,
+        run_dir=parts.run_dir,
+    )
+    if not _is_main_rank():
+        return {}
+    provenance = {"source_model": config.model.source, "space": config.space.preset}
+    supernet = save_supernet(
+        parts.model, tokenizer_from_config(config), parts.space, folder / "supernet", provenance=provenance
+    )
+    return {
+        "supernet": str(supernet),
+        "steps": result.steps,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "validation": result.val,
+    }
 
 
 def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
@@ -34,7 +79,11 @@ def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
 
 def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    raise _not_available("export")
+    """Every Pareto member (at most ``export.max_models``) as a standalone model folder."""
+    from elastic_lm.export import export_pareto
+
+    exported = export_pareto(run_dir.path, max_models=config.export.max_models, onnx=config.export.onnx)
+    return {"models": [str(e.path) for e in exported]}
 
 
 def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
@@ -102,3 +151,9 @@ def report_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
     page = write_report(run_dir.path)
     return {"report": str(page)}
+
+
+def _is_main_rank() -> bool:
+    import torch.distributed as dist
+
+    return not dist.is_initialized() or dist.get_rank() == 0

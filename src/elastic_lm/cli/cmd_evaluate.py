@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 HELP = "fine-tune exported models on classification tasks (same budget each); decoder perplexity"
@@ -39,5 +40,12 @@ def run(args: argparse.Namespace) -> int:
     if outputs.get("downstream") is None:
         print("evaluate.enabled is false: nothing evaluated")
         return 0
+    data = json.loads(Path(outputs["downstream"]).read_text(encoding="utf-8"))
+    for row in data["encoders"]:
+        avg = row["average"]
+        scores = f"average accuracy {avg['accuracy']:.4f}, F1 {avg['f1']:.4f}"
+        print(f"{row['name']}: {row['params']:,} params, {scores}")
+    for row in data["decoders"]:
+        print(f"{row['name']}: {row['params']:,} params, perplexity {row['perplexity']:.2f}")
     print(f"downstream evaluation written: {outputs['downstream']} and {outputs['csv']}")
     return 0

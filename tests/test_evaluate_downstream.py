@@ -344,3 +344,30 @@ def test_unknown_reference_names_the_field() -> None:
 
     with pytest.raises(ConfigError, match=r"^evaluate.references entry 'no-such-model' is neither"):
         reference_models(["no-such-model"])
+
+
+def test_cli_evaluates_a_run_dir(
+    tmp_path: Path,
+    tiny_tokenizer: PreTrainedTokenizerBase,
+    isolated_cache: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from elastic_lm.cli.main import main
+
+    run = _run_dir(tmp_path, tiny_tokenizer)
+    corpus, table = _corpus(tmp_path / "c.txt"), _sentiment_csv(tmp_path / "cue.csv")
+    overrides = [
+        "device=cpu",
+        f"data.source={corpus}",
+        f"evaluate.tasks=[{{source: {table}, name: cue}}]",
+        "evaluate.steps=2",
+        "evaluate.max_length=16",
+        "evaluate.max_new_tokens=2",
+    ]
+    assert main(["evaluate", str(run), *(a for o in overrides for a in ("--set", o))]) == 0
+    out = capsys.readouterr().out
+    assert "trial-3: " in out
+    assert "average accuracy" in out
+    assert "trial-5: " in out
+    assert "perplexity" in out
+    assert (run / "evaluate" / "downstream.csv").is_file()

@@ -134,6 +134,67 @@ class ExportSection(Section):
     onnx: bool = False
 
 
+class EvalTask(DataConfig):
+    """One downstream classification task: a ``data`` entry (asset or your file) plus a display name.
+
+    ``max_length`` / ``max_examples`` left empty take the evaluate section's values, so every task
+    runs under the same budget unless a task says otherwise.
+    """
+
+    name: str | None = Field(None, description="column name in the table; default: the source's name")
+    task: Literal["classification"] = "classification"
+    max_length: int | None = Field(None, gt=1, description="default: evaluate.max_length")  # type: ignore[assignment]
+
+    @property
+    def display_name(self) -> str:
+        """``name``, else the asset name or the file's stem."""
+        if self.name:
+            return self.name
+        source = self.source if isinstance(self.source, str) else self.source[0]
+        return Path(source).stem or source
+
+    def data_config(self, max_length: int, max_examples: int | None) -> DataConfig:
+        """The plain ``DataConfig`` to prepare, with the section's budget filled in."""
+        fields = self.model_dump(exclude={"name"})
+        fields["max_length"] = self.max_length or max_length
+        fields["max_examples"] = self.max_examples or max_examples
+        return DataConfig(**fields)
+
+
+def _default_eval_tasks() -> list[EvalTask]:
+    return [EvalTask(source="movie-sentiment"), EvalTask(source="sms-spam")]
+
+
+class EvaluateSection(Section):
+    """Downstream evaluation of the exported models (the papers' GLUE-style tables).
+
+    Encoders are fine-tuned on every task with the same fixed, seeded budget; decoders get held-out
+    perplexity on ``data`` (as causal LM) and greedy samples of ``prompts``. The defaults fit a
+    2-core CPU (``quick``); raise ``steps`` and ``max_examples`` for numbers worth quoting.
+    """
+
+    enabled: bool = True
+    tasks: list[EvalTask] = Field(default_factory=_default_eval_tasks, min_length=1)
+    steps: PositiveInt = Field(60, description="fine-tuning steps per model and task")
+    batch_size: PositiveInt = 16
+    learning_rate: float = Field(1e-4, gt=0)
+    max_length: int = Field(64, gt=1, description="tokens per example (and per perplexity block)")
+    max_examples: PositiveInt | None = Field(1024, description="seeded subsample of each task / corpus")
+    prompts: list[str] = Field(
+        default_factory=lambda: ["The house was", "She said that"],
+        description="decoders: greedy continuations shown in the table",
+    )
+    max_new_tokens: PositiveInt = 20
+    models: Literal["all", "pareto"] = Field(
+        "all", description="every model in export/index.json, or only current Pareto members"
+    )
+    max_models: PositiveInt = Field(4, description="evaluate at most this many exported models")
+    references: list[str] = Field(
+        default_factory=list,
+        description="extra models to evaluate alongside (asset names or folders), e.g. the source",
+    )
+
+
 class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
@@ -149,3 +210,4 @@ class Config(Section):
     profile: ProfileSection = Field(default_factory=ProfileSection)
     search: SearchSection = Field(default_factory=SearchSection)
     export: ExportSection = Field(default_factory=ExportSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)

@@ -22,15 +22,20 @@ from elastic_lm.io import atomic_write_json, atomic_write_text
 
 STAGES: tuple[str, ...] = ("teacher", "train", "profile", "search", "export", "evaluate", "report")
 
-# Which config sections each stage's output depends on (its own and, through earlier stages, theirs).
-_STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+# The config sections each stage reads itself; a stage's output also depends on everything the stages
+# before it read (it consumes their outputs), so its inputs are the union up to and including it.
+_OWN_SECTIONS: dict[str, tuple[str, ...]] = {
     "teacher": ("seed", "model", "teacher", "data"),
-    "train": ("seed", "model", "teacher", "space", "data", "train"),
-    "profile": ("seed", "model", "teacher", "space", "data", "train", "profile", "search"),
-    "search": ("seed", "model", "teacher", "space", "data", "train", "profile", "search"),
-    "export": ("seed", "model", "teacher", "space", "data", "train", "profile", "search", "export"),
-    "evaluate": ("seed", "model", "teacher", "space", "data", "train", "profile", "search", "export"),
-    "report": ("seed", "model", "teacher", "space", "data", "train", "profile", "search", "export"),
+    "train": ("space", "train"),
+    "profile": ("profile", "search"),  # search: whether an objective needs a latency predictor
+    "search": ("search",),
+    "export": ("export",),
+    "evaluate": ("evaluate",),
+    "report": (),
+}
+_STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    stage: tuple(dict.fromkeys(s for earlier in STAGES[: i + 1] for s in _OWN_SECTIONS[earlier]))
+    for i, stage in enumerate(STAGES)
 }
 
 

@@ -11,7 +11,7 @@ import shutil
 from typing import Any
 
 from elastic_lm.config import Config
-from elastic_lm.errors import UserError
+from elastic_lm.errors import ConfigError, UserError
 from elastic_lm.io import atomic_write_json
 from elastic_lm.pipeline.rundir import RunDirectory
 
@@ -127,7 +127,63 @@ def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
 
 def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    raise _not_available("evaluate")
+    """Fine-tune every exported encoder on the configured tasks (one fixed budget), score decoders.
+
+    Writes ``RUN_DIR/evaluate/downstream.json`` and ``downstream.csv``, which the report shows.
+    """
+    from elastic_lm.evaluate.downstream import (
+        FineTuneBudget,
+        evaluate_models,
+        exported_models,
+        reference_models,
+        write_downstream,
+    )
+
+    section = config.evaluate
+    if not section.enabled:
+        return {"downstream": None}
+    models = exported_models(run_dir.path, section.models, section.max_models)
+    models += reference_models(section.references)
+    tasks = [(t.display_name, t.data_config(section.max_length, section.max_examples)) for t in section.tasks]
+    names = [name for name, _ in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"evaluate.tasks has repeated names {names}; give each task its own 'name'")
+    corpus = config.data.model_copy(
+        update={"task": "clm", "max_length": section.max_length, "max_examples": section.max_examples}
+    )
+
+    def fallback_tokenizer() -> Any:
+        from elastic_lm.train.build import tokenizer_from_config
+
+        return tokenizer_from_config(config)
+
+    budget = FineTuneBudget(
+        steps=section.steps,
+        batch_size=section.batch_size,
+        learning_rate=section.learning_rate,
+        seed=config.seed,
+        device=config.device,
+    )
+    folder = run_dir.stage_dir("evaluate")
+    results = evaluate_models(
+        models,
+        tasks,
+        budget,
+        corpus=corpus,
+        prompts=section.prompts,
+        max_new_tokens=section.max_new_tokens,
+        work_dir=folder / "work",
+        tokenizer_fallback=fallback_tokenizer,
+    )
+    json_path, csv_path = write_downstream(folder, results)
+    best = max(results.encoders, key=lambda e: e.average["accuracy"], default=None)
+    return {
+        "downstream": str(json_path),
+        "csv": str(csv_path),
+        "encoders": len(results.encoders),
+        "decoders": len(results.decoders),
+        "best_average_accuracy": None if best is None else {best.name: best.average["accuracy"]},
+    }
 
 
 def report_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:

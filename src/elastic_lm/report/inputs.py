@@ -76,6 +76,28 @@ class LatencyCheck:
 
 
 @dataclass(frozen=True)
+class DownstreamRow:
+    """One evaluated model of ``evaluate/downstream.json``: per-task scores or perplexity and samples."""
+
+    name: str
+    params: float | None
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> accuracy, f1
+    average: dict[str, float] = field(default_factory=dict)
+    perplexity: float | None = None
+    samples: tuple[tuple[str, str], ...] = ()  # (prompt, completion)
+
+
+@dataclass(frozen=True)
+class Downstream:
+    """The downstream tables: fine-tuned encoders on ``tasks``, decoders by perplexity."""
+
+    tasks: tuple[str, ...]
+    encoders: tuple[DownstreamRow, ...]
+    decoders: tuple[DownstreamRow, ...]
+    steps: int | None = None
+
+
+@dataclass(frozen=True)
 class RunData:
     """Everything the report shows, loaded once."""
 
@@ -90,6 +112,7 @@ class RunData:
     latency: tuple[LatencyCheck, ...] = ()
     exports: tuple[NamedPoint, ...] = ()
     train_curve: dict[str, list[float]] = field(default_factory=dict)
+    downstream: Downstream | None = None
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -280,6 +303,64 @@ def load_latency_checks(path: Path) -> tuple[LatencyCheck, ...]:
     return tuple(checks)
 
 
+def load_downstream(path: Path) -> Downstream | None:
+    """``evaluate/downstream.json`` (written by the evaluate stage); absent -> None."""
+    if not path.is_file():
+        return None
+    producer = "elastic-lm run CONFIG --from evaluate"
+    raw = _read_json(path, producer)
+    if not isinstance(raw, dict):
+        raise DataError(
+            f"{path} must hold an object with 'tasks', 'encoders', 'decoders'; re-run '{producer}'"
+        )
+
+    def params(item: dict[str, Any], where: str) -> float | None:
+        return None if item.get("params") is None else _number(item["params"], f"{where} 'params'")
+
+    encoders = []
+    for i, item in enumerate(raw.get("encoders", [])):
+        where = f"{path} encoder {i}"
+        if not isinstance(item, dict) or "name" not in item:
+            raise DataError(f"{where} lacks a 'name'; re-run '{producer}'")
+        scores = {}
+        for task, values in (item.get("tasks") or {}).items():
+            if not isinstance(values, dict):
+                raise DataError(f"{where} task {task!r} is not an object; re-run '{producer}'")
+            shown = {k: values[k] for k in ("accuracy", "f1") if k in values}
+            scores[str(task)] = _metrics(shown, f"{where} task {task!r}")
+        encoders.append(
+            DownstreamRow(
+                name=str(item["name"]),
+                params=params(item, where),
+                scores=scores,
+                average=_metrics(item.get("average", {}), f"{where} average"),
+            )
+        )
+    decoders = []
+    for i, item in enumerate(raw.get("decoders", [])):
+        where = f"{path} decoder {i}"
+        if not isinstance(item, dict) or "name" not in item:
+            raise DataError(f"{where} lacks a 'name'; re-run '{producer}'")
+        samples = tuple(
+            (str(s.get("prompt", "")), str(s.get("completion", ""))) for s in item.get("samples", [])
+        )
+        decoders.append(
+            DownstreamRow(
+                name=str(item["name"]),
+                params=params(item, where),
+                perplexity=_number(item.get("perplexity"), f"{where} 'perplexity'"),
+                samples=samples,
+            )
+        )
+    steps = (raw.get("settings") or {}).get("steps")
+    return Downstream(
+        tasks=tuple(str(t) for t in raw.get("tasks", [])),
+        encoders=tuple(encoders),
+        decoders=tuple(decoders),
+        steps=None if steps is None else int(steps),
+    )
+
+
 def load_train_curve(path: Path) -> dict[str, list[float]]:
     """``train/metrics.csv`` as columns; rows with an empty cell keep NaN there (plots skip the gap)."""
     if not path.is_file():
@@ -335,6 +416,7 @@ def load_run(run_dir: Path, compare: tuple[Path, ...] = ()) -> RunData:
         latency=load_latency_checks(run_dir / "profile" / "latency_check.json"),
         exports=load_named_points(run_dir / "export" / "index.json", "elastic-lm export RUN_DIR"),
         train_curve=load_train_curve(run_dir / "train" / "metrics.csv"),
+        downstream=load_downstream(run_dir / "evaluate" / "downstream.json"),
     )
 
 

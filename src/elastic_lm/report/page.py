@@ -14,7 +14,7 @@ from pathlib import Path
 
 from elastic_lm import __version__
 from elastic_lm.report.build import FigurePng, best_per_objective
-from elastic_lm.report.inputs import NamedPoint, Objective, RunData, Trial
+from elastic_lm.report.inputs import Downstream, NamedPoint, Objective, RunData, Trial
 from elastic_lm.report.labels import describe_architecture, format_value
 
 CSS = """
@@ -137,6 +137,43 @@ def _trials_table(run: RunData, members: Sequence[Trial]) -> str:
     return _table(headers, rows)
 
 
+def _downstream_section(down: Downstream) -> str:
+    """Encoders: accuracy / F1 per task and their mean (a GLUE-style table); decoders: perplexity."""
+    parts = ["<h2>Downstream evaluation</h2>"]
+    if down.encoders:
+        budget = f" for {down.steps} steps" if down.steps else ""
+        parts.append(
+            f"<p class='muted'>Each encoder fine-tuned on each task with the same seeded budget{_e(budget)}; "
+            "test-split accuracy / F1 (binary for two classes, else macro). Also in "
+            "<code>evaluate/downstream.csv</code>.</p>"
+        )
+        headers = ["model", "params", *(f"{t} acc / F1" for t in down.tasks), "average acc / F1"]
+        rows = []
+        for row in down.encoders:
+            pairs = [row.scores.get(t, {}) for t in down.tasks] + [row.average]
+            cells = [
+                f"{format_value('acc', p.get('accuracy'))} / {format_value('f1', p.get('f1'))}" for p in pairs
+            ]
+            rows.append(
+                f"<tr><td>{_e(row.name)}</td>"
+                + _cells([format_value("params", row.params), *cells])
+                + "</tr>"
+            )
+        parts.append(_table(headers, rows))
+    if down.decoders:
+        parts.append("<p class='muted'>Decoders: held-out perplexity and greedy continuations.</p>")
+        rows = []
+        for row in down.decoders:
+            samples = "<br>".join(f"<b>{_e(p)}</b>{_e(c)}" for p, c in row.samples)
+            rows.append(
+                f"<tr><td>{_e(row.name)}</td>"
+                + _cells([format_value("params", row.params), format_value("perplexity", row.perplexity)])
+                + f"<td>{samples}</td></tr>"
+            )
+        parts.append(_table(["model", "params", "perplexity ↓", "samples"], rows))
+    return "\n".join(parts)
+
+
 def render_html(
     run: RunData, members: Sequence[Trial], figures: Sequence[FigurePng], warnings: Sequence[str]
 ) -> str:
@@ -176,6 +213,8 @@ def render_html(
         parts += ["<h2>Exported models</h2>", _named_table(run.exports, objectives, with_path=True)]
         if missing:
             parts.append(f"<div class='warn'>⚠ {_e('exported paths not found: ' + ', '.join(missing))}</div>")
+    if run.downstream is not None:
+        parts.append(_downstream_section(run.downstream))
     parts += [
         f"<details><summary>All {len(run.trials)} trials (Pareto members shaded)</summary>",
         _trials_table(run, members),

@@ -77,9 +77,8 @@ def _retrain_mlm(config: Config, base: Path, out: Path, *, progress: bool) -> di
 
     from elastic_lm.convert import from_hf
     from elastic_lm.data.pipeline import prepare_data
-    from elastic_lm.train.loop import TrainSettings, train_supernet
-    from elastic_lm.train.losses import CombinedLoss
-    from elastic_lm.train.strategies import make_strategy
+    from elastic_lm.train.loop import TrainSettings
+    from elastic_lm.train.single import train_one_model
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     data = prepare_data(config.data.model_copy(update={"task": "mlm"}), tokenizer)
@@ -101,10 +100,9 @@ def _retrain_mlm(config: Config, base: Path, out: Path, *, progress: bool) -> di
         collate_fn=data.collator,
     )
     run = out / "retraining"
-    result = train_supernet(
+    result = train_one_model(
         model,
-        make_strategy("standard", _FixedSpace(largest), seed=config.seed),
-        CombinedLoss([{"name": "mlm"}]),
+        [{"name": "mlm"}],
         data.splits["train"],
         val_data=data.splits["validation"],
         settings=settings,
@@ -120,19 +118,3 @@ def _retrain_mlm(config: Config, base: Path, out: Path, *, progress: bool) -> di
         "validation": result.val,
         "final_train_loss": result.losses[-1] if result.losses else None,
     }
-
-
-class _FixedSpace:
-    """A one-member space: the teacher trains only at full size."""
-
-    def __init__(self, arch: Any) -> None:
-        self._arch = arch
-
-    def largest(self) -> Any:
-        return self._arch
-
-    def smallest(self) -> Any:
-        return self._arch
-
-    def sample(self, rng: Any) -> Any:
-        return self._arch

@@ -212,36 +212,6 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return json.loads(file.read_text(encoding="utf-8"))
 
 
-class _FixedModel(nn.Module):
-    """A plain model behind the super-network interface the training loop drives."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def set_architecture(self, arch: Any) -> None:
-        """Nothing to select: a standalone model is its own only member."""
-
-    def reset(self) -> None:
-        """Nothing to reset."""
-
-    def forward(self, **inputs: Any) -> Any:
-        return self.inner(**inputs)
-
-
-class _OneMember:
-    """A one-member space for the standard strategy (the architecture is ignored by ``_FixedModel``)."""
-
-    def largest(self) -> None:
-        return None
-
-    def smallest(self) -> None:
-        return None
-
-    def sample(self, rng: Any) -> None:
-        return None
-
-
 # --- encoders -----------------------------------------------------------------------------------
 
 
@@ -254,9 +224,8 @@ def fine_tune(folder: str | Path, data: Any, budget: FineTuneBudget, work_dir: s
     from transformers import AutoModelForSequenceClassification
 
     import elastic_lm.model  # noqa: F401  (registers elastic-lm's own classes with the Auto API)
-    from elastic_lm.train.loop import TrainSettings, derive_seed, seed_everything, train_supernet
-    from elastic_lm.train.losses import CombinedLoss
-    from elastic_lm.train.strategies import make_strategy
+    from elastic_lm.train.loop import TrainSettings, derive_seed, seed_everything
+    from elastic_lm.train.single import train_one_model
 
     seed_everything(derive_seed(budget.seed, "downstream-head"))
     model = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=data.num_labels)
@@ -277,10 +246,9 @@ def fine_tune(folder: str | Path, data: Any, budget: FineTuneBudget, work_dir: s
     work = Path(work_dir)
     shutil.rmtree(work, ignore_errors=True)  # a crashed earlier attempt must not be "resumed"
     try:
-        train_supernet(
-            _FixedModel(model),
-            make_strategy("standard", _OneMember(), seed=budget.seed),
-            CombinedLoss([{"name": "classification"}]),
+        train_one_model(
+            model,
+            [{"name": "classification"}],
             data.splits["train"],
             settings=settings,
             run_dir=work,

@@ -60,7 +60,7 @@ MODEL_INPUT_KEYS: tuple[str, ...] = (
     "token_type_ids",
     "position_ids",
 )
-_HIDDEN_LOSSES = frozenset({"hidden", "relational"})
+_HIDDEN_LOSSES = frozenset({"hidden", "relational", "blockwise"})
 _ATTENTION_LOSSES = frozenset({"attention"})
 
 
@@ -103,6 +103,9 @@ class TrainSettings:
     # True when it replaced parameters (ELM dynamic modules), so the loop re-collects them. It must
     # resize the optimiser state itself and do the same on every rank.
     before_step: Callable[[int, nn.Module, Any, torch.optim.Optimizer], bool] | None = None
+    # objects with JSON-safe state_dict() / load_state_dict(), saved as NAME.json in every
+    # checkpoint and restored on resume (``dynamic``: ELM dynamic modules)
+    extra_state: dict[str, Any] | None = None
 
     def validate(self) -> None:
         """Every bad value is a ConfigError naming the field, the value and a fix."""
@@ -128,7 +131,7 @@ class TrainSettings:
 
     def public(self) -> dict[str, Any]:
         """The JSON-able part, for ``state.json``."""
-        skip = {"eval_archs", "collate_fn", "batch_hook", "before_step"}
+        skip = {"eval_archs", "collate_fn", "batch_hook", "before_step", "extra_state"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -142,6 +145,10 @@ class TrainResult:
     val: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
     run_dir: Path | None = None
+    # set by ``train_from_config``: the trained model (rebuilt when a resume re-shaped it) and the
+    # space after training (adjusted by dynamic modules); save this space for the search
+    model: nn.Module | None = None
+    space: Any = None
 
 
 # --- seeding and data order -------------------------------------------------------------------
@@ -382,10 +389,13 @@ def _detached(outputs: Any) -> Any:
     return outputs
 
 
-def _needs(losses: nn.Module, target: str) -> dict[str, bool]:
-    """Which extra outputs the losses applying at ``target`` read."""
+def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[str, bool]:
+    """Which extra outputs the losses applying at ``target`` read (of the reference when asked:
+    block-wise distillation reads the teacher's hidden states but runs the student's layers)."""
     names = set()
     for label, loss in getattr(losses, "parts", {}).items():
+        if getattr(loss, "layerwise_loss", False) and not reference:
+            continue
         if target in getattr(losses, "when", {}).get(label, (target,)):
             names.add(getattr(loss, "name", ""))
     flags = {}
@@ -483,6 +493,10 @@ class _Trainer:
         if self.scaler is not None and "scaler" in ckpt.trainer:
             self.scaler.load_state_dict(ckpt.trainer["scaler"])
         self.strategy.load_state_dict(ckpt.strategy)
+        for name, holder in (self.s.extra_state or {}).items():
+            saved_extra = ckpt.extra(name)
+            if saved_extra is not None:
+                holder.load_state_dict(saved_extra)
         set_rng_state(ckpt.trainer["rng"])
         self.start = ckpt.step
         self.last_ckpt = path
@@ -511,6 +525,7 @@ class _Trainer:
                 strategy=self.strategy.state_dict(),
                 state=state,
                 keep=self.s.keep_checkpoints,
+                extra={name: h.state_dict() for name, h in (self.s.extra_state or {}).items()},
             )
         barrier(self.ctx)
 
@@ -548,17 +563,22 @@ class _Trainer:
             teacher_out = None
             if need_teacher:
                 with torch.no_grad(), self._autocast():
-                    teacher_out = self._forward(self.teacher, batch, _needs(self.losses, "teacher"))
+                    flags = _needs(self.losses, "teacher", reference=True)
+                    teacher_out = self._forward(self.teacher, batch, flags)
             kept = None
             for task in tasks:
                 flags = _needs(self.losses, task.target)
                 if task.keep_outputs:
-                    flags |= _needs(self.losses, "largest")
+                    flags |= _needs(self.losses, "largest", reference=True)
                 self.model.set_architecture(task.arch)
+                layerwise = bool(getattr(self.losses, "layerwise", False))
                 with self._autocast():
-                    out = self._forward(self.model, batch, flags)
+                    out = None
+                    if task.keep_outputs or not layerwise or self.losses.needs_forward(task.target):
+                        out = self._forward(self.model, batch, flags)
                     ref = {"teacher": teacher_out, "largest": kept}.get(task.target)
-                    loss, loss_parts = self.losses(out, batch, ref, target=task.target)
+                    extra = {"model": self.model} if layerwise else {}
+                    loss, loss_parts = self.losses(out, batch, ref, target=task.target, **extra)
                 scaled = loss / accum
                 if self.scaler is not None:
                     scaled = self.scaler.scale(scaled)
@@ -643,6 +663,8 @@ class _Trainer:
                 hook = self.s.before_step
                 if hook is not None and hook(step, self.model, self.strategy, self.optimizer):
                     self._collect_parameters()
+                    if self.val_data is not None:  # the space changed: largest / smallest too
+                        self.eval_archs = _eval_archs(self.strategy, self.s)
                 tasks = self.strategy(step)
                 self.optimizer.zero_grad(set_to_none=True)
                 total, parts, tokens = self.train_step(step, tasks)

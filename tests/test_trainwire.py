@@ -69,9 +69,11 @@ def test_dynamic_modules_grow_during_training_and_resume_exactly(tmp_path: Path)
     widths = _ffn_widths(load_file(ckpts[0] / "model.safetensors"))
     assert set(widths.values()) == {12}  # 8 + increment 4, every layer (a global ffn dimension)
     saved = ElasticConfig.from_pretrained(str(ckpts[0]))
-    assert saved.layer_sizes is not None and saved.layer_sizes[0]["bert"]["intermediate_size"] == 12
+    assert saved.layer_sizes is not None
+    assert saved.layer_sizes[0]["bert"]["intermediate_size"] == 12
     state = json.loads((ckpts[0] / "dynamic.json").read_text())
-    assert state["last_step"] == 2 and {c["what"] for c in state["history"]} == {"widen-ffn"}
+    assert state["last_step"] == 2
+    assert {c["what"] for c in state["history"]} == {"widen-ffn"}
     assert result.space.largest().layers[0].ffn == 12
     log = (tmp_path / "a" / "train" / "dynamic.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in log] == [2, 2]
@@ -83,7 +85,8 @@ def test_dynamic_modules_grow_during_training_and_resume_exactly(tmp_path: Path)
         config(tmp_path / "b", *DYNAMIC), model=tiny_model(space), resume=True, **parts
     )
     assert resumed.start_step == 3
-    assert resumed.model is not None and resumed.model is not result.model
+    assert resumed.model is not None
+    assert resumed.model is not result.model
     expected = dict(result.model.state_dict())
     got = dict(resumed.model.state_dict())
     assert set(got) == set(expected)

@@ -76,17 +76,20 @@ def _elastic_step(model: Any, b: dict[str, torch.Tensor], masked_head: bool) -> 
 
 def _trainer(
     model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], device: torch.device
-) -> Callable[[], float]:
+) -> Callable[[], tuple[float, float]]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
-    def step() -> float:
+    def step() -> tuple[float, float]:
+        """Seconds of (forward + backward, optimiser step)."""
         _sync(device)
         began = time.perf_counter()
         loss_fn().backward()
+        _sync(device)
+        middle = time.perf_counter()
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
-        return time.perf_counter() - began
+        return middle - began, time.perf_counter() - middle
 
     return step
 
@@ -137,19 +140,25 @@ def step_times(batch: int, seq: int, reps: int, device: torch.device) -> dict[st
         "elastic_small": _trainer(ours, elastic(False, small), device),
     }
     times: dict[str, list[float]] = {k: [] for k in steps}
+    fwd_bwd: dict[str, list[float]] = {k: [] for k in steps}
     for fn in steps.values():  # warm-up
         fn()
     for _ in range(reps):
         for name, fn in steps.items():
-            times[name].append(fn())
+            fb, opt = fn()
+            times[name].append(fb + opt)
+            fwd_bwd[name].append(fb)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_fb = {k: statistics.median(v) for k, v in fwd_bwd.items()}
     return {
         "batch": batch,
         "seq": seq,
         "repeats": reps,
         "median_step_s": {k: round(v, 5) for k, v in med.items()},
+        "median_forward_backward_s": {k: round(v, 5) for k, v in med_fb.items()},
         "step_time_ratio_full": round(med["elastic"] / med["hf"], 3),
         "step_time_ratio_small": round(med["elastic_small"] / med["elastic"], 3),
+        "step_time_ratio_small_forward_backward": round(med_fb["elastic_small"] / med_fb["elastic"], 3),
         "small_flops_ratio": round(small_flops, 3),
         "small_architecture": small.to_dict(),
         "masked_head": {

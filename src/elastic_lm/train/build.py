@@ -223,7 +223,9 @@ def dynamic_hook(dynamic: Any, probe: list[dict[str, Any]]) -> Callable[..., boo
             str(device),
             [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in probe],
         )
-        adj = dynamic.maybe_adjust(step, model, strategy.space, batches, optimizer=optimizer)
+        adj = dynamic.maybe_adjust(
+            step, model, strategy.space, batches, optimizer=optimizer, agree=_rank0_plan
+        )
         if adj is None:
             return False
         if isinstance(strategy, ProgressiveShrinkingStrategy):
@@ -233,6 +235,17 @@ def dynamic_hook(dynamic: Any, probe: list[dict[str, Any]]) -> Callable[..., boo
         return adj.shapes_changed
 
     return before_step
+
+
+def _rank0_plan(changes: list[Any]) -> list[Any]:
+    """Under ``torchrun``, every rank applies rank 0's plan (statistics may differ in the last
+    bits between GPUs, and a different shape on one rank would break the gradient all-reduce)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return changes
+    box = [changes]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _resumed_shapes(config: Config, dynamic: Any, model: nn.Module | None) -> tuple[Any, nn.Module | None]:

@@ -172,8 +172,6 @@ def step_times(batch: int, seq: int, reps: int, device: torch.device) -> dict[st
 
 def resume_exact() -> dict[str, Any]:
     """A tiny dynamic-modules run: uninterrupted 5 steps vs crash after 3 + ``resume``."""
-    import sys
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from elastic_lm.train.build import build_training, train_from_config
     from elastic_lm.train.loop import train_supernet

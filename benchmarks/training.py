@@ -7,8 +7,9 @@ processes hits every variant alike); nothing is asserted.
 - ``step_time_ratio_full``: elastic model at full size / ``BertForMaskedLM`` of the MiniLM-L6 shape
   with the same weights (converted with ``from_hf``); one step = forward + MLM loss + backward +
   AdamW step. Both compute logits at every position, as ``BertForMaskedLM`` does (goal <= 1.10).
-- ``masked_head``: the same step when the MLM head runs only at the masked positions (both models;
-  measured here, not wired into the models): the vocabulary projection dominates a MiniLM step.
+- ``masked_head``: the same step when the MLM head runs only at the masked positions (elastic:
+  ``logits_positions``, which the loop uses by default, ``train.masked_logits``; HF: its head
+  applied to the gathered positions): the vocabulary projection dominates a MiniLM step.
 - ``step_time_ratio_small``: a sub-network with about 25% of the full FLOPs (analytic
   ``count_flops``, stated) / the full size, elastic model, full-logit step (goal <= 0.40).
 - ``resume_exact``: a tiny real run with dynamic modules (grown at step 2) interrupted after step 3
@@ -69,10 +70,7 @@ def _hf_step(model: BertForMaskedLM, b: dict[str, torch.Tensor], masked_head: bo
 def _elastic_step(model: Any, b: dict[str, torch.Tensor], masked_head: bool) -> torch.Tensor:
     if not masked_head:
         return model(**b).loss
-    hidden = model.model(b["input_ids"], b["attention_mask"]).last_hidden_state
-    where = b["labels"] != -100
-    logits = model.mlm(hidden[where], model.model.embeddings.word.active_weight)
-    return F.cross_entropy(logits, b["labels"][where])
+    return model(**b, logits_positions=b["labels"] != -100).loss  # what the loop does
 
 
 def _trainer(

@@ -200,3 +200,37 @@ def test_progressive_shrinking_from_the_config_shrinks_at_the_set_step(tmp_path:
         pools.append(([len(b) for b in state["bins"]], state["done"]))
     # after steps 1 and 2 (the shrink runs when step index 2 starts), then after step 3
     assert pools == [([5, 5], []), ([5, 5], []), ([3, 3], [2])]
+
+
+# --- MLM logits at the masked positions only ---------------------------------------------------
+
+
+def test_logits_at_masked_positions_equal_the_full_logits_there() -> None:
+    space = tiny_space()
+    model = tiny_model(space).eval()
+    batch = torch.utils.data.default_collate(rows(4, 3))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    where = batch["labels"] != -100
+    full = model(**inputs, labels=batch["labels"])
+    part = model(**inputs, labels=batch["labels"], logits_positions=where)
+    assert part.logits.shape == (int(where.sum()), VOCAB)
+    torch.testing.assert_close(part.logits, full.logits[where], atol=1e-5, rtol=0)
+    torch.testing.assert_close(part.loss, full.loss, atol=1e-5, rtol=0)
+
+
+def test_masked_logits_training_follows_the_full_logit_run(tmp_path: Path) -> None:
+    space = tiny_space()
+    losses = {}
+    for flag in ("true", "false"):
+        cfg = config(tmp_path / flag, "train.steps=3", f"train.masked_logits={flag}")
+        result = train_from_config(
+            cfg,
+            model=tiny_model(space),
+            space=space,
+            train_data=rows(16, 0),
+            val_data=rows(4, 1),
+            progress=False,
+        )
+        losses[flag] = [*result.losses, *result.val.values()]
+    assert losses["true"] == pytest.approx(losses["false"], abs=1e-4)
+    assert len(losses["true"]) == 6  # 3 steps, 3 evaluation architectures

@@ -62,6 +62,8 @@ MODEL_INPUT_KEYS: tuple[str, ...] = (
 )
 _HIDDEN_LOSSES = frozenset({"hidden", "relational", "blockwise"})
 _ATTENTION_LOSSES = frozenset({"attention"})
+# losses that read no logits but those at the labelled positions (``masked_logits``)
+_LABEL_POSITION_LOSSES = frozenset({"mlm", "hidden", "relational", "attention", "blockwise"})
 
 
 class TrainingDiverged(UserError):  # noqa: N818 (the name users search for)
@@ -106,6 +108,9 @@ class TrainSettings:
     # objects with JSON-safe state_dict() / load_state_dict(), saved as NAME.json in every
     # checkpoint and restored on resume (``dynamic``: ELM dynamic modules)
     extra_state: dict[str, Any] | None = None
+    # MLM logits only at the labelled positions when every loss of a pass reads nothing else (a
+    # model with ``supports_logits_positions``); about half of a MiniLM step at seq 128
+    masked_logits: bool = True
 
     def validate(self) -> None:
         """Every bad value is a ConfigError naming the field, the value and a fix."""
@@ -389,7 +394,7 @@ def _detached(outputs: Any) -> Any:
     return outputs
 
 
-def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[str, bool]:
+def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[str, Any]:
     """Which extra outputs the losses applying at ``target`` read (of the reference when asked:
     block-wise distillation reads the teacher's hidden states but runs the student's layers)."""
     names = set()
@@ -398,12 +403,32 @@ def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[s
             continue
         if target in getattr(losses, "when", {}).get(label, (target,)):
             names.add(getattr(loss, "name", ""))
-    flags = {}
+    flags: dict[str, Any] = {}
     if names & _HIDDEN_LOSSES:
         flags["output_hidden_states"] = True
     if names & _ATTENTION_LOSSES:
         flags["output_attentions"] = True
     return flags
+
+
+def _logits_positions(
+    model: nn.Module, losses: nn.Module, targets: Sequence[str], batch: Mapping[str, Any], enabled: bool
+) -> dict[str, Tensor]:
+    """``{"logits_positions": labels != -100}`` when the model can restrict its MLM logits and every
+    loss applying at ``targets`` reads only those; else nothing (full logits)."""
+    labels = batch.get("labels")
+    if not enabled or not getattr(model, "supports_logits_positions", False):
+        return {}
+    if not isinstance(labels, Tensor) or labels.dim() != 2:
+        return {}
+    when = getattr(losses, "when", None)
+    if when is None:
+        return {}
+    for label, loss in getattr(losses, "parts", {}).items():
+        applies = any(t in when.get(label, ()) for t in targets)
+        if applies and getattr(loss, "name", "") not in _LABEL_POSITION_LOSSES:
+            return {}
+    return {"logits_positions": labels != -100}
 
 
 def _eval_archs(strategy: Strategy, settings: TrainSettings) -> dict[str, Architecture]:
@@ -536,7 +561,7 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.ctx.device.type, dtype=self.amp)
 
-    def _forward(self, module: nn.Module, batch: Mapping[str, Any], flags: dict[str, bool]) -> Any:
+    def _forward(self, module: nn.Module, batch: Mapping[str, Any], flags: Mapping[str, Any]) -> Any:
         inputs = {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
         return module(**inputs, **flags)
 
@@ -568,8 +593,11 @@ class _Trainer:
             kept = None
             for task in tasks:
                 flags = _needs(self.losses, task.target)
+                targets = [task.target]
                 if task.keep_outputs:
                     flags |= _needs(self.losses, "largest", reference=True)
+                    targets.append("largest")
+                flags |= _logits_positions(self.model, self.losses, targets, batch, self.s.masked_logits)
                 self.model.set_architecture(task.arch)
                 layerwise = bool(getattr(self.losses, "layerwise", False))
                 with self._autocast():
@@ -616,8 +644,11 @@ class _Trainer:
                     rows = range(b * size, min(len(self.val_data), (b + 1) * size))
                     batch = collate([self.val_data[i] for i in rows])
                     batch = _to_device(batch, self.ctx.device)
+                    flags = _logits_positions(
+                        self.model, self.losses, ["labels"], batch, self.s.masked_logits
+                    )
                     with self._autocast():
-                        out = self._forward(self.model, batch, {})
+                        out = self._forward(self.model, batch, flags)
                         loss, _ = self.losses(out, batch, None, target="labels")
                     acc += torch.stack(
                         [

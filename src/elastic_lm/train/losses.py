@@ -77,12 +77,19 @@ def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class MLMLoss(Loss):
-    """Masked-LM cross-entropy over the masked positions (labels -100 elsewhere)."""
+    """Masked-LM cross-entropy over the masked positions (labels -100 elsewhere).
+
+    Logits [N, V] (computed only at the labelled positions, ``logits_positions``) meet the labels
+    at those positions, in the same row-major order.
+    """
 
     name = "mlm"
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        return _cross_entropy(student.logits, batch["labels"])
+        labels = batch["labels"]
+        if student.logits.dim() == 2 and labels.dim() == 2:
+            labels = labels[labels != IGNORE_INDEX]
+        return _cross_entropy(student.logits, labels)
 
 
 class CLMLoss(Loss):

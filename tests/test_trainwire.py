@@ -98,7 +98,7 @@ def test_dynamic_modules_grow_during_training_and_resume_exactly(tmp_path: Path)
 def test_dynamic_needs_known_settings(tmp_path: Path) -> None:
     space = tiny_space()
     bad = config(tmp_path, "train.dynamic={enabled: true, evry: 3}")
-    with pytest.raises(ConfigError, match="evry"):
+    with pytest.raises(ConfigError, match=r"train\.dynamic: .*evry"):
         build_training(bad, model=tiny_model(space), space=space, train_data=rows(4, 0), val_data=rows(4, 1))
 
 
@@ -234,3 +234,10 @@ def test_masked_logits_training_follows_the_full_logit_run(tmp_path: Path) -> No
         losses[flag] = [*result.losses, *result.val.values()]
     assert losses["true"] == pytest.approx(losses["false"], abs=1e-4)
     assert len(losses["true"]) == 6  # 3 steps, 3 evaluation architectures
+
+
+def test_sizing_options_belong_to_sized_strategies(tmp_path: Path) -> None:
+    space = tiny_space()
+    bad = config(tmp_path, "train.strategy=sandwich", "train.strategy_options={size: flops}")
+    with pytest.raises(ConfigError, match=r"strategy_options \['size'\]"):
+        build_training(bad, model=tiny_model(space), space=space, train_data=rows(4, 0), val_data=rows(4, 1))

@@ -176,6 +176,12 @@ def strategy_from_config(
     """
     options = {"seed": config.seed, **config.train.strategy_options}
     name = config.train.strategy
+    sizing = sorted({"size", "size_seq_len", "score_batches"} & set(options))
+    if sizing and name not in ("binned", "progressive-shrinking"):
+        raise ConfigError(
+            f"train.strategy_options {sizing} apply to binned and progressive-shrinking only, "
+            f"not {name!r}; remove them"
+        )
     size_kind = options.pop("size", "params")
     seq_len = int(options.pop("size_seq_len", config.data.max_length))
     n_score = int(options.pop("score_batches", 4))
@@ -199,10 +205,11 @@ def dynamic_from_config(
         return None
     n_probe = int(options.pop("probe_batches", 2))
     probe_size = int(options.pop("probe_batch_size", settings.batch_size))
-    dynamic = DynamicModules(
-        DynamicSettings.from_dict({"seed": config.seed, **options}),
-        log_path=Path(config.run_dir) / "train" / "dynamic.jsonl",
-    )
+    try:
+        dyn_settings = DynamicSettings.from_dict({"seed": config.seed, **options})
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"train.dynamic: {err}") from None
+    dynamic = DynamicModules(dyn_settings, log_path=Path(config.run_dir) / "train" / "dynamic.jsonl")
     probe = fixed_batches(val_data, settings.collate_fn, n_probe, probe_size, config.seed)
     if not probe:
         raise ConfigError(

@@ -583,6 +583,8 @@ def test_cli_trains_minilm_on_austen_and_resumes(tmp_path, capsys):
     assert {r["name"] for r in rows if r["split"] == "val"} == {"largest", "smallest", "middle"}
     assert (tmp_path / "train" / "stage.json").exists()
     assert (tmp_path / "config.yaml").exists()
+    space = json.loads((tmp_path / "train" / "supernet" / "space.json").read_text())
+    assert space["num_layers"] == 6
     assert main([*args, *sets, "--set", "train.steps=3"]) == 2  # steps differ from the checkpoint
     assert "pass --resume" in capsys.readouterr().err
 

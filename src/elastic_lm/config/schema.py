@@ -82,6 +82,14 @@ class TrainSection(Section):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     keep_checkpoints: PositiveInt = 3
     eval_batches: PositiveInt = 8
+    masked_logits: bool = Field(
+        True, description="MLM logits only at the masked positions when no loss reads others"
+    )
+    dynamic: dict[str, Any] = Field(
+        default_factory=dict,
+        description="ELM dynamic modules: {enabled: true, every, start, stop, increment, max_params, "
+        "cka_threshold, ..., probe_batches, probe_batch_size} (see docs/dynamic-modules.md)",
+    )
 
 
 class ProfileSection(Section):

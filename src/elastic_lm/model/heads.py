@@ -49,6 +49,9 @@ def _outputs(out: Any) -> dict[str, Any]:
 
 
 class ElasticForMaskedLM(ElasticPreTrainedModel):
+    # the training loop may ask for logits at the masked positions only (``logits_positions``)
+    supports_logits_positions = True
+
     def __init__(self, config: ElasticConfig) -> None:
         super().__init__(config)
         self.model = ElasticModel(config)
@@ -64,14 +67,25 @@ class ElasticForMaskedLM(ElasticPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        logits_positions: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> MaskedLMOutput:
-        """``labels``: token ids at masked positions, -100 elsewhere."""
+        """``labels``: token ids at masked positions, -100 elsewhere.
+
+        ``logits_positions`` (bool [B, T]): compute the vocabulary projection only there and return
+        ``logits`` of shape [N, V] in row-major order of those positions; at MiniLM size the
+        projection over every position is about half of a training step.
+        """
         out = self.model(input_ids, attention_mask, token_type_ids, **kwargs)
-        logits = self.mlm(out.last_hidden_state, self.model.embeddings.word.active_weight)
+        hidden = out.last_hidden_state
+        if logits_positions is not None:
+            hidden = hidden[logits_positions.to(hidden.device, torch.bool)]
+        logits = self.mlm(hidden, self.model.embeddings.word.active_weight)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1))
+            if logits_positions is not None:
+                labels = labels[logits_positions.to(labels.device, torch.bool)]
+            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.reshape(-1))
         return MaskedLMOutput(loss=loss, logits=logits, **_outputs(out))
 
 

@@ -64,7 +64,11 @@ def train_stage(
         return {}
     provenance = {"source_model": config.model.source, "space": config.space.preset}
     supernet = save_supernet(
-        parts.model, tokenizer_from_config(config), parts.space, folder / "supernet", provenance=provenance
+        parts.model,
+        tokenizer_from_config(config),
+        parts.final_space(),
+        folder / "supernet",
+        provenance=provenance,
     )
     return {
         "supernet": str(supernet),

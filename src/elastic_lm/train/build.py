@@ -5,23 +5,39 @@ built from the config: the space preset, the tokenizer and data splits (``elasti
 super-network of the space seeded from ``model.source`` (``elastic_lm.convert.from_hf``) or built
 from scratch, and the frozen teacher of the ``teacher`` section (prepared and cached by
 :mod:`elastic_lm.teacher`).
+
+It also wires what needs several parts at once: ELM dynamic modules (``train.dynamic``: a
+``before_step`` hook, their state in every checkpoint, the model re-shaped before a resume),
+progressive shrinking's ``size_fn`` / ``score_fn`` and block-wise distillation's teacher.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
+from elastic_lm.architecture import Architecture
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
-from elastic_lm.train.loop import TrainResult, TrainSettings, train_supernet
+from elastic_lm.train.checkpoint import latest_checkpoint, rng_state, set_rng_state
+from elastic_lm.train.loop import (
+    MODEL_INPUT_KEYS,
+    TrainResult,
+    TrainSettings,
+    derive_seed,
+    reseed_collator,
+    seed_everything,
+    train_supernet,
+)
 from elastic_lm.train.losses import CombinedLoss
-from elastic_lm.train.strategies import Strategy, make_strategy
+from elastic_lm.train.strategies import ProgressiveShrinkingStrategy, Strategy, make_strategy
 
 
 @dataclass
@@ -37,6 +53,12 @@ class TrainingParts:
     teacher: nn.Module | None
     settings: TrainSettings
     run_dir: Path
+    dynamic: Any = None  # DynamicModules when train.dynamic is enabled
+
+    def final_space(self) -> Any:
+        """The space after training: adjusted by dynamic modules, else the configured one."""
+        adjusted = getattr(self.dynamic, "space", None)
+        return adjusted if adjusted is not None else self.space
 
 
 def settings_from_config(config: Config, *, resume: bool = False, progress: bool = True) -> TrainSettings:
@@ -62,10 +84,191 @@ def losses_from_config(
     )
 
 
-def strategy_from_config(config: Config, space: Any) -> Strategy:
-    """``train.strategy`` with its options; the job seed unless the options set one."""
+def fixed_batches(
+    data: Sequence[Any] | None,
+    collate: Callable[[list[Any]], dict[str, Any]] | None,
+    n_batches: int,
+    batch_size: int,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """The first ``n_batches`` batches of ``data``, collated with every RNG seeded (same masks in
+    every process and run); the global RNG states are restored, so training is not perturbed."""
+    if data is None or len(data) == 0:
+        return []
+    collate = collate or default_collate
+    saved = rng_state()
+    try:
+        out = []
+        for b in range(n_batches):
+            rows = range(b * batch_size, min(len(data), (b + 1) * batch_size))
+            if len(rows) == 0:
+                break
+            batch_seed = derive_seed(seed, "fixed", b)
+            seed_everything(batch_seed)
+            reseed_collator(collate, batch_seed)
+            out.append(collate([data[i] for i in rows]))
+        return out
+    finally:
+        set_rng_state(saved)
+
+
+def size_fn_from_config(model: nn.Module, kind: str = "params", seq_len: int = 128) -> Callable[[Any], float]:
+    """Analytic size of a sub-network of ``model`` (read at call time: dynamic modules resize)."""
+    from elastic_lm.metrics.size import count_flops, count_params
+
+    if kind not in ("params", "flops"):
+        raise ConfigError(f"train.strategy_options.size={kind!r} is unknown; use params or flops")
+    if not hasattr(model, "config"):
+        raise ConfigError("train.strategy_options.size needs an elastic model (with .config)")
+    if kind == "flops":
+        return lambda arch: float(count_flops(model.config, arch, seq_len))
+    return lambda arch: float(count_params(model.config, arch))
+
+
+def subnet_score_fn(model: nn.Module, batches: Sequence[dict[str, Any]]) -> Callable[[Architecture], float]:
+    """Validation loss of the sub-network ``arch`` on fixed batches (lower is better).
+
+    The model's own label loss, in eval mode without gradients; under ``torchrun`` rank 0's value
+    is broadcast so every rank shrinks the same way.
+    """
+    if not batches:
+        raise ConfigError(
+            "progressive-shrinking scores sub-networks on validation data, but there is none; "
+            "set data.validation_ratio > 0 (or pass val_data)"
+        )
+
+    @torch.no_grad()
+    def score(arch: Architecture) -> float:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        total = 0.0
+        try:
+            with model.using(arch):
+                for batch in batches:
+                    inputs = {k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
+                    out = model(**inputs, labels=batch["labels"].to(device))
+                    total += float(out.loss)
+        finally:
+            model.train(was_training)
+        value = torch.tensor(total / len(batches), dtype=torch.float64, device=device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(value, src=0)
+        return float(value)
+
+    return score
+
+
+def strategy_from_config(
+    config: Config,
+    space: Any,
+    *,
+    model: nn.Module | None = None,
+    val_data: Sequence[Any] | None = None,
+    collate: Callable[[list[Any]], dict[str, Any]] | None = None,
+) -> Strategy:
+    """``train.strategy`` with its options; the job seed unless the options set one.
+
+    ``binned`` and ``progressive-shrinking`` get a ``size_fn`` (option ``size: params|flops``,
+    analytic, of ``model``'s config; ``size_seq_len`` for FLOPs); progressive shrinking with
+    ``shrink_at`` gets a ``score_fn``: the sub-network's loss on ``score_batches`` (4) fixed
+    validation batches.
+    """
     options = {"seed": config.seed, **config.train.strategy_options}
-    return make_strategy(config.train.strategy, space, **options)
+    name = config.train.strategy
+    sizing = sorted({"size", "size_seq_len", "score_batches"} & set(options))
+    if sizing and name not in ("binned", "progressive-shrinking"):
+        raise ConfigError(
+            f"train.strategy_options {sizing} apply to binned and progressive-shrinking only, "
+            f"not {name!r}; remove them"
+        )
+    size_kind = options.pop("size", "params")
+    seq_len = int(options.pop("size_seq_len", config.data.max_length))
+    n_score = int(options.pop("score_batches", 4))
+    if name in ("binned", "progressive-shrinking") and model is not None:
+        options.setdefault("size_fn", size_fn_from_config(model, size_kind, seq_len))
+    if name == "progressive-shrinking" and options.get("shrink_at") and model is not None:
+        batches = fixed_batches(val_data, collate, n_score, config.train.batch_size, config.seed)
+        options.setdefault("score_fn", subnet_score_fn(model, batches))
+    return make_strategy(name, space, **options)
+
+
+def dynamic_from_config(
+    config: Config, settings: TrainSettings, val_data: Sequence[Any] | None
+) -> tuple[Any, list[dict[str, Any]]] | None:
+    """``train.dynamic`` as ``DynamicModules`` (logging to ``RUN_DIR/train/dynamic.jsonl``) and
+    its fixed probe batches from the validation split; None when not enabled."""
+    from elastic_lm.train.dynamic import DynamicModules, DynamicSettings
+
+    options = dict(config.train.dynamic)
+    if not options.pop("enabled", bool(options)):
+        return None
+    n_probe = int(options.pop("probe_batches", 2))
+    probe_size = int(options.pop("probe_batch_size", settings.batch_size))
+    try:
+        dyn_settings = DynamicSettings.from_dict({"seed": config.seed, **options})
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"train.dynamic: {err}") from None
+    dynamic = DynamicModules(dyn_settings, log_path=Path(config.run_dir) / "train" / "dynamic.jsonl")
+    probe = fixed_batches(val_data, settings.collate_fn, n_probe, probe_size, config.seed)
+    if not probe:
+        raise ConfigError(
+            "train.dynamic probes the validation split, which is empty; set data.validation_ratio > 0"
+        )
+    return dynamic, probe
+
+
+def dynamic_hook(dynamic: Any, probe: list[dict[str, Any]]) -> Callable[..., bool]:
+    """``TrainSettings.before_step``: adjust model, optimiser and the strategy's space when due."""
+    on_device: dict[str, list[dict[str, Any]]] = {}
+
+    def before_step(step: int, model: nn.Module, strategy: Any, optimizer: torch.optim.Optimizer) -> bool:
+        if not dynamic.due(step):
+            return False
+        device = next(model.parameters()).device
+        batches = on_device.setdefault(
+            str(device),
+            [{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()} for b in probe],
+        )
+        adj = dynamic.maybe_adjust(
+            step, model, strategy.space, batches, optimizer=optimizer, agree=_rank0_plan
+        )
+        if adj is None:
+            return False
+        if isinstance(strategy, ProgressiveShrinkingStrategy):
+            strategy.reset_pool(adj.space)  # the old pool may hold removed heads
+        else:
+            strategy.space = adj.space
+        return adj.shapes_changed
+
+    return before_step
+
+
+def _rank0_plan(changes: list[Any]) -> list[Any]:
+    """Under ``torchrun``, every rank applies rank 0's plan (statistics may differ in the last
+    bits between GPUs, and a different shape on one rank would break the gradient all-reduce)."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return changes
+    box = [changes]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _resumed_shapes(config: Config, dynamic: Any, model: nn.Module | None) -> tuple[Any, nn.Module | None]:
+    """On ``--resume`` after dynamic changes: the adjusted space and the model rebuilt from the
+    checkpoint's config (its ``layer_sizes``), so the saved weights fit before they are loaded."""
+    ckpt = latest_checkpoint(Path(config.run_dir) / "train" / "checkpoints")
+    if ckpt is None or not (ckpt / "dynamic.json").is_file():
+        return None, model
+    dynamic.load_state_dict(json.loads((ckpt / "dynamic.json").read_text()))
+    if dynamic.space is None:  # nothing was changed before that checkpoint
+        return None, model
+    from elastic_lm.model import ElasticConfig, build_model
+
+    shapes = ElasticConfig.from_pretrained(str(ckpt))
+    rebuilt = type(model)(shapes) if model is not None else build_model(shapes)
+    return dynamic.space, rebuilt.train()
 
 
 def space_from_config(config: Config) -> Any:
@@ -154,6 +357,11 @@ def build_training(
         from elastic_lm.teacher import load_teacher, teacher_folder
 
         teacher = load_teacher(teacher_folder(config, progress=progress), config.model.task)
+    if teacher is None and any(s.name == "blockwise" for s in config.train.losses):
+        raise ConfigError(
+            "train.losses has blockwise, which distils from a teacher, but teacher.source is none; "
+            "set teacher.source (e.g. minilm-l6)"
+        )
     space = space if space is not None else space_from_config(config)
     settings = settings_from_config(config, resume=resume, progress=progress)
     num_labels = None
@@ -161,30 +369,45 @@ def build_training(
         train_data, val_split, collate, num_labels = data_from_config(config, tokenizer_from_config(config))
         val_data = val_data if val_data is not None else val_split
         settings.collate_fn = settings.collate_fn or collate
+    dynamic = dynamic_from_config(config, settings, val_data)
+    if dynamic is not None and resume:
+        adjusted, model = _resumed_shapes(config, dynamic[0], model)
+        space = adjusted if adjusted is not None else space
     if model is None:
         model = model_from_config(config, space, num_labels)
+    if dynamic is not None:
+        settings.before_step = dynamic_hook(*dynamic)
+        settings.extra_state = {**(settings.extra_state or {}), "dynamic": dynamic[0]}
     largest = space.largest()
     teacher_width = getattr(getattr(teacher, "config", None), "hidden_size", None)
     losses = losses_from_config(
         config, n_layers=len(largest.layers), student_width=largest.hidden, teacher_width=teacher_width
     )
+    strategy = strategy_from_config(
+        config, space, model=model, val_data=val_data, collate=settings.collate_fn
+    )
     return TrainingParts(
         model=model,
         space=space,
-        strategy=strategy_from_config(config, space),
+        strategy=strategy,
         losses=losses,
         train_data=train_data,
         val_data=val_data,
         teacher=teacher,
         settings=settings,
         run_dir=Path(config.run_dir),
+        dynamic=None if dynamic is None else dynamic[0],
     )
 
 
 def train_from_config(config: Config, **parts: Any) -> TrainResult:
-    """Build the parts (see :func:`build_training`) and train; three lines from Python."""
+    """Build the parts (see :func:`build_training`) and train; three lines from Python.
+
+    The result carries the trained ``model`` (a new object when a resume re-shaped it) and the
+    ``space`` after training (adjusted by dynamic modules): save that one for the search.
+    """
     p = build_training(config, **parts)
-    return train_supernet(
+    result = train_supernet(
         p.model,
         p.strategy,
         p.losses,
@@ -194,18 +417,25 @@ def train_from_config(config: Config, **parts: Any) -> TrainResult:
         settings=p.settings,
         run_dir=p.run_dir,
     )
+    result.model, result.space = p.model, p.final_space()
+    return result
 
 
 __all__ = [
     "TrainingParts",
     "build_training",
     "data_from_config",
+    "dynamic_from_config",
+    "dynamic_hook",
+    "fixed_batches",
     "losses_from_config",
     "model_folder",
     "model_from_config",
     "settings_from_config",
+    "size_fn_from_config",
     "space_from_config",
     "strategy_from_config",
+    "subnet_score_fn",
     "tokenizer_from_config",
     "train_from_config",
 ]

@@ -8,6 +8,9 @@ A checkpoint is a folder ``step-00000042`` under ``run_dir/train/checkpoints`` h
   plain tensors and containers, loaded with ``torch.load(..., weights_only=True)``: nothing is
   unpickled;
 - ``strategy.json``: ``strategy.state_dict()`` (progressive shrinking keeps its pool there);
+- ``NAME.json`` for every extra state (``dynamic.json``: ELM dynamic modules' history and space);
+- ``config.json``: the model's config when it has one (``layer_sizes`` after dynamic changes), so
+  a resumed run rebuilds the adjusted shapes before loading the weights;
 - ``state.json``: the step, the data position and the settings, readable by people.
 
 It is written to a hidden temporary folder and renamed into place, so a crash leaves either the old
@@ -98,6 +101,11 @@ class Checkpoint:
     trainer: dict[str, Any]
     strategy: dict[str, Any]
 
+    def extra(self, name: str) -> dict[str, Any] | None:
+        """The extra state saved as ``NAME.json`` (None when this checkpoint has none)."""
+        file = self.path / f"{name}.json"
+        return json.loads(file.read_text()) if file.is_file() else None
+
 
 def save_checkpoint(
     directory: str | os.PathLike[str],
@@ -108,6 +116,7 @@ def save_checkpoint(
     strategy: dict[str, Any],
     state: dict[str, Any],
     keep: int = 3,
+    extra: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically and prune to the newest ``keep``; returns its path."""
     root = Path(directory)
@@ -120,6 +129,13 @@ def save_checkpoint(
     save_model(model, str(tmp / "model.safetensors"))
     torch.save(trainer, tmp / "trainer.pt")
     (tmp / "strategy.json").write_text(json.dumps(strategy, indent=1, sort_keys=True))
+    for name, value in (extra or {}).items():
+        if name in ("strategy", "state", "config"):
+            raise ValueError(f"extra state name {name!r} is reserved; pick another")
+        (tmp / f"{name}.json").write_text(json.dumps(value, indent=1, sort_keys=True))
+    config = getattr(model, "config", None)
+    if hasattr(config, "to_json_file"):  # HF-style config: layer_sizes etc. for a reshaped resume
+        config.to_json_file(str(tmp / "config.json"))
     (tmp / "state.json").write_text(json.dumps({**state, "step": int(step)}, indent=1, default=str))
     if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
         old = root / f".old-{final.name}-{os.getpid()}"

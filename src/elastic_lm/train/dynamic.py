@@ -20,7 +20,7 @@ sizes (``layer_sizes``), see :mod:`elastic_lm.train.resize`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -165,11 +165,13 @@ class DynamicModules:
         space: SearchSpace,
         batches: Iterable[Mapping[str, torch.Tensor]],
         optimizer: torch.optim.Optimizer | None = None,
+        agree: Callable[[list[Change]], list[Change]] | None = None,
     ) -> Adjustment | None:
         """Adjust model and space when ``step`` is due and something qualifies; else None.
 
         With ``optimizer`` its parameters and AdamW moments are resized in place; without it the
-        caller rebuilds the optimiser when ``adjustment.shapes_changed``.
+        caller rebuilds the optimiser when ``adjustment.shapes_changed``. ``agree`` maps the planned
+        changes to those every process applies (DDP: rank 0's plan, broadcast).
         """
         if not self.due(step):
             return None
@@ -184,6 +186,8 @@ class DynamicModules:
             attention=self.settings.prune_heads,
         )
         changes = self.plan(step, model, space, stats)
+        if agree is not None:
+            changes = agree(changes)
         if not changes:
             return None
         return self.apply(step, changes, model, space, stats, optimizer)

@@ -60,8 +60,10 @@ MODEL_INPUT_KEYS: tuple[str, ...] = (
     "token_type_ids",
     "position_ids",
 )
-_HIDDEN_LOSSES = frozenset({"hidden", "relational"})
+_HIDDEN_LOSSES = frozenset({"hidden", "relational", "blockwise"})
 _ATTENTION_LOSSES = frozenset({"attention"})
+# losses that read no logits but those at the labelled positions (``masked_logits``)
+_LABEL_POSITION_LOSSES = frozenset({"mlm", "hidden", "relational", "attention", "blockwise"})
 
 
 class TrainingDiverged(UserError):  # noqa: N818 (the name users search for)
@@ -103,6 +105,12 @@ class TrainSettings:
     # True when it replaced parameters (ELM dynamic modules), so the loop re-collects them. It must
     # resize the optimiser state itself and do the same on every rank.
     before_step: Callable[[int, nn.Module, Any, torch.optim.Optimizer], bool] | None = None
+    # objects with JSON-safe state_dict() / load_state_dict(), saved as NAME.json in every
+    # checkpoint and restored on resume (``dynamic``: ELM dynamic modules)
+    extra_state: dict[str, Any] | None = None
+    # MLM logits only at the labelled positions when every loss of a pass reads nothing else (a
+    # model with ``supports_logits_positions``); about half of a MiniLM step at seq 128
+    masked_logits: bool = True
 
     def validate(self) -> None:
         """Every bad value is a ConfigError naming the field, the value and a fix."""
@@ -128,7 +136,7 @@ class TrainSettings:
 
     def public(self) -> dict[str, Any]:
         """The JSON-able part, for ``state.json``."""
-        skip = {"eval_archs", "collate_fn", "batch_hook", "before_step"}
+        skip = {"eval_archs", "collate_fn", "batch_hook", "before_step", "extra_state"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -142,6 +150,10 @@ class TrainResult:
     val: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
     run_dir: Path | None = None
+    # set by ``train_from_config``: the trained model (rebuilt when a resume re-shaped it) and the
+    # space after training (adjusted by dynamic modules); save this space for the search
+    model: nn.Module | None = None
+    space: Any = None
 
 
 # --- seeding and data order -------------------------------------------------------------------
@@ -382,18 +394,41 @@ def _detached(outputs: Any) -> Any:
     return outputs
 
 
-def _needs(losses: nn.Module, target: str) -> dict[str, bool]:
-    """Which extra outputs the losses applying at ``target`` read."""
+def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[str, Any]:
+    """Which extra outputs the losses applying at ``target`` read (of the reference when asked:
+    block-wise distillation reads the teacher's hidden states but runs the student's layers)."""
     names = set()
     for label, loss in getattr(losses, "parts", {}).items():
+        if getattr(loss, "layerwise_loss", False) and not reference:
+            continue
         if target in getattr(losses, "when", {}).get(label, (target,)):
             names.add(getattr(loss, "name", ""))
-    flags = {}
+    flags: dict[str, Any] = {}
     if names & _HIDDEN_LOSSES:
         flags["output_hidden_states"] = True
     if names & _ATTENTION_LOSSES:
         flags["output_attentions"] = True
     return flags
+
+
+def _logits_positions(
+    model: nn.Module, losses: nn.Module, targets: Sequence[str], batch: Mapping[str, Any], enabled: bool
+) -> dict[str, Tensor]:
+    """``{"logits_positions": labels != -100}`` when the model can restrict its MLM logits and every
+    loss applying at ``targets`` reads only those; else nothing (full logits)."""
+    labels = batch.get("labels")
+    if not enabled or not getattr(model, "supports_logits_positions", False):
+        return {}
+    if not isinstance(labels, Tensor) or labels.dim() != 2:
+        return {}
+    when = getattr(losses, "when", None)
+    if when is None:
+        return {}
+    for label, loss in getattr(losses, "parts", {}).items():
+        applies = any(t in when.get(label, ()) for t in targets)
+        if applies and getattr(loss, "name", "") not in _LABEL_POSITION_LOSSES:
+            return {}
+    return {"logits_positions": labels != -100}
 
 
 def _eval_archs(strategy: Strategy, settings: TrainSettings) -> dict[str, Architecture]:
@@ -483,6 +518,10 @@ class _Trainer:
         if self.scaler is not None and "scaler" in ckpt.trainer:
             self.scaler.load_state_dict(ckpt.trainer["scaler"])
         self.strategy.load_state_dict(ckpt.strategy)
+        for name, holder in (self.s.extra_state or {}).items():
+            saved_extra = ckpt.extra(name)
+            if saved_extra is not None:
+                holder.load_state_dict(saved_extra)
         set_rng_state(ckpt.trainer["rng"])
         self.start = ckpt.step
         self.last_ckpt = path
@@ -511,6 +550,7 @@ class _Trainer:
                 strategy=self.strategy.state_dict(),
                 state=state,
                 keep=self.s.keep_checkpoints,
+                extra={name: h.state_dict() for name, h in (self.s.extra_state or {}).items()},
             )
         barrier(self.ctx)
 
@@ -521,7 +561,7 @@ class _Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.ctx.device.type, dtype=self.amp)
 
-    def _forward(self, module: nn.Module, batch: Mapping[str, Any], flags: dict[str, bool]) -> Any:
+    def _forward(self, module: nn.Module, batch: Mapping[str, Any], flags: Mapping[str, Any]) -> Any:
         inputs = {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}
         return module(**inputs, **flags)
 
@@ -548,17 +588,25 @@ class _Trainer:
             teacher_out = None
             if need_teacher:
                 with torch.no_grad(), self._autocast():
-                    teacher_out = self._forward(self.teacher, batch, _needs(self.losses, "teacher"))
+                    flags = _needs(self.losses, "teacher", reference=True)
+                    teacher_out = self._forward(self.teacher, batch, flags)
             kept = None
             for task in tasks:
                 flags = _needs(self.losses, task.target)
+                targets = [task.target]
                 if task.keep_outputs:
-                    flags |= _needs(self.losses, "largest")
+                    flags |= _needs(self.losses, "largest", reference=True)
+                    targets.append("largest")
+                flags |= _logits_positions(self.model, self.losses, targets, batch, self.s.masked_logits)
                 self.model.set_architecture(task.arch)
+                layerwise = bool(getattr(self.losses, "layerwise", False))
                 with self._autocast():
-                    out = self._forward(self.model, batch, flags)
+                    out = None
+                    if task.keep_outputs or not layerwise or self.losses.needs_forward(task.target):
+                        out = self._forward(self.model, batch, flags)
                     ref = {"teacher": teacher_out, "largest": kept}.get(task.target)
-                    loss, loss_parts = self.losses(out, batch, ref, target=task.target)
+                    extra = {"model": self.model} if layerwise else {}
+                    loss, loss_parts = self.losses(out, batch, ref, target=task.target, **extra)
                 scaled = loss / accum
                 if self.scaler is not None:
                     scaled = self.scaler.scale(scaled)
@@ -596,8 +644,11 @@ class _Trainer:
                     rows = range(b * size, min(len(self.val_data), (b + 1) * size))
                     batch = collate([self.val_data[i] for i in rows])
                     batch = _to_device(batch, self.ctx.device)
+                    flags = _logits_positions(
+                        self.model, self.losses, ["labels"], batch, self.s.masked_logits
+                    )
                     with self._autocast():
-                        out = self._forward(self.model, batch, {})
+                        out = self._forward(self.model, batch, flags)
                         loss, _ = self.losses(out, batch, None, target="labels")
                     acc += torch.stack(
                         [
@@ -643,6 +694,8 @@ class _Trainer:
                 hook = self.s.before_step
                 if hook is not None and hook(step, self.model, self.strategy, self.optimizer):
                     self._collect_parameters()
+                    if self.val_data is not None:  # the space changed: largest / smallest too
+                        self.eval_archs = _eval_archs(self.strategy, self.s)
                 tasks = self.strategy(step)
                 self.optimizer.zero_grad(set_to_none=True)
                 total, parts, tokens = self.train_step(step, tasks)

@@ -77,12 +77,19 @@ def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 class MLMLoss(Loss):
-    """Masked-LM cross-entropy over the masked positions (labels -100 elsewhere)."""
+    """Masked-LM cross-entropy over the masked positions (labels -100 elsewhere).
+
+    Logits [N, V] (computed only at the labelled positions, ``logits_positions``) meet the labels
+    at those positions, in the same row-major order.
+    """
 
     name = "mlm"
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        return _cross_entropy(student.logits, batch["labels"])
+        labels = batch["labels"]
+        if student.logits.dim() == 2 and labels.dim() == 2:
+            labels = labels[labels != IGNORE_INDEX]
+        return _cross_entropy(student.logits, labels)
 
 
 class CLMLoss(Loss):
@@ -360,7 +367,8 @@ def blockwise_loss(
     output (HF ``hidden_states`` convention, length L+1). Student block ``i`` receives the
     detached teacher state at ``m(i-1)`` and regresses (MSE over valid tokens) the teacher state
     after block ``m(i)``, so no gradient crosses from one block into another and blocks can train
-    in parallel. Returns the mean over blocks and the per-block losses.
+    in parallel. A student block narrower than the teacher is compared with the teacher's first
+    channels (what elastic slicing keeps). Returns the mean over blocks and the per-block losses.
     """
     n_teacher = len(teacher_hidden) - 1
     if n_teacher < 1:
@@ -374,9 +382,57 @@ def blockwise_loss(
         target = teacher_hidden[mapping[i] + 1].detach()
         previous = mapping[i]
         output = student_layer(i, inputs, mask)
+        if output.shape[-1] > target.shape[-1]:
+            raise ConfigError(
+                f"student block {i} is {output.shape[-1]} wide but the teacher only "
+                f"{target.shape[-1]}; block-wise distillation needs a teacher at least as wide"
+            )
+        target = target[..., : output.shape[-1]]
         token_mask = mask.float() if mask is not None else torch.ones(output.shape[:2], device=output.device)
         parts.append(_masked_mean((output - target).pow(2).mean(-1), token_mask))
     return torch.stack(parts).mean(), parts
+
+
+class BlockwiseDistillation(Loss):
+    """NAS-BERT block-wise distillation as a loss spec (``{name: blockwise}``).
+
+    It runs the student's layers itself (``model.backbone.forward_layer``) on the teacher's hidden
+    states, so the training loop calls :meth:`layerwise` instead of ``forward``. The selected
+    sub-network's non-identity layers are mapped onto the teacher's layers (uniform map, or
+    ``layer_map`` with one teacher layer per active student layer); see :func:`blockwise_loss`.
+    """
+
+    name = "blockwise"
+    needs_teacher = True
+    layerwise_loss = True
+    default_when = ("teacher",)
+
+    def __init__(self, layer_map: Sequence[int] | None = None) -> None:
+        super().__init__()
+        self.layer_map = list(layer_map) if layer_map is not None else None
+
+    def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
+        raise ConfigError("loss 'blockwise' runs the model's layers; call CombinedLoss(..., model=model)")
+
+    def layerwise(self, model: nn.Module, batch: Mapping[str, Any], teacher: Any) -> Tensor:
+        """Mean over the active student blocks of their block-wise regression losses."""
+        backbone = getattr(model, "backbone", model)
+        if not hasattr(backbone, "forward_layer"):
+            raise ConfigError(
+                f"loss 'blockwise' needs a model with forward_layer (an elastic model), not "
+                f"{type(model).__name__}"
+            )
+        states = getattr(teacher, "hidden_states", None)
+        if not states:
+            raise DataError("teacher outputs have no hidden_states; call it with output_hidden_states=True")
+        active = [i for i, layer in enumerate(model.architecture.layers) if layer.block != "identity"]
+        mask = batch.get("attention_mask")
+
+        def run(k: int, hidden: Tensor, m: Tensor | None) -> Tensor:
+            return backbone.forward_layer(active[k], hidden, m)
+
+        total, _ = blockwise_loss(run, states, mask, n_student_blocks=len(active), layer_map=self.layer_map)
+        return total
 
 
 # --- combination ----------------------------------------------------------------------------------
@@ -393,6 +449,7 @@ LOSSES: dict[str, type[Loss]] = {
         HiddenStateDistillation,
         AttentionDistillation,
         RelationalLoss,
+        BlockwiseDistillation,
     )
 }
 
@@ -462,8 +519,13 @@ class CombinedLoss(nn.Module):
         batch: Mapping[str, Any],
         teacher: Any | None = None,
         target: str = "labels",
+        model: nn.Module | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Sum the parts that apply at ``target`` (a ``SubnetTask.target``)."""
+        """Sum the parts that apply at ``target`` (a ``SubnetTask.target``).
+
+        ``model`` (the elastic model, its sub-network selected) is needed by block-wise parts,
+        which run its layers themselves; ``student`` may then be None if no other part applies.
+        """
         total: Tensor | None = None
         parts: dict[str, Tensor] = {}
         for label, loss in self.parts.items():
@@ -471,7 +533,12 @@ class CombinedLoss(nn.Module):
                 continue
             if loss.needs_teacher and teacher is None:
                 raise DataError(f"loss {label!r} at target {target!r} needs teacher outputs")
-            value = loss(student, batch, teacher)
+            if getattr(loss, "layerwise_loss", False):
+                if model is None:
+                    raise ConfigError(f"loss {label!r} runs the model's layers; pass model=")
+                value = loss.layerwise(model, batch, teacher)
+            else:
+                value = loss(student, batch, teacher)
             parts[label] = value.detach()
             weighted = self.weights[label] * value
             total = weighted if total is None else total + weighted
@@ -479,10 +546,23 @@ class CombinedLoss(nn.Module):
             raise ConfigError(f"no loss applies at target {target!r}; add one whose 'when' includes it")
         return total, parts
 
+    @property
+    def layerwise(self) -> bool:
+        """Whether some part runs the model's layers itself (block-wise distillation)."""
+        return any(getattr(loss, "layerwise_loss", False) for loss in self.parts.values())
+
+    def needs_forward(self, target: str) -> bool:
+        """Whether a part applying at ``target`` reads the student's full forward outputs."""
+        return any(
+            target in self.when[label] and not getattr(loss, "layerwise_loss", False)
+            for label, loss in self.parts.items()
+        )
+
 
 __all__ = [
     "LOSSES",
     "AttentionDistillation",
+    "BlockwiseDistillation",
     "CLMLoss",
     "ClassificationLoss",
     "CombinedLoss",

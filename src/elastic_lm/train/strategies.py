@@ -264,8 +264,15 @@ class ProgressiveShrinkingStrategy(_Seeded):
         self.shrink_at = tuple(sorted(int(s) for s in shrink_at))
         self.min_per_bin = int(min_per_bin)
         self.n_per_step = int(n_per_step)
+        self.n_candidates, self.n_bins = int(n_candidates), int(n_bins)
         self.bins: list[list[Architecture]] = self._initial_bins(n_candidates, n_bins)
         self.done: list[int] = []
+
+    def reset_pool(self, space: SearchSpaceLike) -> None:
+        """Sample a fresh pool from ``space`` (changed by ELM dynamic modules: the old pool may hold
+        head counts that no longer exist). Shrinks already done are not repeated."""
+        self.space = space
+        self.bins = self._initial_bins(self.n_candidates, self.n_bins)
 
     def _initial_bins(self, n_candidates: int, n_bins: int) -> list[list[Architecture]]:
         rng = random.Random(f"elastic-lm:pool:{self.seed}")

@@ -39,8 +39,7 @@ def train_stage(
     """
     from elastic_lm.export.supernet import save_supernet
     from elastic_lm.pipeline.rundir import inputs_hash
-    from elastic_lm.train.build import build_training, tokenizer_from_config
-    from elastic_lm.train.loop import train_supernet
+    from elastic_lm.train.build import tokenizer_from_config, train_from_config
 
     folder = run_dir.stage_dir("train")
     marker = folder / "inputs.json"
@@ -49,24 +48,14 @@ def train_stage(
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     if _is_main_rank():
         atomic_write_json(marker, wanted)
-    parts = build_training(config, resume=resume, progress=progress)
-    result = train_supernet(
-        parts.model,
-        parts.strategy,
-        parts.losses,
-        parts.train_data,
-        val_data=parts.val_data,
-        teacher=parts.teacher,
-        settings=parts.settings,
-        run_dir=parts.run_dir,
-    )
+    result = train_from_config(config, resume=resume, progress=progress)
     if not _is_main_rank():
         return {}
     provenance = {"source_model": config.model.source, "space": config.space.preset}
     supernet = save_supernet(
-        parts.model,
+        result.model,
         tokenizer_from_config(config),
-        parts.final_space(),
+        result.space,
         folder / "supernet",
         provenance=provenance,
     )

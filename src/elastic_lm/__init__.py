@@ -11,6 +11,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 # Our own progress bars and summaries say what happens; the libraries' load reports would drown them.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bars
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from elastic_lm.architecture import Architecture, LayerArch

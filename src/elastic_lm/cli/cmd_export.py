@@ -3,17 +3,123 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from elastic_lm.cli.common import add_config_arguments
-from elastic_lm.errors import UserError
+from elastic_lm.architecture import Architecture
+from elastic_lm.errors import ArchitectureError, UserError
 
 HELP = "turn chosen sub-networks into standalone Hugging Face models"
-EXAMPLES = "  elastic-lm export runs/elm-mlm --pareto"
+EXAMPLES = (
+    "  elastic-lm export runs/elm-mlm/train/supernet --arch best.json --out models/small --onnx\n"
+    "  elastic-lm export runs/elm-mlm --pareto\n"
+    "  elastic-lm export runs/elm-mlm --pareto --max-params 10000000"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser)
+    parser.add_argument(
+        "source",
+        type=Path,
+        metavar="SUPERNET_DIR|RUN_DIR",
+        help="super-network folder (save_pretrained of an ElasticFor* model), or a run directory (--pareto)",
+    )
+    parser.add_argument("--arch", metavar="JSON_OR_FILE", help="architecture as JSON text or a .json file")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (with --arch)")
+    parser.add_argument(
+        "--pareto", action="store_true", help="export the run's Pareto set into RUN_DIR/export/<name>/"
+    )
+    parser.add_argument(
+        "--max-params", type=int, metavar="N", help="with --pareto: only the best member with <= N parameters"
+    )
+    parser.add_argument(
+        "--supernet",
+        type=Path,
+        metavar="DIR",
+        help="with --pareto: super-network folder (default RUN_DIR/train/supernet)",
+    )
+    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (needs elastic-lm[onnx])")
+    parser.add_argument(
+        "--no-stock", action="store_true", help="always save elastic-lm's own class, even for uniform shapes"
+    )
+    parser.add_argument(
+        "--seq-len", type=int, default=128, help="sequence length for FLOPs and the ONNX trace"
+    )
+
+
+def parse_architecture(text: str) -> Architecture:
+    """``--arch`` as a file path or JSON text; one-line errors for anything else."""
+    source = "--arch"
+    if not text.lstrip().startswith(("{", "[")):
+        path = Path(text)
+        if not path.is_file():
+            raise ArchitectureError(
+                f"--arch {text!r} is neither JSON text nor an existing file; pass a .json file or JSON text"
+            )
+        text, source = path.read_text(encoding="utf-8"), f"--arch file {path}"
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArchitectureError(
+            f"{source} is not valid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+            'pass e.g. {"hidden": 384, "layers": [{"block": "bert", "heads": 6, "ffn": 768}]}'
+        ) from err
+    if isinstance(data, dict) and "architecture" in data and "layers" not in data:
+        data = data["architecture"]  # a trial record or export.json
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        return Architecture.from_dict(data)
+    except (KeyError, ValueError, TypeError) as err:
+        raise ArchitectureError(
+            f"{source} is not an architecture ({err}); it needs 'hidden' and 'layers'"
+        ) from err
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("'elastic-lm export' is not available in this version yet (planned: issue #3)")
+    from elastic_lm.export import export_pareto, export_subnetwork, load_supernet
+    from elastic_lm.export.onnx import require_onnx
+    from elastic_lm.export.supernet import check_in_space
+
+    if args.onnx:
+        require_onnx()
+    prefer_stock = not args.no_stock
+    if args.pareto:
+        if args.arch or args.out:
+            raise UserError("--pareto exports the run's own architectures; drop --arch / --out")
+        done = export_pareto(
+            args.source,
+            supernet_dir=args.supernet,
+            max_params=args.max_params,
+            onnx=args.onnx,
+            prefer_stock=prefer_stock,
+            seq_len=args.seq_len,
+        )
+        for item in done:
+            print(f"exported {item.path} ({item.format}: {item.model_class}, {item.params:,} parameters)")
+        print(f"index written: {Path(args.source) / 'export' / 'index.json'}")
+        return 0
+    if not args.arch or not args.out:
+        raise UserError("--arch and --out are required (or use --pareto with a run directory)")
+    if args.max_params is not None or args.supernet is not None:
+        raise UserError("--max-params and --supernet only apply with --pareto")
+    arch = parse_architecture(args.arch)
+    supernet = load_supernet(args.source)
+    check_in_space(supernet.space, arch)
+    tokenizer = None
+    if supernet.has_tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(supernet.path)
+    item = export_subnetwork(
+        supernet.model,
+        arch,
+        args.out,
+        tokenizer=tokenizer,
+        provenance={**supernet.provenance, "supernet": str(args.source)},
+        onnx=args.onnx,
+        prefer_stock=prefer_stock,
+        seq_len=args.seq_len,
+    )
+    print(f"exported {item.path} ({item.format}: {item.model_class}, {item.params:,} parameters)")
+    return 0

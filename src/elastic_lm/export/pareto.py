@@ -1,0 +1,138 @@
+"""Export the Pareto set of a finished search (or its best member under a parameter budget).
+
+Reads the run directory's plain files with the report's readers (``search/trials.json`` +
+``search/summary.json``, see ``docs/report.md``), recomputes the Pareto set the way the report does, exports
+each member into ``RUN_DIR/export/<name>/`` and writes ``RUN_DIR/export/index.json``
+(``[{"name", "path", "metrics", "format"}]``, paths relative to ``RUN_DIR``), which the report links.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from elastic_lm.errors import DataError
+from elastic_lm.export.subnet import ExportedModel, export_subnetwork
+from elastic_lm.export.supernet import Supernet, check_in_space, load_supernet
+from elastic_lm.io import atomic_write_json
+from elastic_lm.metrics.size import count_params
+from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
+from elastic_lm.report.pareto import pareto_mask
+
+# Where a run directory keeps the trained super-network (a save_pretrained folder).
+SUPERNET_SUBDIR = Path("train") / "supernet"
+
+
+def pareto_trials(run_dir: Path) -> tuple[list[Trial], dict[str, str], str]:
+    """Usable trials on the recomputed front, the objectives' directions, and the search strategy."""
+    summary = load_summary(find_summary(run_dir))
+    trials = load_trials(find_trials_file(run_dir))
+    directions = {o.name: o.direction for o in summary.objectives}
+    usable = [
+        t
+        for t in trials
+        if t.usable
+        and t.architecture is not None
+        and all(isinstance(t.metrics.get(n), int | float) and math.isfinite(t.metrics[n]) for n in directions)
+    ]
+    if not usable:
+        raise DataError(
+            f"{run_dir}/search has no complete, feasible trial reporting every objective "
+            f"({', '.join(directions)}); run or resume 'elastic-lm search' first"
+        )
+    points = [[t.metrics[n] for n in directions] for t in usable]
+    mask = pareto_mask(points, list(directions.values()))
+    return [t for t, keep in zip(usable, mask, strict=True) if keep], directions, summary.strategy
+
+
+def best_under_budget(
+    trials: list[Trial], directions: dict[str, str], max_params: int, supernet: Supernet
+) -> Trial:
+    """The front member with the best first non-size objective among those with at most ``max_params``."""
+
+    def params(t: Trial) -> float:
+        if "params" in t.metrics:
+            return t.metrics["params"]
+        assert t.architecture is not None
+        return count_params(supernet.model.config, t.architecture)
+
+    fitting = [t for t in trials if params(t) <= max_params]
+    if not fitting:
+        smallest = min(params(t) for t in trials)
+        raise DataError(
+            f"--max-params {max_params:,} is below every Pareto member (smallest: {int(smallest):,}); "
+            "raise the budget"
+        )
+    quality = next((n for n in directions if n not in ("params", "flops", "latency_ms")), None)
+    if quality is None:
+        return min(fitting, key=params)
+    sign = 1.0 if directions[quality] == "minimize" else -1.0
+    return min(fitting, key=lambda t: (sign * t.metrics[quality], params(t)))
+
+
+def export_pareto(
+    run_dir: str | Path,
+    *,
+    supernet_dir: str | Path | None = None,
+    max_params: int | None = None,
+    onnx: bool = False,
+    prefer_stock: bool = True,
+    seq_len: int = 128,
+) -> list[ExportedModel]:
+    """Export every Pareto member of ``run_dir`` (or the best one with at most ``max_params``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run directory {run_dir} does not exist; 'elastic-lm run CONFIG' creates it")
+    front, directions, strategy = pareto_trials(run_dir)
+    source = Path(supernet_dir) if supernet_dir is not None else run_dir / SUPERNET_SUBDIR
+    if not source.is_dir():
+        raise DataError(
+            f"super-network folder {source} does not exist; train one ('elastic-lm train') "
+            "or pass --supernet DIR"
+        )
+    supernet = load_supernet(source)
+    chosen = front if max_params is None else [best_under_budget(front, directions, max_params, supernet)]
+    tokenizer = _tokenizer(supernet)
+    exported: list[ExportedModel] = []
+    index: list[dict[str, Any]] = []
+    for trial in sorted(chosen, key=lambda t: t.number):
+        assert trial.architecture is not None
+        check_in_space(supernet.space, trial.architecture)
+        name = f"trial-{trial.number}"
+        provenance = {
+            **supernet.provenance,
+            "supernet": str(source),
+            "run_dir": str(run_dir),
+            "strategy": strategy,
+            "trial": trial.number,
+        }
+        done = export_subnetwork(
+            supernet.model,
+            trial.architecture,
+            run_dir / "export" / name,
+            tokenizer=tokenizer,
+            provenance=provenance,
+            metrics=trial.metrics,
+            onnx=onnx,
+            prefer_stock=prefer_stock,
+            seq_len=seq_len,
+        )
+        exported.append(done)
+        index.append(
+            {"name": name, "path": f"export/{name}", "metrics": trial.metrics, "format": done.format}
+        )
+    atomic_write_json(run_dir / "export" / "index.json", index)
+    return exported
+
+
+def _tokenizer(supernet: Supernet) -> Any:
+    """The tokenizer saved beside the super-network, if any (copied into every export)."""
+    if not supernet.has_tokenizer:
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(supernet.path)
+
+
+__all__ = ["SUPERNET_SUBDIR", "best_under_budget", "export_pareto", "pareto_trials"]

@@ -100,6 +100,38 @@ class ExportSection(Section):
     onnx: bool = False
 
 
+class VocabularySection(Section):
+    """Vocabulary pruning of exported models: keep the embedding rows the task's data uses."""
+
+    enabled: bool = False
+    reserve: int = Field(
+        0, ge=0, description="also keep this many of the most frequent other tokens (0: only used ones)"
+    )
+    min_count: PositiveInt = Field(1, description="a token must occur this often in train+validation")
+
+
+class PruneSection(Section):
+    """``elastic-lm prune``: fine-tune, reorder, train the super-network, search, export, baselines."""
+
+    finetune_steps: int = Field(200, ge=0, description="fine-tuning of the full model; 0 skips it")
+    finetune_learning_rate: float = Field(5e-5, gt=0)
+    importance: Literal["gradient", "magnitude"] = "gradient"
+    importance_batches: PositiveInt = 8
+    size_objective: Literal["params", "params_nonembedding", "latency_ms"] = "params_nonembedding"
+    quality_objective: Literal["accuracy", "f1", "loss"] = "accuracy"
+    eval_batch_size: PositiveInt = 64
+    latency_batch_size: PositiveInt = 1
+    latency_seq_len: PositiveInt = 128
+    latency_repeats: PositiveInt = 10
+    latency_threads: PositiveInt | None = 1
+    baselines: bool = False
+    baseline_fractions: list[float] = Field(
+        default_factory=lambda: [0.33, 0.5, 0.67], description="kept fractions of layers / heads / widths"
+    )
+    baseline_steps: int | None = Field(None, ge=0, description="steps per baseline model; None: train.steps")
+    vocabulary: VocabularySection = Field(default_factory=VocabularySection)
+
+
 class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
@@ -113,3 +145,4 @@ class Config(Section):
     train: TrainSection = Field(default_factory=TrainSection)
     search: SearchSection = Field(default_factory=SearchSection)
     export: ExportSection = Field(default_factory=ExportSection)
+    prune: PruneSection = Field(default_factory=PruneSection)

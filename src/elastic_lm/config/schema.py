@@ -63,6 +63,9 @@ class TrainSection(Section):
     teacher: str = Field("self", description="'self' (the full super-network), 'none', or an asset/path")
     checkpoint_every: PositiveInt = 100
     eval_every: PositiveInt = 100
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    keep_checkpoints: PositiveInt = 3
+    eval_batches: PositiveInt = 8
 
 
 class ObjectiveSpec(Section):

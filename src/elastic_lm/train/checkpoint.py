@@ -1,0 +1,170 @@
+"""Training checkpoints that are safe to load and never half-written.
+
+A checkpoint is a folder ``step-00000042`` under ``run_dir/train/checkpoints`` holding
+
+- ``model.safetensors``: the super-network weights (``safetensors.torch.save_model``, which copes
+  with tied embeddings);
+- ``trainer.pt``: optimiser, scheduler, loss-projection and grad-scaler state plus RNG states, all
+  plain tensors and containers, loaded with ``torch.load(..., weights_only=True)``: nothing is
+  unpickled;
+- ``strategy.json``: ``strategy.state_dict()`` (progressive shrinking keeps its pool there);
+- ``state.json``: the step, the data position and the settings, readable by people.
+
+It is written to a hidden temporary folder and renamed into place, so a crash leaves either the old
+set of checkpoints or the new one; then all but the newest ``keep`` are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+from elastic_lm.errors import CheckpointError
+
+PREFIX = "step-"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{int(step):08d}"
+
+
+def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
+    """Complete checkpoints in ``directory``, oldest first (temporary folders are ignored)."""
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)]
+    return sorted((p for p in found if (p / "state.json").exists()), key=lambda p: p.name)
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    found = list_checkpoints(directory)
+    return found[-1] if found else None
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states as tensors and plain values (``weights_only``-safe)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "name": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            n["name"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` read back; ``trainer`` holds the optimiser etc. states."""
+
+    path: Path
+    step: int
+    state: dict[str, Any]
+    trainer: dict[str, Any]
+    strategy: dict[str, Any]
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    step: int,
+    *,
+    model: torch.nn.Module,
+    trainer: dict[str, Any],
+    strategy: dict[str, Any],
+    state: dict[str, Any],
+    keep: int = 3,
+) -> Path:
+    """Write checkpoint ``step`` atomically and prune to the newest ``keep``; returns its path."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save(trainer, tmp / "trainer.pt")
+    (tmp / "strategy.json").write_text(json.dumps(strategy, indent=1, sort_keys=True))
+    (tmp / "state.json").write_text(json.dumps({**state, "step": int(step)}, indent=1, default=str))
+    if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
+        old = root / f".old-{final.name}-{os.getpid()}"
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    for stale in list_checkpoints(root)[: -max(int(keep), 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], model: torch.nn.Module, device: torch.device | str = "cpu"
+) -> Checkpoint:
+    """Load the weights into ``model`` (strict) and return the other states, safely."""
+    folder = Path(path)
+    if not (folder / "state.json").exists():
+        raise CheckpointError(f"checkpoint {folder} is incomplete (no state.json); pick another")
+    try:
+        missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {folder}: weights do not fit the model ({str(exc).splitlines()[0]}); "
+            "resume with the model config the run was started with"
+        ) from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {folder}: missing {sorted(missing)[:3]} / unexpected "
+            f"{sorted(unexpected)[:3]} weights; resume with the model the run was started with"
+        )
+    trainer = torch.load(folder / "trainer.pt", map_location=device, weights_only=True)
+    state = json.loads((folder / "state.json").read_text())
+    strategy = json.loads((folder / "strategy.json").read_text())
+    return Checkpoint(folder, int(state["step"]), state, trainer, strategy)
+
+
+__all__ = [
+    "Checkpoint",
+    "checkpoint_name",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]

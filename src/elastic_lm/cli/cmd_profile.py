@@ -3,18 +3,122 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
 from elastic_lm.errors import UserError
 
 HELP = "measure latency on this machine and fit a latency predictor"
-EXAMPLES = "  elastic-lm profile configs/elm-mlm.yaml --samples 64"
+EXAMPLES = (
+    "  elastic-lm profile configs/elm-mlm.yaml --samples 64\n"
+    "  elastic-lm profile runs/elm-mlm/train/supernet --space elm --threads 4 --out runs/elm-mlm/profile\n"
+    "  elastic-lm profile --space elm --samples 32 --seq-len 64 --out /tmp/profile   # random weights"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument(
+        "--space",
+        metavar="PRESET",
+        help="search-space preset name or a saved space (.json/.yaml of SearchSpace.to_dict); needed with "
+        "a super-network folder; alone: profile a random-weight super-network of that space",
+    )
+    parser.add_argument("--samples", type=int, default=64, help="sub-networks to measure (default 64)")
+    parser.add_argument(
+        "--held-out", type=int, default=None, help="of those, scored and not fitted (default: a quarter)"
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size of a timed call (default 1)")
+    parser.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per model (default 15)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per model (default 3)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "thread"),
+        default="wall",
+        help="wall: wall-clock latency (default); thread: CPU time of the timing thread, steadier on a "
+        "busy shared CPU (needs --threads 1, cpu, torch)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="output folder (default RUN_DIR/profile)")
+
+
+def _space(name: str) -> object:
+    """A preset name, or a file holding ``SearchSpace.to_dict()`` as JSON or YAML."""
+    from elastic_lm.space import SearchSpace, preset, preset_names
+
+    path = Path(name)
+    if path.suffix in (".json", ".yaml", ".yml"):
+        if not path.is_file():
+            raise UserError(f"--space {name}: file not found; give a preset ({', '.join(preset_names())})")
+        import yaml
+
+        return SearchSpace.from_dict(yaml.safe_load(path.read_text()))
+    if name not in preset_names():
+        raise UserError(f"--space {name!r} is not a preset; use one of {', '.join(preset_names())} or a file")
+    return preset(name)
+
+
+def _supernet_and_space(args: argparse.Namespace) -> tuple[object, object, Path]:
+    """A CONFIG file, a super-network folder (+ --space), or --space alone."""
+    from elastic_lm.profile import load_supernet, supernet_for_space, supernet_from_config
+
+    target = Path(args.config) if args.config else None
+    if target is not None and target.is_dir():
+        if not args.space:
+            raise UserError(f"{target} is a super-network folder; name its search space with --space PRESET")
+        supernet, space = load_supernet(target), _space(args.space)
+        out = args.out or (args.run_dir / "profile" if args.run_dir else target / "profile")
+        return supernet, space, out
+    if target is None and args.space:
+        space = _space(args.space)
+        supernet = supernet_for_space(space)
+        run_dir = args.run_dir or Path("runs/default")
+        return supernet, space, args.out or run_dir / "profile"
+    config = config_from_args(args)
+    supernet, space = supernet_from_config(config)
+    return supernet, space, args.out or Path(config.run_dir) / "profile"
 
 
 def run(args: argparse.Namespace) -> int:
-    config_from_args(args)  # validate the config even before the command exists
-    raise UserError("'elastic-lm profile' is not available in this version yet (planned: issue #5)")
+    from elastic_lm.profile import ProfileSettings, fit_predictors
+
+    settings = ProfileSettings(
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        device=args.device,
+        threads=args.threads,
+        backend=args.backend,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        clock=args.clock,
+    )
+    held_out = args.held_out if args.held_out is not None else max(2, args.samples // 4)
+    if args.samples - held_out < 2:
+        raise UserError(
+            f"--samples={args.samples} with --held-out={held_out} leaves fewer than 2 to fit; "
+            "raise --samples or lower --held-out"
+        )
+    supernet, space, out = _supernet_and_space(args)
+    print(
+        f"profiling {args.samples} sub-networks (batch {settings.batch_size} x {settings.seq_len} tokens, "
+        f"{settings.device}, {settings.threads} thread(s), {settings.backend}) ..."
+    )
+    result = fit_predictors(
+        supernet,
+        space,  # type: ignore[arg-type]
+        settings,
+        n_train=args.samples - held_out,
+        n_held_out=held_out,
+        seed=args.seed,
+        out_dir=out,
+    )
+    print(f"{'predictor':<10} {'MAPE':>7} {'tau':>6} {'max err ms':>10}   (held-out: {held_out})")
+    for name, err in result.errors.items():
+        print(f"{name:<10} {err['mape']:>7.1%} {err['kendall_tau']:>6.3f} {err['max_abs_error_ms']:>10.2f}")
+    for path in result.files.values():
+        print(f"written: {path}")
+    return 0

@@ -26,7 +26,10 @@ def train_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
 
 def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    raise _not_available("search")
+    from elastic_lm.pipeline.search_stage import run_search_stage
+
+    result = run_search_stage(config)
+    return {"trials": result.n_trials, "pareto": result.pareto, "hypervolume": result.hypervolume}
 
 
 def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:

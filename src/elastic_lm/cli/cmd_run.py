@@ -1,20 +1,53 @@
-"""``elastic-lm run``: run the whole pipeline of a config, stage by stage, resumably."""
+"""``elastic-lm run``: the whole pipeline of a config, stage by stage, resumably."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+from pathlib import Path
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
-from elastic_lm.errors import UserError
+from elastic_lm.pipeline.rundir import STAGES
 
 HELP = "run the whole pipeline of a config, stage by stage, resumably"
-EXAMPLES = "  elastic-lm run configs/elm-mlm.yaml --until search"
+EXAMPLES = (
+    "  elastic-lm run configs/elm-mlm.yaml --budget quick\n"
+    "  elastic-lm run configs/elm-mlm.yaml --from search --until report --set search.trials=200"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--from", dest="start", choices=STAGES, help="re-run from this stage on")
+    parser.add_argument("--until", choices=STAGES, help="stop after this stage")
 
 
 def run(args: argparse.Namespace) -> int:
-    config_from_args(args)  # validate the config even before the command exists
-    raise UserError("'elastic-lm run' is not available in this version yet (planned: issue #7)")
+    from elastic_lm.pipeline.run import run_pipeline
+
+    config = config_from_args(args)
+    outcomes = run_pipeline(config, start=args.start, until=args.until)
+    print(summary(Path(config.run_dir), [(o.stage, o.status, o.seconds) for o in outcomes]))
+    return 0
+
+
+def summary(run_dir: Path, stages: list[tuple[str, str, float]]) -> str:
+    """What a person wants at the end: what ran, where the report is, the Pareto table."""
+    lines = [f"run directory: {run_dir}"]
+    lines += [f"  {stage:<9} {status:<8} {seconds:8.1f} s" for stage, status, seconds in stages]
+    report = run_dir / "report" / "index.html"
+    if report.is_file():
+        lines.append(f"report: {report}")
+    pareto = run_dir / "report" / "pareto.csv"
+    if pareto.is_file():
+        with pareto.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        if rows:
+            lines.append("Pareto set:")
+            widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+            for row in rows[:20]:
+                lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)))
+    exported = run_dir / "export" / "index.json"
+    if exported.is_file():
+        lines.append(f"exported models: {exported.parent}")
+    return "\n".join(lines)

@@ -69,8 +69,15 @@ class TrainSection(Section):
 
 
 class ObjectiveSpec(Section):
+    """A named objective (``elastic_lm.pipeline.objectives.METRICS``); direction defaults per name."""
+
     name: str
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Literal["minimize", "maximize"] | None = Field(
+        None, description="None: the metric's own (accuracy/f1 maximize, everything else minimize)"
+    )
+    bounds: tuple[float, float] | None = Field(
+        None, description="(low, high) raw values for the hypervolume; default: known or observed range"
+    )
 
 
 class ConstraintSpec(Section):
@@ -90,6 +97,12 @@ class SearchSection(Section):
     constraints: list[ConstraintSpec] = Field(default_factory=list)
     storage: str | None = Field(None, description="Optuna storage URL or journal file; default SQLite")
     eval_batches: PositiveInt = 8
+    eval_batch_size: PositiveInt = 16
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    latency_batch_size: PositiveInt = 1
+    latency_seq_len: PositiveInt = 128
+    latency_threads: PositiveInt | None = 1
+    latency_repeats: PositiveInt = 10
 
 
 class ExportSection(Section):

@@ -1,0 +1,28 @@
+"""Evaluate sub-networks with the super-network's (inherited) weights on fixed batches.
+
+Public API: :func:`evaluate_subnetwork`, :func:`fixed_eval_batches` and the pure metric helpers.
+"""
+
+from elastic_lm.evaluate.batches import fixed_eval_batches
+from elastic_lm.evaluate.metrics import (
+    accuracy,
+    f1_binary,
+    f1_macro,
+    mean_squared_error,
+    pearson,
+    spearman,
+)
+from elastic_lm.evaluate.subnetwork import TASK_KINDS, evaluate_subnetwork, task_kind
+
+__all__ = [
+    "TASK_KINDS",
+    "accuracy",
+    "evaluate_subnetwork",
+    "f1_binary",
+    "f1_macro",
+    "fixed_eval_batches",
+    "mean_squared_error",
+    "pearson",
+    "spearman",
+    "task_kind",
+]

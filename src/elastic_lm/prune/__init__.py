@@ -11,7 +11,7 @@ See ``docs/pruning.md``.
 from __future__ import annotations
 
 from elastic_lm.prune.data import TaskData, load_search_data
-from elastic_lm.prune.evaluation import evaluate_model, fixed_batches, macro_f1
+from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.final import final_evaluation
 from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.pipeline import PruneJob, PruneResult, run_prune
@@ -27,7 +27,6 @@ __all__ = [
     "gradient_importance",
     "kept_token_ids",
     "load_search_data",
-    "macro_f1",
     "prune_vocabulary_folder",
     "run_prune",
 ]

@@ -108,9 +108,18 @@ def run_baselines(job: PruneJob) -> list[dict[str, Any]]:
     total_heads = c.num_layers * c.num_attention_heads
     for f in p.baseline_fractions:
         k = max(1, round(f * c.num_layers))
-        plans.append((f"layer-drop k={k}", teacher, layer_drop_arch(c, best_layers(teacher, k, val, d.task, quality)), False))
+        plans.append(
+            (
+                f"layer-drop k={k}",
+                teacher,
+                layer_drop_arch(c, best_layers(teacher, k, val, d.task, quality)),
+                False,
+            )
+        )
         n_heads = max(1, round(f * total_heads))
-        plans.append((f"head-prune {n_heads}/{total_heads}", original, head_prune_arch(c, head_scores, n_heads), False))
+        plans.append(
+            (f"head-prune {n_heads}/{total_heads}", original, head_prune_arch(c, head_scores, n_heads), False)
+        )
         plans.append((f"uniform x{f:g}", original, uniform_arch(c, f), True))
 
     points, models = [], {}

@@ -1,4 +1,9 @@
-"""Task metrics of a (sub-)network on fixed batches: accuracy, macro-F1 and loss (or MSE)."""
+"""Task metrics of a model on fixed batches, the same numbers for a sliced super-network and for a
+stock Hugging Face model (so an exported model reproduces the accuracy the search recorded).
+
+Elastic models go through ``elastic_lm.evaluate.evaluate_subnetwork``; anything else (a stock
+``BertForSequenceClassification`` loaded from an export folder) through the same metric helpers.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from elastic_lm.architecture import Architecture
+from elastic_lm.evaluate import accuracy, evaluate_subnetwork, f1_binary, f1_macro, pearson, spearman
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def fixed_batches(rows: Any, collator: Any, batch_size: int) -> list[dict[str, torch.Tensor]]:
-    """Collate ``rows`` once, in order, so every architecture is scored on identical batches."""
+    """Collate all ``rows`` once, in order, so every model is scored on identical batches."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = [rows[i] for i in range(start, min(start + batch_size, len(rows)))]
@@ -23,53 +29,53 @@ def fixed_batches(rows: Any, collator: Any, batch_size: int) -> list[dict[str, t
     return out
 
 
-def macro_f1(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
-    """Macro-averaged F1 (binary tasks: the mean of both classes' F1, robust to imbalance)."""
-    scores = []
-    for c in range(num_classes):
-        tp = int(((predictions == c) & (labels == c)).sum())
-        fp = int(((predictions == c) & (labels != c)).sum())
-        fn = int(((predictions != c) & (labels == c)).sum())
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(sum(scores) / len(scores))
-
-
-@torch.no_grad()
 def evaluate_model(
     model: nn.Module,
     batches: Sequence[dict[str, torch.Tensor]],
     task: str,
     arch: Architecture | None = None,
 ) -> dict[str, float]:
-    """``accuracy``, ``f1``, ``loss`` (classification) or ``loss`` = MSE (regression).
+    """``loss``, ``accuracy``, ``f1`` (macro) [, ``f1_binary``] or regression ``loss``/``pearson``...
 
-    ``arch`` selects a sub-network of an elastic super-network; stock models are run as they are.
+    ``arch`` selects a sub-network of an elastic model (default: its full size).
     """
+    if hasattr(model, "using"):
+        arch = arch if arch is not None else model.model.largest()  # type: ignore[union-attr,operator]
+        return evaluate_subnetwork(model, arch, batches, task)  # type: ignore[arg-type]
+    return _evaluate_plain(model, batches, task)
+
+
+@torch.inference_mode()
+def _evaluate_plain(
+    model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], task: str
+) -> dict[str, float]:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     logits_all, labels_all = [], []
     try:
-        if arch is not None:
-            model.set_architecture(arch)  # type: ignore[operator]
         for batch in batches:
             inputs = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
             logits_all.append(model(**inputs).logits.float().cpu())
             labels_all.append(batch["labels"])
     finally:
-        if arch is not None:
-            model.reset()  # type: ignore[operator]
         model.train(was_training)
-    logits = torch.cat(logits_all)
-    labels = torch.cat(labels_all)
+    logits, labels = torch.cat(logits_all), torch.cat(labels_all)
     if task == "regression":
-        return {"loss": float(F.mse_loss(logits.reshape(-1), labels.float().reshape(-1)))}
-    predictions = logits.argmax(-1)
-    return {
-        "accuracy": float((predictions == labels).float().mean()),
-        "f1": macro_f1(predictions, labels, logits.shape[-1]),
-        "loss": float(F.cross_entropy(logits, labels)),
+        pred, target = logits.reshape(-1), labels.float().reshape(-1)
+        loss = float(F.mse_loss(pred, target))
+        p, t = pred.numpy(), target.numpy()
+        return {"loss": loss, "mse": loss, "pearson": pearson(p, t), "spearman": spearman(p, t)}
+    pred, target = logits.argmax(-1).numpy(), labels.numpy()
+    n = logits.shape[-1]
+    out = {
+        "loss": float(F.cross_entropy(logits, labels.long())),
+        "accuracy": accuracy(pred, target),
+        "f1": f1_macro(pred, target, n),
     }
+    if n == 2:
+        out["f1_binary"] = f1_binary(pred, target)
+    return out
 
 
-__all__ = ["evaluate_model", "fixed_batches", "macro_f1"]
+__all__ = ["evaluate_model", "fixed_batches"]

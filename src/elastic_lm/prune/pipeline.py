@@ -172,12 +172,10 @@ class PruneJob:
         if "strategy" not in t.model_fields_set:
             config.train.strategy = "inplace-distill"
         strategy = strategy_from_config(config, space)
-        spec = (
-            [s.model_dump() for s in t.losses] if "losses" in t.model_fields_set else distill_losses(d.task)
-        )
-        spec = [{"name": s["name"], "weight": s.get("weight", 1.0), **s.get("options", {})} for s in spec] if (
-            "losses" in t.model_fields_set
-        ) else spec
+        if "losses" in t.model_fields_set:
+            spec = [{"name": s.name, "weight": s.weight, **s.options} for s in t.losses]
+        else:
+            spec = distill_losses(d.task)
         teacher = self.finetuned() if getattr(strategy, "target", "labels") == "teacher" else None
         settings = TrainSettings.from_config(
             t,
@@ -186,7 +184,7 @@ class PruneJob:
             collate_fn=d.collator,
             progress=self.progress,
             tensorboard=False,
-            resume=has_checkpoints(self.root),
+            resume=has_checkpoints(self.stages.dir(stage)),
         )
         result = train_supernet(
             model,
@@ -196,7 +194,7 @@ class PruneJob:
             val_data=d.validation,
             teacher=teacher,
             settings=settings,
-            run_dir=self.root,
+            run_dir=self.stages.dir(stage),  # the loop's own files go to train/train/
         )
         model.eval()
         model.save_pretrained(self.stages.dir(stage) / "supernet")
@@ -217,7 +215,9 @@ class PruneJob:
         def metrics(arch: Architecture) -> dict[str, float]:
             key = arch.key()
             if key not in cache:
-                m = {f"val_{k}": v for k, v in evaluate_model(supernet, batches, self.data.task, arch).items()}
+                m = {
+                    f"val_{k}": v for k, v in evaluate_model(supernet, batches, self.data.task, arch).items()
+                }
                 m["params"] = float(count_params(c, arch))
                 m["params_nonembedding"] = float(count_params(c, arch, include_embeddings=False))
                 cache[key] = m
@@ -231,13 +231,18 @@ class PruneJob:
         if "objectives" in self.config.search.model_fields_set:
             names = [(o.name, o.direction) for o in self.config.search.objectives]
         else:
-            names = [(p.size_objective, "minimize"), (self.quality_name(), QUALITY_DIRECTION[p.quality_objective])]
+            names = [
+                (p.size_objective, "minimize"),
+                (self.quality_name(), QUALITY_DIRECTION[p.quality_objective]),
+            ]
         for name, direction in names:
             if name == "latency_ms":
                 objs.append(Objective(name, latency, direction))
             elif name in ("params", "params_nonembedding"):
                 full = metrics_size(c, largest, name)
-                objs.append(Objective(name, lambda a, n=name: metrics_size(c, a, n), direction, True, (0, full)))
+                objs.append(
+                    Objective(name, lambda a, n=name: metrics_size(c, a, n), direction, True, (0, full))
+                )
             elif name in ("val_accuracy", "val_f1", "val_loss"):
                 bounds = (0.0, 1.0) if name != "val_loss" else None
                 objs.append(Objective(name, lambda a, n=name: metrics(a)[n], direction, bounds=bounds))
@@ -285,17 +290,26 @@ class PruneJob:
             )
         history = result.hypervolume_history()
         summary = {
-            "objectives": [{"name": o.name, "direction": o.direction, "unit": UNITS.get(o.name, "")} for o in objectives],
+            "objectives": [
+                {"name": o.name, "direction": o.direction, "unit": UNITS.get(o.name, "")} for o in objectives
+            ],
             "strategy": s.strategy,
             "pareto": sorted(pareto),
             "hypervolume": [[i + 1, h] for i, h in enumerate(history)],
-            "reference_point": {o.name: b[1] if o.direction == "minimize" else b[0] for o, b in zip(objectives, result.bounds(), strict=True)},
+            "reference_point": {
+                o.name: b[1] if o.direction == "minimize" else b[0]
+                for o, b in zip(objectives, result.bounds(), strict=True)
+            },
             "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "unpruned": self.finetune(),
         }
         atomic_write_json(self.stages.dir(stage) / "trials.json", trials)
         atomic_write_json(self.stages.dir(stage) / "summary.json", summary)
-        outputs = {"trials": len(trials), "pareto": sorted(pareto), "hypervolume": history[-1] if history else 0.0}
+        outputs = {
+            "trials": len(trials),
+            "pareto": sorted(pareto),
+            "hypervolume": history[-1] if history else 0.0,
+        }
         self.stages.finish(stage, started, outputs)
         return outputs
 
@@ -309,7 +323,11 @@ class PruneJob:
         front.sort(key=lambda t: t["metrics"][size])
         k = self.config.export.max_models
         if len(front) > k:
-            idx = sorted({round(i * (len(front) - 1) / (k - 1)) for i in range(k)}) if k > 1 else [len(front) - 1]
+            idx = (
+                sorted({round(i * (len(front) - 1) / (k - 1)) for i in range(k)})
+                if k > 1
+                else [len(front) - 1]
+            )
             front = [front[i] for i in idx]
         return front
 
@@ -325,7 +343,9 @@ class PruneJob:
         models: dict[str, Any] = {"unpruned": self.finetuned()}
         for t in self.pareto_members():
             models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
-        scores = final.final_evaluation(models, self.config.data, self.tokenizer, self.config.prune.eval_batch_size)
+        scores = final.final_evaluation(
+            models, self.config.data, self.tokenizer, self.config.prune.eval_batch_size
+        )
         atomic_write_json(self.stages.dir(stage) / "test_metrics.json", scores)
         self.stages.finish(stage, started, {"models": len(scores)})
         return scores
@@ -356,7 +376,9 @@ class PruneJob:
                 "source_model": self.config.model.source,
                 "strategy": self.config.search.strategy,
             }
-            export_subnetwork(supernet, arch, out, tokenizer=self.tokenizer, metrics=metrics, provenance=provenance)
+            export_subnetwork(
+                supernet, arch, out, tokenizer=self.tokenizer, metrics=metrics, provenance=provenance
+            )
             if p.vocabulary.enabled:
                 before, after = prune_vocabulary_folder(
                     out, self.data, reserve=p.vocabulary.reserve, min_count=p.vocabulary.min_count
@@ -414,8 +436,9 @@ def measure_ms(model: torch.nn.Module, p: Any) -> float:
 
 
 def load_exported(folder: Path) -> torch.nn.Module:
-    import elastic_lm.model  # noqa: F401  (registers the elastic-lm class for non-uniform exports)
     from transformers import AutoModelForSequenceClassification
+
+    import elastic_lm.model  # noqa: F401  (registers the elastic-lm class for non-uniform exports)
 
     return AutoModelForSequenceClassification.from_pretrained(folder).eval()
 

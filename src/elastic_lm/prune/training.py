@@ -13,8 +13,8 @@ from torch import Tensor
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.config import Config
-from elastic_lm.train.losses import LOSSES, CombinedLoss, Loss
 from elastic_lm.train.loop import TrainSettings, train_supernet
+from elastic_lm.train.losses import LOSSES, CombinedLoss, Loss
 from elastic_lm.train.strategies import StandardStrategy
 
 

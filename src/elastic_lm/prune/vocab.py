@@ -44,7 +44,9 @@ def kept_token_ids(
     keep.update(i for i, n in counts.items() if n >= min_count)
     if reserve:
         vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-        ordinary = [i for t, i in vocab if not (t.startswith("[") and t.endswith("]")) and len(t.lstrip("#")) > 1]
+        ordinary = [
+            i for t, i in vocab if not (t.startswith("[") and t.endswith("]")) and len(t.lstrip("#")) > 1
+        ]
         extra = [i for i in ordinary if i not in keep][:reserve]
         keep.update(extra)
     return sorted(keep)
@@ -91,7 +93,9 @@ def prune_tokenizer_files(folder: Path, kept: Sequence[int], tokenizer: PreTrain
     if config_file.is_file():
         cfg = json.loads(config_file.read_text(encoding="utf-8"))
         if "added_tokens_decoder" in cfg:
-            cfg["added_tokens_decoder"] = {str(remap[int(k)]): v for k, v in cfg["added_tokens_decoder"].items()}
+            cfg["added_tokens_decoder"] = {
+                str(remap[int(k)]): v for k, v in cfg["added_tokens_decoder"].items()
+            }
         atomic_write_json(config_file, cfg)
 
 

@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, help="where the prune run goes")
     parser.add_argument("--out", type=Path, help="JSON result path")
     parser.add_argument("--latency-repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     budget = "quick" if args.quick else "full"
     overrides = ["prune.baselines=true", "seed=0", "data.seed=0"]
     if args.run_dir:
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": config.data.source,
         "seed": config.seed,
         "pipeline_seconds": round(pipeline_s, 1),
+        "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "latency": {"batch_size": 1, "seq_len": config.prune.latency_seq_len, "threads": 1,
                     "repeats": args.latency_repeats, "how": "exported model, interleaved, median"},

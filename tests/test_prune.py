@@ -178,7 +178,8 @@ def test_text_pair_on_single_text_data_is_a_one_line_error(
     raw = prune_config(tmp_path, data__text_pair_column="hypothesis")
     code, err = _cli(tmp_path, raw, capsys)
     assert code == 2
-    assert "hypothesis" in err
+    assert "'hypothesis'" in err
+    assert "data.text_pair_column" in err
 
 
 def test_a_decoder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,6 +191,27 @@ def test_a_decoder_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "model.source" in err
     assert "decoder" in err
     assert "encoder" in err
+
+
+def test_text_pairs_run_end_to_end(tmp_path: Path) -> None:
+    rows = [{**r, "pair": r["other"]} for r in sentiment_rows(120)]
+    raw = prune_config(
+        tmp_path,
+        data__text_pair_column="pair",
+        prune__finetune_steps=2,
+        train__steps=2,
+        train__eval_every=2,
+        train__checkpoint_every=2,
+        search__trials=3,
+    )
+    raw["data"]["source"] = str(write_csv(tmp_path / "pairs.csv", rows))  # type: ignore[index]
+    result = run_prune(validate_config(raw))
+    folder = result.run_dir / result.exported[0]["path"]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    encoded = tokenizer("the good movie", "plot", return_tensors="pt")
+    assert encoded["token_type_ids"][0, -2].item() == 1  # the pair's second text
+    logits = AutoModelForSequenceClassification.from_pretrained(folder)(**encoded).logits
+    assert logits.shape == (1, 2)
 
 
 def test_sentiment_words_are_not_all_filler() -> None:

@@ -216,3 +216,23 @@ def test_text_pairs_run_end_to_end(tmp_path: Path) -> None:
 
 def test_sentiment_words_are_not_all_filler() -> None:
     assert not set(WORDS) & set(FILLER)
+
+
+@pytest.mark.parametrize(
+    ("over", "words"),
+    [
+        ({"data__task": "regression"}, ["prune.quality_objective='accuracy'", "set prune.quality_objective"]),
+        ({"space": {"preset": "elm"}}, ["space.preset='elm'", "prune-small"]),
+        ({"data__task": "mlm"}, ["data.task='mlm'", "classification or regression"]),
+    ],
+)
+def test_config_mistakes_are_caught_before_training(
+    tmp_path: Path, over: dict[str, Any], words: list[str]
+) -> None:
+    from elastic_lm.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        PruneJob(validate_config(prune_config(tmp_path, **over))).finetune()
+    for word in words:
+        assert word in str(caught.value)
+    assert not (tmp_path / "run" / "finetune" / "stage.json").exists()

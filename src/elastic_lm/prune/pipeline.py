@@ -73,11 +73,10 @@ class PruneJob:
                 f"prune.quality_objective={p.quality_objective!r} needs classes; data.task is regression: "
                 "set prune.quality_objective to loss"
             )
-        if self.config.space.preset.startswith("prune-") is False and "preset" in (
-            self.config.space.model_fields_set
-        ):
+        space = self.config.space
+        if "preset" in space.model_fields_set and not space.preset.startswith("prune-"):
             raise ConfigError(
-                f"space.preset={self.config.space.preset!r} is not a pruning space; use prune-small, "
+                f"space.preset={space.preset!r} is not a pruning space; use prune-small, "
                 "prune-medium, prune-layer or prune-large"
             )
 
@@ -120,8 +119,8 @@ class PruneJob:
         stage = "finetune"
         if self.stages.is_done(stage):
             return self.stages.record(stage).outputs  # type: ignore[union-attr]
+        d, p = self.data, self.config.prune  # data mistakes surface before anything is written
         started = self.stages.begin(stage)
-        d, p = self.data, self.config.prune
         model = load_classifier(self.folder, d.num_labels, d.label_names)
         trained = False
         if p.finetune_steps > 0 and not is_finetuned(self.folder, d.num_labels):

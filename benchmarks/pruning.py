@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     for point in result.baselines:
         folders[point["name"]] = Path(point["path"])
         rows.append({"name": point["name"], **point["metrics"]})
-    latency = measure_all(folders, config.prune.latency_seq_len, args.latency_repeats)
+    latency = measure_all(folders, config.search.latency_seq_len, args.latency_repeats)
     keep = ("name", "params_nonembedding", "params", "latency_ms", "test_accuracy", "test_f1", "val_accuracy")
     members = [{k: ({**r, "latency_ms": latency[r["name"]]}).get(k) for k in keep} for r in rows]
     unpruned = next(m for m in members if m["name"] == "unpruned")
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline_seconds": round(pipeline_s, 1),
         "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
-        "latency": {"batch_size": 1, "seq_len": config.prune.latency_seq_len, "threads": 1,
+        "latency": {"batch_size": 1, "seq_len": config.search.latency_seq_len, "threads": 1,
                     "repeats": args.latency_repeats, "how": "exported model, interleaved, median"},
         "unpruned_test_accuracy": unpruned["test_accuracy"],
         "unpruned": unpruned,

@@ -70,10 +70,11 @@ def prune_config(tmp: Path, **over: object) -> dict[str, object]:
         "space": {"preset": "prune-small", "options": {"ffn_step": 16}},
         "train": {"steps": 8, "batch_size": 16, "learning_rate": 1e-3, "eval_every": 8,
                   "checkpoint_every": 8},
-        "search": {"strategy": "random", "trials": 6},
+        "search": {"strategy": "random", "trials": 6, "eval_batch_size": 64, "latency_seq_len": 16,
+                   "latency_repeats": 2},
         "export": {"max_models": 3},
         "prune": {"finetune_steps": 40, "finetune_learning_rate": 1e-2, "importance_batches": 2,
-                  "latency_seq_len": 16, "latency_repeats": 2, "baseline_fractions": [0.5],
+                  "baseline_fractions": [0.5],
                   "baseline_steps": 3},
     }  # fmt: skip
     for key, value in over.items():

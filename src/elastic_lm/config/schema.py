@@ -124,7 +124,10 @@ class VocabularySection(Section):
 
 
 class PruneSection(Section):
-    """``elastic-lm prune``: fine-tune, reorder, train the super-network, search, export, baselines."""
+    """``elastic-lm prune``: fine-tune, reorder, train the super-network, search, export, baselines.
+
+    Evaluation batch size and latency settings are the ``search`` section's (one place for them).
+    """
 
     finetune_steps: int = Field(200, ge=0, description="fine-tuning of the full model; 0 skips it")
     finetune_learning_rate: float = Field(5e-5, gt=0)
@@ -132,11 +135,6 @@ class PruneSection(Section):
     importance_batches: PositiveInt = 8
     size_objective: Literal["params", "params_nonembedding", "latency_ms"] = "params_nonembedding"
     quality_objective: Literal["accuracy", "f1", "loss"] = "accuracy"
-    eval_batch_size: PositiveInt = 64
-    latency_batch_size: PositiveInt = 1
-    latency_seq_len: PositiveInt = 128
-    latency_repeats: PositiveInt = 10
-    latency_threads: PositiveInt | None = 1
     baselines: bool = False
     baseline_fractions: list[float] = Field(
         default_factory=lambda: [0.33, 0.5, 0.67], description="kept fractions of layers / heads / widths"

@@ -146,11 +146,11 @@ def run_baselines(job: PruneJob) -> list[dict[str, Any]]:
         metrics["params"] = float(count_params(model.config, own))
         metrics["params_nonembedding"] = float(count_params(model.config, own, include_embeddings=False))
         export_subnetwork(model, own, out, tokenizer=job.tokenizer, provenance={"baseline": name})
-        metrics["latency_ms"] = measure_ms(load_exported(out), p)
+        metrics["latency_ms"] = measure_ms(load_exported(out), config.search)
         models[name] = model
         points.append({"name": name, "metrics": metrics, "architecture": arch.to_dict(), "path": str(out)})
 
-    tests = final.final_evaluation(models, config.data, job.tokenizer, p.eval_batch_size)
+    tests = final.final_evaluation(models, config.data, job.tokenizer, config.search.eval_batch_size)
     for point in points:
         point["metrics"].update(tests[point["name"]])
         (Path(point["path"]) / "metrics.json").write_text(json.dumps(point["metrics"], indent=2))

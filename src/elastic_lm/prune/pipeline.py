@@ -87,7 +87,7 @@ class PruneJob:
         return self._data
 
     def val_batches(self) -> list[dict[str, torch.Tensor]]:
-        return fixed_batches(self.data.validation, self.data.collator, self.config.prune.eval_batch_size)
+        return fixed_batches(self.data.validation, self.data.collator, self.config.search.eval_batch_size)
 
     def quality_name(self) -> str:
         return f"val_{self.config.prune.quality_objective}"
@@ -223,12 +223,14 @@ class PruneJob:
             return cache[key]
 
         def latency(arch: Architecture) -> float:
-            return measure_ms(supernet.extract(arch), p)
+            return measure_ms(supernet.extract(arch), self.config.search)
 
         largest = supernet.model.largest()
         objs = []
         if "objectives" in self.config.search.model_fields_set:
-            names = [(o.name, o.direction) for o in self.config.search.objectives]
+            names = [
+                (o.name, o.direction or default_direction(o.name)) for o in self.config.search.objectives
+            ]
         else:
             names = [
                 (p.size_objective, "minimize"),
@@ -343,7 +345,7 @@ class PruneJob:
         for t in self.pareto_members():
             models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
         scores = final.final_evaluation(
-            models, self.config.data, self.tokenizer, self.config.prune.eval_batch_size
+            models, self.config.data, self.tokenizer, self.config.search.eval_batch_size
         )
         atomic_write_json(self.stages.dir(stage) / "test_metrics.json", scores)
         self.stages.finish(stage, started, {"models": len(scores)})
@@ -383,7 +385,7 @@ class PruneJob:
                     out, self.data, reserve=p.vocabulary.reserve, min_count=p.vocabulary.min_count
                 )
                 metrics.update(params_before_vocabulary=before, params=after, vocabulary_pruned=True)
-            metrics["latency_ms"] = measure_ms(load_exported(out), p)
+            metrics["latency_ms"] = measure_ms(load_exported(out), self.config.search)
             update_card(out, metrics)
             index.append({"name": name, "path": f"export/{name}", "metrics": metrics})
         atomic_write_json(self.stages.dir(stage) / "index.json", index)
@@ -415,12 +417,18 @@ class PruneJob:
         return out
 
 
+def default_direction(name: str) -> str:
+    """Accuracy and F1 are maximised, everything else (size, latency, loss) minimised."""
+    return "maximize" if name in ("val_accuracy", "val_f1") else "minimize"
+
+
 def metrics_size(config: Any, arch: Architecture, name: str) -> float:
     return float(count_params(config, arch, include_embeddings=name == "params"))
 
 
 def measure_ms(model: torch.nn.Module, p: Any) -> float:
-    """Median CPU latency of a standalone model (never the sliced super-network)."""
+    """Median CPU latency of a standalone model (never the sliced super-network); ``p`` is the
+    config's ``search`` section (``latency_batch_size``, ``latency_seq_len``, ...)."""
     from elastic_lm.metrics.latency import measure_latency_ms
 
     m = measure_latency_ms(

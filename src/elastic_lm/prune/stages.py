@@ -23,15 +23,7 @@ from elastic_lm.pipeline.rundir import StageRecord
 PRUNE_STAGES: tuple[str, ...] = ("finetune", "train", "search", "evaluate", "export", "baselines")
 
 _FINETUNE = ("finetune_steps", "finetune_learning_rate", "importance", "importance_batches")
-_SEARCH = (
-    "size_objective",
-    "quality_objective",
-    "eval_batch_size",
-    "latency_batch_size",
-    "latency_seq_len",
-    "latency_repeats",
-    "latency_threads",
-)
+_SEARCH = ("size_objective", "quality_objective")
 _INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "finetune": (("seed", "model", "data"), _FINETUNE),
     "train": (("seed", "model", "data", "space", "train"), _FINETUNE),
@@ -42,7 +34,7 @@ _INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (*_FINETUNE, *_SEARCH, "vocabulary"),
     ),
     "baselines": (
-        ("seed", "model", "data", "train"),
+        ("seed", "model", "data", "train", "search"),
         (*_FINETUNE, *_SEARCH, "baseline_fractions", "baseline_steps", "baselines"),
     ),
 }

@@ -85,7 +85,7 @@ def test_exported_models_reproduce_the_recorded_validation_accuracy(pruned: dict
         model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
         tokenizer = AutoTokenizer.from_pretrained(folder)  # the pruned vocabulary's tokenizer
         data = load_search_data(config.data, tokenizer, use_cache=False)
-        batches = fixed_batches(data.validation, data.collator, config.prune.eval_batch_size)
+        batches = fixed_batches(data.validation, data.collator, config.search.eval_batch_size)
         got = evaluate_model(model, batches, "classification")
         recorded = trials[int(item["name"].split("-")[1])]["metrics"]
         assert got["accuracy"] == pytest.approx(recorded["val_accuracy"], abs=1e-6)

@@ -85,10 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON result path")
     parser.add_argument("--latency-repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value on top of the budget (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     budget = "quick" if args.quick else "full"
-    overrides = ["prune.baselines=true", "seed=0", "data.seed=0"]
+    overrides = ["prune.baselines=true", "seed=0", "data.seed=0", *args.overrides]
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")
     config = load_config(ROOT / "configs" / "prune-sentiment.yaml", overrides, budget=budget)
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "benchmark": "pruning",
         "budget": budget,
+        "overrides": args.overrides,
         "model": config.model.source,
         "data": config.data.source,
         "seed": config.seed,

@@ -373,6 +373,7 @@ class PruneJob:
             metrics = {**t["metrics"], **tests[name]}
             provenance = {
                 "run_dir": str(self.root),
+                "supernet": str(self.stages.dir("train") / "supernet"),
                 "trial": t["number"],
                 "source_model": self.config.model.source,
                 "strategy": self.config.search.strategy,

@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
-from elastic_lm.errors import UserError
 
 HELP = "structural pruning of a pre-trained encoder on a labelled task (Klein et al.)"
-EXAMPLES = "  elastic-lm prune configs/prune-sentiment.yaml --baselines"
+EXAMPLES = (
+    "  elastic-lm prune configs/prune-sentiment.yaml --budget quick --baselines\n"
+    "  elastic-lm prune configs/prune-sentiment.yaml --set space.preset=prune-medium\n"
+    "  elastic-lm report runs/prune-sentiment"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also train layer-dropping, head-pruning, uniform-scaling and unpruned baselines",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
 
 
 def run(args: argparse.Namespace) -> int:
-    config_from_args(args)  # validate the config even before the command exists
-    raise UserError("'elastic-lm prune' is not available in this version yet (planned: issue #6)")
+    config = config_from_args(args)
+    from elastic_lm.pipeline import RunDirectory
+    from elastic_lm.prune import run_prune  # torch & co. only when pruning
+
+    RunDirectory(config.run_dir).save_config(config)
+    result = run_prune(config, baselines=args.baselines or None, progress=not args.no_progress)
+    acc = result.unpruned.get("test_accuracy")
+    print(
+        f"unpruned model: test accuracy {acc:.4f}" if acc is not None else "unpruned model", file=sys.stderr
+    )
+    for item in result.exported:
+        m = item["metrics"]
+        shown = ", ".join(
+            f"{k} {m[k]:.4g}" for k in ("params_nonembedding", "latency_ms", "test_accuracy") if k in m
+        )
+        print(f"{result.run_dir / item['path']}: {shown}", file=sys.stderr)
+    for point in result.baselines:
+        print(f"baseline {point['name']}: test accuracy {point['metrics'].get('test_accuracy', 0):.4f}")
+    print(f"report: elastic-lm report {result.run_dir}", file=sys.stderr)
+    return 0

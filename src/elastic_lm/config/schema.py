@@ -111,8 +111,15 @@ class ProfileSection(Section):
 
 
 class ObjectiveSpec(Section):
+    """A named objective (``elastic_lm.pipeline.objectives.METRICS``); direction defaults per name."""
+
     name: str
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Literal["minimize", "maximize"] | None = Field(
+        None, description="None: the metric's own (accuracy/f1 maximize, everything else minimize)"
+    )
+    bounds: tuple[float, float] | None = Field(
+        None, description="(low, high) raw values for the hypervolume; default: known or observed range"
+    )
 
 
 class ConstraintSpec(Section):
@@ -132,6 +139,12 @@ class SearchSection(Section):
     constraints: list[ConstraintSpec] = Field(default_factory=list)
     storage: str | None = Field(None, description="Optuna storage URL or journal file; default SQLite")
     eval_batches: PositiveInt = 8
+    eval_batch_size: PositiveInt = 16
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    latency_batch_size: PositiveInt = 1
+    latency_seq_len: PositiveInt = 128
+    latency_threads: PositiveInt | None = 1
+    latency_repeats: PositiveInt = 10
 
 
 class ExportSection(Section):
@@ -203,6 +216,36 @@ class EvaluateSection(Section):
     )
 
 
+class VocabularySection(Section):
+    """Vocabulary pruning of exported models: keep the embedding rows the task's data uses."""
+
+    enabled: bool = False
+    reserve: int = Field(
+        0, ge=0, description="also keep this many of the most frequent other tokens (0: only used ones)"
+    )
+    min_count: PositiveInt = Field(1, description="a token must occur this often in train+validation")
+
+
+class PruneSection(Section):
+    """``elastic-lm prune``: fine-tune, reorder, train the super-network, search, export, baselines.
+
+    Evaluation batch size and latency settings are the ``search`` section's (one place for them).
+    """
+
+    finetune_steps: int = Field(200, ge=0, description="fine-tuning of the full model; 0 skips it")
+    finetune_learning_rate: float = Field(5e-5, gt=0)
+    importance: Literal["gradient", "magnitude"] = "gradient"
+    importance_batches: PositiveInt = 8
+    size_objective: Literal["params", "params_nonembedding", "latency_ms"] = "params_nonembedding"
+    quality_objective: Literal["accuracy", "f1", "loss"] = "accuracy"
+    baselines: bool = False
+    baseline_fractions: list[float] = Field(
+        default_factory=lambda: [0.33, 0.5, 0.67], description="kept fractions of layers / heads / widths"
+    )
+    baseline_steps: int | None = Field(None, ge=0, description="steps per baseline model; None: train.steps")
+    vocabulary: VocabularySection = Field(default_factory=VocabularySection)
+
+
 class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
@@ -219,3 +262,4 @@ class Config(Section):
     search: SearchSection = Field(default_factory=SearchSection)
     export: ExportSection = Field(default_factory=ExportSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    prune: PruneSection = Field(default_factory=PruneSection)

@@ -108,7 +108,10 @@ def needs_profile(config: Config) -> bool:
 
 
 def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    raise _not_available("search")
+    from elastic_lm.pipeline.search_stage import run_search_stage
+
+    result = run_search_stage(config)
+    return {"trials": result.n_trials, "pareto": result.pareto, "hypervolume": result.hypervolume}
 
 
 def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:

@@ -1,0 +1,290 @@
+"""The search stage: trained super-network -> persistent multi-objective search -> report files.
+
+``run_search_stage(config)`` is what ``elastic-lm search CONFIG`` and ``elastic-lm run`` call. It
+reads ``RUN_DIR/train/supernet/`` and writes ``RUN_DIR/search/``: ``study.db`` (the Optuna study;
+re-running continues it, several workers may share it), ``trials.json``, ``trials.csv`` and
+``summary.json`` in the format ``docs/report.md`` documents, then marks the stage done.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from elastic_lm.config import Config
+from elastic_lm.errors import ConfigError
+from elastic_lm.io import atomic_write_json, atomic_write_text
+from elastic_lm.pipeline.objectives import (
+    MetricContext,
+    build_constraints,
+    build_objectives,
+    check_metric_names,
+    needs_evaluation,
+    units,
+)
+from elastic_lm.pipeline.rundir import RunDirectory
+from elastic_lm.pipeline.supernet_io import load_supernet, supernet_folder
+
+STUDY_NAME = "search"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchStageResult:
+    """Where the outputs went and the headline numbers."""
+
+    search_dir: Path
+    n_trials: int
+    pareto: list[int]
+    hypervolume: float
+    latency_check: Path | None = None
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` means CUDA when there is one."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def eval_batches_from_config(config: Config, tokenizer: Any) -> list[dict[str, Any]]:
+    """The fixed evaluation batches every architecture is ranked on (validation split, seeded)."""
+    from elastic_lm.data import prepare_data
+    from elastic_lm.evaluate import fixed_eval_batches
+
+    if tokenizer is None:
+        raise ConfigError(
+            "the saved super-network has no tokenizer files, so eval batches cannot be built; "
+            "save it with save_supernet(model, tokenizer, space, folder)"
+        )
+    prepared = prepare_data(config.data, tokenizer)
+    return fixed_eval_batches(
+        prepared.splits["validation"],
+        prepared.collator,
+        config.search.eval_batches,
+        config.search.eval_batch_size,
+        seed=config.seed,
+    )
+
+
+def worker_seed(seed: int, n_existing: int) -> int:
+    """A fresh seed when joining or resuming a study, so proposals are not replayed as duplicates.
+
+    A new study with one worker uses ``seed`` itself (reproducible); others mix in the study size
+    and this process (several workers started at once must not propose the same members).
+    """
+    if n_existing == 0:
+        return seed
+    from elastic_lm.search.loop import worker_id
+
+    return zlib.crc32(f"{seed}:{n_existing}:{worker_id()}".encode())
+
+
+def run_search_stage(
+    config: Config,
+    *,
+    trials: int | None = None,
+    strategy: str | None = None,
+    storage: str | None = None,
+    progress: bool = True,
+    model: Any = None,
+    space: Any = None,
+    batches: list[dict[str, Any]] | None = None,
+    eval_cache: dict[str, dict[str, float]] | None = None,
+) -> SearchStageResult:
+    """Search the trained super-network of ``config.run_dir``; write the report's input files.
+
+    ``model``/``space``/``batches`` may be passed ready-made (notebooks, benchmarks); otherwise
+    they come from ``RUN_DIR/train/supernet`` and ``config.data``.
+    """
+    import optuna
+
+    from elastic_lm.search import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.time()
+    section = config.search
+    check_metric_names(section.objectives, section.constraints)  # before anything slow
+    n_trials = trials or section.trials
+    strategy_name = strategy or section.strategy
+    run_dir = RunDirectory(config.run_dir)
+    search_dir = run_dir.stage_dir("search")
+    search_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = None
+    if model is None or space is None:
+        loaded_model, tokenizer, loaded_space = load_supernet(supernet_folder(config.run_dir))
+        model = model if model is not None else loaded_model
+        space = space if space is not None else loaded_space
+    device = resolve_device(config.device)
+    model = model.to(device).eval()
+    names = [o.name for o in section.objectives] + [c.name for c in section.constraints]
+    if batches is None and needs_evaluation(names):
+        batches = eval_batches_from_config(config, tokenizer)
+    ctx = MetricContext(
+        model,
+        batches,
+        run_dir=Path(config.run_dir),
+        latency_batch_size=section.latency_batch_size,
+        latency_seq_len=section.latency_seq_len,
+        latency_threads=section.latency_threads,
+        latency_repeats=section.latency_repeats,
+        device=device,
+        eval_cache=eval_cache if eval_cache is not None else {},
+    )
+    objectives = build_objectives(section.objectives, ctx, space)
+    constraints = build_constraints(section.constraints, ctx)
+    store = storage or section.storage or str(search_dir / "study.db")
+    existing = _existing_trials(store)
+    result = run_search(
+        space,
+        objectives,
+        constraints,
+        strategy=strategy_name,
+        n_trials=n_trials,
+        storage=store,
+        seed=worker_seed(config.seed, existing),
+        study_name=STUDY_NAME,
+        progress=progress,
+        strategy_options=section.strategy_options,
+    )
+    study = optuna.load_study(study_name=STUDY_NAME, storage=_storage(store))
+    unit = units([o.name for o in objectives], ctx)
+    files = write_search_files(search_dir, study, result, strategy_name, unit)
+    check = None
+    if any(o.name == "latency_pred_ms" for o in objectives) and result.pareto():
+        check = recheck_pareto(ctx, result)
+    outputs = {
+        "trials": files["n_trials"],
+        "pareto": files["pareto"],
+        "hypervolume": result.hypervolume(),
+        "storage": store,
+    }
+    run_dir.mark_done("search", config, started, outputs)
+    return SearchStageResult(search_dir, files["n_trials"], files["pareto"], result.hypervolume(), check)
+
+
+def _storage(store: str) -> Any:
+    from elastic_lm.search import resolve_storage
+
+    return resolve_storage(store)
+
+
+def _existing_trials(store: str) -> int:
+    """How many trials the study already holds (0 for a new study)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=STUDY_NAME, storage=_storage(store))
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False))
+
+
+def trial_records(study: Any) -> list[dict[str, Any]]:
+    """Every trial that proposed an architecture, in the report's ``trials.json`` format."""
+    from elastic_lm.search.study import CACHED_ATTR, FEASIBLE_ATTR, SURPLUS_ATTR, metrics_of, stored_arch
+
+    records = []
+    for t in study.get_trials(deepcopy=False):
+        arch = stored_arch(t)
+        if arch is None or t.user_attrs.get(SURPLUS_ATTR):
+            continue  # asked but never evaluated (another worker took the last slot)
+        record: dict[str, Any] = {
+            "number": t.number,
+            "architecture": arch.to_dict(),
+            "metrics": metrics_of(t),
+            "feasible": bool(t.user_attrs.get(FEASIBLE_ATTR, t.state.name == "COMPLETE")),
+            "state": t.state.name,
+        }
+        if t.user_attrs.get(CACHED_ATTR) is not None:
+            record["cached_from"] = t.user_attrs[CACHED_ATTR]
+        records.append(record)
+    return records
+
+
+def reference_point(result: Any) -> dict[str, float]:
+    """The raw objective values that normalise to (1, ..., 1): the worst end of each bound."""
+    return {
+        o.name: (high if o.direction == "minimize" else low)
+        for o, (low, high) in zip(result.objectives, result.bounds(), strict=True)
+    }
+
+
+def write_search_files(
+    search_dir: Path, study: Any, result: Any, strategy: str, unit: dict[str, str]
+) -> dict[str, Any]:
+    """``trials.json``, ``trials.csv`` and ``summary.json`` (see docs/report.md), written atomically.
+
+    The Pareto list names every complete, feasible trial of a Pareto architecture (a cached repeat
+    of the same architecture too), which is what the report recomputes from the trials.
+    """
+    records = trial_records(study)
+    front_keys = {e.arch.key() for e in result.pareto()}
+    from elastic_lm.architecture import Architecture
+
+    pareto = [
+        r["number"]
+        for r in records
+        if r["state"] == "COMPLETE"
+        and r["feasible"]
+        and Architecture.from_dict(r["architecture"]).key() in front_keys
+    ]
+    history = result.hypervolume_history()
+    summary = {
+        "objectives": [
+            {"name": o.name, "direction": o.direction, "unit": unit.get(o.name, "")}
+            for o in result.objectives
+        ],
+        "strategy": strategy,
+        "pareto": pareto,
+        "hypervolume": [[i + 1, hv] for i, hv in enumerate(history)],
+        "reference_point": reference_point(result),
+        "bounds": {o.name: list(b) for o, b in zip(result.objectives, result.bounds(), strict=True)},
+        "n_trials": len(records),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    atomic_write_json(search_dir / "trials.json", records)
+    atomic_write_text(search_dir / "trials.csv", trials_csv(records))
+    atomic_write_json(search_dir / "summary.json", summary)
+    return {"n_trials": len(records), "pareto": pareto}
+
+
+def trials_csv(records: list[dict[str, Any]]) -> str:
+    """The CSV form the report also reads: number, state, feasible, architecture, one column per metric."""
+    names = sorted({k for r in records for k in r["metrics"]})
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["number", "state", "feasible", "architecture", *names])
+    for r in records:
+        arch = json.dumps(r["architecture"], sort_keys=True)
+        writer.writerow(
+            [r["number"], r["state"], r["feasible"], arch, *(r["metrics"].get(n, "") for n in names)]
+        )
+    return out.getvalue()
+
+
+def recheck_pareto(ctx: MetricContext, result: Any) -> Path:
+    """Re-measure the Pareto set on the extracted models -> ``RUN_DIR/profile/latency_check.json``."""
+    from elastic_lm.profile import recheck
+
+    front = result.pareto()
+    path = Path(ctx.run_dir or ".") / "profile" / "latency_check.json"
+    recheck(
+        ctx.predictor(),
+        ctx.model,
+        [e.arch for e in front],
+        ctx.predictor_settings(),
+        labels=[f"trial {e.number}" for e in front],
+        path=path,
+    )
+    return path

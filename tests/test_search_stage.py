@@ -1,0 +1,161 @@
+"""The search stage end to end on a tiny saved super-network: report files, resume, name errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from elastic_lm.cli.main import main
+from elastic_lm.config import load_config
+from elastic_lm.errors import ConfigError, DataError
+from elastic_lm.model import ElasticConfig, build_model
+from elastic_lm.pipeline import RunDirectory
+from elastic_lm.pipeline.objectives import METRICS, MetricContext, build_objectives
+from elastic_lm.pipeline.search_stage import run_search_stage
+from elastic_lm.pipeline.supernet_io import load_supernet, save_supernet, supernet_folder
+from elastic_lm.report import write_report
+from elastic_lm.report.inputs import load_summary, load_trials
+from elastic_lm.space import preset
+
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "good", "bad", "movie", "film", "was", "is"]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase, isolated_cache: Path) -> Path:
+    """A run directory holding a tiny saved super-network and a tiny text corpus."""
+    space = preset("elm", layers=2, hidden=16, heads=4, ffn=16, ffn_step=8, ffn_stack=1)
+    config = ElasticConfig.from_space(
+        space, vocab_size=len(tiny_tokenizer), task="masked-lm", head_dim=4, max_position_embeddings=16
+    )
+    torch.manual_seed(0)
+    model = build_model(config)
+    save_supernet(model, tiny_tokenizer, space, supernet_folder(tmp_path / "run"))
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(8)) + " ." for _ in range(60)]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path / "run"
+
+
+def config_args(run_dir: Path, trials: int, *extra: str) -> list[str]:
+    corpus = run_dir.parent / "corpus.txt"
+    return [
+        "--run-dir", str(run_dir),
+        "--set", f"data.source={corpus}", "--set", "data.max_length=12",
+        "--set", "search.eval_batches=2", "--set", "search.eval_batch_size=4",
+        "--set", "search.latency_seq_len=8", "--set", "device=cpu",
+        "--trials", str(trials), "--strategy", "random", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_supernet_round_trip(run_dir: Path, tiny_tokenizer: PreTrainedTokenizerBase) -> None:
+    model, tokenizer, space = load_supernet(supernet_folder(run_dir))
+    assert (
+        space.to_dict()
+        == preset("elm", layers=2, hidden=16, heads=4, ffn=16, ffn_step=8, ffn_stack=1).to_dict()
+    )
+    assert tokenizer.get_vocab() == tiny_tokenizer.get_vocab()
+    assert not model.training
+
+
+def test_search_writes_report_files_and_resumes(run_dir: Path) -> None:
+    assert main(["search", *config_args(run_dir, 4)]) == 0
+    search = run_dir / "search"
+    trials = load_trials(search / "trials.json")
+    summary = load_summary(search / "summary.json")
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert [(o.name, o.direction, o.unit) for o in summary.objectives] == [
+        ("val_loss", "minimize", "nats/token"),
+        ("params", "minimize", "count"),
+    ]
+    assert summary.strategy == "random"
+    assert all(t.state == "COMPLETE" and t.feasible for t in trials)
+    assert all(set(t.metrics) == {"val_loss", "params"} for t in trials)
+    assert len(summary.hypervolume) == 4
+    assert summary.hypervolume[-1][0] == 4
+    assert set(summary.reference_point) == {"val_loss", "params"}
+    assert summary.pareto  # the smallest member (trial 0) is always on the front
+    assert 0 in summary.pareto
+    assert (search / "study.db").is_file()
+    assert RunDirectory(run_dir).record("search") is not None
+    csv_trials = load_trials(search / "trials.csv")
+    assert [t.metrics for t in csv_trials] == [t.metrics for t in trials]
+    page = write_report(run_dir)
+    assert "summary.json lists Pareto trials" not in page.read_text()  # the search's front agrees
+
+    first = json.loads((search / "trials.json").read_text())
+    assert main(["search", *config_args(run_dir, 7)]) == 0
+    second = json.loads((search / "trials.json").read_text())
+    assert len(second) == 7
+    assert second[:4] == first  # earlier trials untouched, the study continued
+
+
+def test_trial_metrics_equal_direct_evaluation(run_dir: Path) -> None:
+    """val_loss is evaluate_subnetwork on the config's fixed batches; params the analytic count."""
+    from elastic_lm.architecture import Architecture
+    from elastic_lm.evaluate import evaluate_subnetwork
+    from elastic_lm.metrics.size import count_params
+    from elastic_lm.pipeline.search_stage import eval_batches_from_config
+
+    args = config_args(run_dir, 3)
+    assert main(["search", *args]) == 0
+    sets = [a for a, flag in zip(args[1:], args, strict=False) if flag == "--set"]
+    config = load_config(None, [*sets, f"run_dir={run_dir}"])
+    model, tokenizer, _ = load_supernet(supernet_folder(run_dir))
+    batches = eval_batches_from_config(config, tokenizer)
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    for t in trials:
+        arch = Architecture.from_dict(t["architecture"])
+        assert t["metrics"]["params"] == count_params(model.config, arch)
+        expected = evaluate_subnetwork(model, arch, batches, "masked-lm")["loss"]
+        assert t["metrics"]["val_loss"] == pytest.approx(expected, rel=1e-6)
+    assert trials[0]["metrics"]["params"] < trials[1]["metrics"]["params"]  # smallest, largest
+
+
+def test_unknown_objective_is_one_line_config_error(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["search", *config_args(run_dir, 2, "--set", "search.objectives=[{name: val_los}]")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert "'val_los' is unknown" in err
+    assert "val_loss" in err
+    assert "latency_pred_ms" in err
+    config = load_config(None, ["search.constraints=[{name: speed, max: 3}]", f"run_dir={run_dir}"])
+    with pytest.raises(ConfigError, match=r"search\.constraints: name 'speed' is unknown"):
+        run_search_stage(config)
+
+
+def test_directions_units_and_task_checks(run_dir: Path) -> None:
+    model, _, space = load_supernet(supernet_folder(run_dir))
+    ctx = MetricContext(model, run_dir=run_dir, latency_seq_len=8)
+    config = load_config(None, ["search.objectives=[{name: params}, {name: flops, direction: maximize}]"])
+    objectives = build_objectives(config.search.objectives, ctx, space)
+    assert [(o.name, o.direction, o.cheap) for o in objectives] == [
+        ("params", "minimize", True),
+        ("flops", "maximize", True),
+    ]
+    assert objectives[0].bounds == (objectives[0].fn(space.smallest()), objectives[0].fn(space.largest()))
+    assert METRICS["accuracy"].direction == "maximize"
+    assert METRICS["f1"].direction == "maximize"
+    with pytest.raises(ConfigError, match="'accuracy' needs a classification model"):
+        build_objectives(load_config(None, ["search.objectives=[{name: accuracy}]"]).search.objectives, ctx)
+    with pytest.raises(DataError, match="elastic-lm profile"):
+        build_objectives(
+            load_config(None, ["search.objectives=[{name: latency_pred_ms}]"]).search.objectives, ctx
+        )
+
+
+def test_latency_is_measured_on_the_extracted_model(run_dir: Path) -> None:
+    model, _, space = load_supernet(supernet_folder(run_dir))
+    ctx = MetricContext(model, run_dir=run_dir, latency_seq_len=8, latency_repeats=2)
+    config = load_config(None, ["search.objectives=[{name: latency_ms}, {name: peak_memory_mb}]"])
+    latency, memory = build_objectives(config.search.objectives, ctx, space)
+    assert latency.fn(space.smallest()) > 0
+    assert memory.fn(space.smallest()) > 0
+    assert not latency.cheap

@@ -46,7 +46,9 @@ from elastic_lm.search import STRATEGIES, hypervolume, normalise, run_search, to
 ALL_STRATEGIES = ("random", "stratified", "local", "mo-rea", "nsga2", "motpe", "gp")
 
 
-def train_config(out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int = 16) -> Any:
+def train_config(
+    out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int = 16, lr: float = 5e-4
+) -> Any:
     return load_config(
         None,
         [
@@ -57,7 +59,7 @@ def train_config(out: Path, steps: int, max_examples: int, seq_len: int, batch_s
             "space.options={blocks: [bert]}",
             f"train.steps={steps}",
             f"train.batch_size={batch_size}",
-            "train.learning_rate=1e-4",
+            f"train.learning_rate={lr}",
             f"train.eval_every={steps}",
             f"train.checkpoint_every={steps}",
             "device=cpu",
@@ -67,7 +69,7 @@ def train_config(out: Path, steps: int, max_examples: int, seq_len: int, batch_s
 
 
 def supernet(
-    out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int
+    out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int, lr: float
 ) -> tuple[Any, Any, Any, dict[str, Any]]:
     """The trained super-network under ``out/supernet`` (trained and saved on the first run)."""
     folder = out / "supernet"
@@ -76,7 +78,7 @@ def supernet(
         from elastic_lm.train.build import build_training, tokenizer_from_config
         from elastic_lm.train.loop import train_supernet
 
-        config = train_config(out, steps, max_examples, seq_len, batch_size)
+        config = train_config(out, steps, max_examples, seq_len, batch_size, lr)
         began = time.perf_counter()
         parts = build_training(config, progress=False)
         result = train_supernet(
@@ -99,6 +101,7 @@ def supernet(
                 "max_examples": max_examples,
                 "seq_len": seq_len,
                 "batch_size": batch_size,
+                "learning_rate": lr,
                 "strategy": config.train.strategy,
                 "first_loss": result.losses[0] if result.losses else None,
                 "last_loss": result.losses[-1] if result.losses else None,
@@ -129,6 +132,34 @@ def history(
     return out
 
 
+def summarise(runs: dict[str, list[list[list[float]]]], objectives: list[Any], trials: int) -> dict[str, Any]:
+    """Median hypervolume at 25/50/100 trials and trials needed to reach random's final median.
+
+    Bounds are common to every run: params from the objective (smallest..largest member), val_loss
+    the range over every point of every run here.
+    """
+    directions = [o.direction for o in objectives]
+    losses = [p[0] for r in runs.values() for points in r for p in points]
+    bounds = [(min(losses), max(losses)), objectives[1].bounds or (0.0, 1.0)]
+    curves = {s: [history(points, bounds, directions) for points in r] for s, r in runs.items()}
+    checkpoints = sorted({n for n in (25, 50, 100, trials) if n <= trials})
+    median_at = {
+        s: {str(n): round(statistics.median(c[n - 1] for c in cs), 4) for n in checkpoints}
+        for s, cs in curves.items()
+    }
+    target = median_at.get("random", {}).get(str(trials))
+    to_reach: dict[str, int | None] = {}
+    for s, cs in curves.items():
+        needed = [next((i + 1 for i, hv in enumerate(c) if hv >= target), None) for c in cs] if target else []
+        reached = [n for n in needed if n is not None]
+        to_reach[s] = int(statistics.median(reached)) if target and len(reached) * 2 > len(needed) else None
+    return {
+        "bounds": {"val_loss": list(bounds[0]), "params": list(bounds[1])},
+        "hypervolume_median": median_at,
+        "trials_to_reach_random_at_full_budget": {"target": target, **to_reach},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 trials, 1 seed, 3 strategies")
@@ -137,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--train-batch-size", type=int, default=16)
+    parser.add_argument("--train-lr", type=float, default=5e-4)
     parser.add_argument("--max-examples", type=int, default=4096)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--eval-batches", type=int, default=4)
@@ -151,12 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     trials = args.trials or (30 if args.quick else 100)
     seeds = args.seeds or (1 if args.quick else 3)
     strategies = args.strategies or (("random", "mo-rea", "nsga2") if args.quick else ALL_STRATEGIES)
-    checkpoints = sorted({n for n in (25, 50, 100, trials) if n <= trials})
     args.out.mkdir(parents=True, exist_ok=True)
 
     began = time.perf_counter()
     model, tokenizer, space, info = supernet(
-        args.out, args.train_steps, args.max_examples, args.seq_len, args.train_batch_size
+        args.out, args.train_steps, args.max_examples, args.seq_len, args.train_batch_size, args.train_lr
     )
     batches = eval_batches(tokenizer, args.out, args.eval_batches, args.eval_batch_size, args.seq_len)
     cache_file = args.out / f"eval-cache-{args.eval_batches}x{args.eval_batch_size}x{args.seq_len}.json"
@@ -164,54 +195,42 @@ def main(argv: list[str] | None = None) -> int:
     ctx = MetricContext(model, batches, latency_seq_len=args.seq_len, eval_cache=cache)
     config = load_config(None, ["search.objectives=[{name: val_loss}, {name: params}]"])
     objectives = build_objectives(config.search.objectives, ctx, space)
-    directions = [o.direction for o in objectives]
 
     runs: dict[str, list[list[list[float]]]] = {}
     seconds: dict[str, float] = {}
     for strategy in strategies:
-        runs[strategy] = []
-        t0 = time.perf_counter()
-        for seed in range(seeds):
+        runs[strategy], seconds[strategy] = [], 0.0
+    command = "PYTHONPATH=src python benchmarks/search.py " + shlex.join(argv or sys.argv[1:])
+    report: dict[str, Any] = {}
+    for seed in range(seeds):  # seeds outermost: result.json always holds every finished round
+        for strategy in strategies:
+            t0 = time.perf_counter()
             result = run_search(
                 space, objectives, strategy=strategy, n_trials=trials, seed=seed, progress=False
             )
             runs[strategy].append([[e.metrics[o.name] for o in objectives] for e in result.evaluations])
             atomic_write_json(cache_file, cache)
-        seconds[strategy] = round(time.perf_counter() - t0, 1)
-        print(
-            f"{strategy}: {seconds[strategy]} s, {len(cache)} architectures evaluated so far", file=sys.stderr
-        )
-
-    losses = [v["loss"] for v in cache.values()]
-    bounds = [(min(losses), max(losses)), objectives[1].bounds or (0.0, 1.0)]
-    curves = {s: [history(points, bounds, directions) for points in r] for s, r in runs.items()}
-    median_at = {
-        s: {str(n): round(statistics.median(c[n - 1] for c in cs), 4) for n in checkpoints}
-        for s, cs in curves.items()
-    }
-    target = median_at.get("random", {}).get(str(trials))
-    to_reach: dict[str, int | None] = {}
-    for s, cs in curves.items():
-        needed = [next((i + 1 for i, hv in enumerate(c) if hv >= target), None) for c in cs] if target else []
-        reached = [n for n in needed if n is not None]
-        to_reach[s] = int(statistics.median(reached)) if target and len(reached) * 2 > len(needed) else None
-
-    report = {
-        "benchmark": "search strategies on a trained ELM super-network (val_loss x params)",
-        "command": "PYTHONPATH=src python benchmarks/search.py " + shlex.join(argv or sys.argv[1:]),
-        "supernet": info,
-        "space_size": space.size(),
-        "eval": {"batches": args.eval_batches, "batch_size": args.eval_batch_size, "seq_len": args.seq_len},
-        "trials": trials,
-        "seeds": seeds,
-        "bounds": {"val_loss": list(bounds[0]), "params": list(bounds[1])},
-        "hypervolume_median": median_at,
-        "trials_to_reach_random_at_full_budget": {"target": target, **to_reach},
-        "architectures_evaluated": len(cache),
-        "search_seconds": seconds,
-        "total_seconds": round(time.perf_counter() - began, 1),
-        "threads": args.threads,
-    }
+            seconds[strategy] = round(seconds[strategy] + time.perf_counter() - t0, 1)
+            print(f"seed {seed} {strategy}: {len(cache)} architectures evaluated so far", file=sys.stderr)
+        report = {
+            "benchmark": "search strategies on a trained ELM super-network (val_loss x params)",
+            "command": command,
+            "supernet": info,
+            "space_size": space.size(),
+            "eval": {
+                "batches": args.eval_batches,
+                "batch_size": args.eval_batch_size,
+                "seq_len": args.seq_len,
+            },
+            "trials": trials,
+            "seeds_completed": seed + 1,
+            **summarise(runs, objectives, trials),
+            "architectures_evaluated": len(cache),
+            "search_seconds": seconds,
+            "total_seconds": round(time.perf_counter() - began, 1),
+            "threads": args.threads,
+        }
+        atomic_write_json(args.out / "result.json", report)
     atomic_write_json(args.out / "result.json", report)
     print(json.dumps(report, indent=2))
     return 0

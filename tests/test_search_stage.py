@@ -159,3 +159,38 @@ def test_latency_is_measured_on_the_extracted_model(run_dir: Path) -> None:
     assert latency.fn(space.smallest()) > 0
     assert memory.fn(space.smallest()) > 0
     assert not latency.cheap
+
+
+def test_predicted_latency_search_rechecks_the_pareto_set(run_dir: Path) -> None:
+    from elastic_lm.profile import ProfileSettings, fit_predictors
+    from elastic_lm.report.inputs import load_latency_checks
+
+    model, _, space = load_supernet(supernet_folder(run_dir))
+    settings = ProfileSettings(seq_len=8, warmup=0, repeats=2)
+    fit_predictors(model, space, settings, n_train=6, n_held_out=2, out_dir=run_dir / "profile")
+    config = load_config(
+        None,
+        [
+            f"run_dir={run_dir}",
+            "device=cpu",
+            "search.strategy=random",
+            "search.trials=4",
+            "search.objectives=[{name: params}, {name: latency_pred_ms}]",
+        ],
+    )
+    result = run_search_stage(config, progress=False)
+    assert result.latency_check == run_dir / "profile" / "latency_check.json"
+    checks = load_latency_checks(result.latency_check)
+    front = json.loads((run_dir / "search" / "summary.json").read_text())["pareto"]
+    trials = {t["number"]: t for t in json.loads((run_dir / "search" / "trials.json").read_text())}
+    assert len(checks) == len({json.dumps(trials[n]["architecture"]) for n in front})
+    assert all(c.measured_ms > 0 and c.predicted_ms > 0 for c in checks)
+
+
+def test_workers_storage_journal(run_dir: Path, tmp_path: Path) -> None:
+    journal = tmp_path / "shared" / "search.journal"
+    args = config_args(run_dir, 3, "--set", "search.objectives=[{name: params}, {name: flops}]")
+    assert main(["search", *args, "--workers-storage", str(journal)]) == 0
+    assert journal.is_file()
+    assert not (run_dir / "search" / "study.db").exists()
+    assert len(json.loads((run_dir / "search" / "trials.json").read_text())) == 3

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from elastic_lm.pipeline.rundir import RunDirectory
 from elastic_lm.pipeline.supernet_io import load_supernet, supernet_folder
 
 STUDY_NAME = "search"
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,14 @@ def supernet_folder(run_dir: str | Path) -> Path:
     return Path(run_dir) / "train" / "supernet"
 
 
-def save_supernet(model: Any, tokenizer: Any, space: Any, folder: str | Path) -> Path:
+def save_supernet(
+    model: Any, tokenizer: Any, space: Any, folder: str | Path, provenance: dict[str, Any] | None = None
+) -> Path:
     """Write model, tokenizer and search space to ``folder`` atomically (all or nothing).
 
     The model is saved with its full (reset) architecture selected, so weights are never sliced.
+    ``provenance`` (where the weights came from, their licence) goes to ``provenance.json``, which
+    ``elastic-lm export`` copies into model cards.
     """
     if hasattr(model, "reset"):
         model.reset()
@@ -34,6 +38,8 @@ def save_supernet(model: Any, tokenizer: Any, space: Any, folder: str | Path) ->
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         (staging / SPACE_FILE).write_text(json.dumps(space.to_dict(), indent=2, sort_keys=True) + "\n")
+        if provenance is not None:
+            (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
     return Path(folder)
 
 

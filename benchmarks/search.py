@@ -1,0 +1,240 @@
+"""Benchmark: which search strategy finds the best (val_loss x params) front on a trained super-network?
+
+A real super-network: MiniLM-L6 converted into the ELM space (BERT blocks only: the converter cannot
+add MobileBERT blocks yet), trained a few hundred sandwich steps on Jane Austen with
+``train_from_config``; saved with ``save_supernet`` under ``--out`` and reused by later runs.
+Objectives: MLM validation loss with inherited weights (a handful of fixed, seeded MLM batches) and
+parameter count. Every strategy runs ``--trials`` trials per seed; evaluations are memoised by
+``arch.key()`` across strategies and seeds (and on disk), so one architecture is evaluated once.
+
+Hypervolume is computed afterwards with bounds common to every run (params: smallest..largest member;
+val_loss: the range over every architecture evaluated by any run), so numbers are comparable.
+Reported: median over seeds of the hypervolume after 25, 50, 100 trials, and the median number of
+trials each strategy needs to reach random search's median hypervolume at the full budget.
+
+    PYTHONPATH=src python benchmarks/search.py            # full: 7 strategies x 3 seeds x 100 trials
+    PYTHONPATH=src python benchmarks/search.py --quick    # smoke run: 30 trials, 1 seed, 3 strategies
+
+Prints one JSON object (the command to reproduce it included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import optuna
+import torch
+
+from elastic_lm.config import load_config
+from elastic_lm.evaluate import fixed_eval_batches
+from elastic_lm.io import atomic_write_json
+from elastic_lm.pipeline.objectives import MetricContext, build_objectives
+from elastic_lm.pipeline.supernet_io import load_supernet, save_supernet
+from elastic_lm.search import STRATEGIES, hypervolume, normalise, run_search, to_losses
+
+ALL_STRATEGIES = ("random", "stratified", "local", "mo-rea", "nsga2", "motpe", "gp")
+
+
+def train_config(
+    out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int = 16, lr: float = 5e-4
+) -> Any:
+    return load_config(
+        None,
+        [
+            "model.source=minilm-l6",
+            "data.source=austen",
+            f"data.max_examples={max_examples}",
+            f"data.max_length={seq_len}",
+            "space.options={blocks: [bert]}",
+            f"train.steps={steps}",
+            f"train.batch_size={batch_size}",
+            f"train.learning_rate={lr}",
+            f"train.eval_every={steps}",
+            f"train.checkpoint_every={steps}",
+            "device=cpu",
+            f"run_dir={out / 'train-run'}",
+        ],
+    )
+
+
+def supernet(
+    out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int, lr: float
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The trained super-network under ``out/supernet`` (trained and saved on the first run)."""
+    folder = out / "supernet"
+    info_file = out / "supernet-info.json"
+    if not (folder / "space.json").is_file():
+        from elastic_lm.train.build import build_training, tokenizer_from_config
+        from elastic_lm.train.loop import train_supernet
+
+        config = train_config(out, steps, max_examples, seq_len, batch_size, lr)
+        began = time.perf_counter()
+        parts = build_training(config, progress=False)
+        result = train_supernet(
+            parts.model,
+            parts.strategy,
+            parts.losses,
+            parts.train_data,
+            val_data=parts.val_data,
+            teacher=parts.teacher,
+            settings=parts.settings,
+            run_dir=parts.run_dir,
+        )
+        save_supernet(parts.model, tokenizer_from_config(config), parts.space, folder)
+        atomic_write_json(
+            info_file,
+            {
+                "source": "minilm-l6",
+                "data": "austen",
+                "steps": steps,
+                "max_examples": max_examples,
+                "seq_len": seq_len,
+                "batch_size": batch_size,
+                "learning_rate": lr,
+                "strategy": config.train.strategy,
+                "first_loss": result.losses[0] if result.losses else None,
+                "last_loss": result.losses[-1] if result.losses else None,
+                "val": result.val,
+                "train_seconds": round(time.perf_counter() - began, 1),
+            },
+        )
+    model, tokenizer, space = load_supernet(folder)
+    return model, tokenizer, space, json.loads(info_file.read_text())
+
+
+def eval_batches(tokenizer: Any, out: Path, n_batches: int, batch_size: int, seq_len: int) -> list:
+    from elastic_lm.data import prepare_data
+
+    config = train_config(out, 1, 4096, seq_len)
+    prepared = prepare_data(config.data, tokenizer)
+    return fixed_eval_batches(prepared.splits["validation"], prepared.collator, n_batches, batch_size, seed=0)
+
+
+def history(
+    points: list[list[float]], bounds: list[tuple[float, float]], directions: list[str]
+) -> list[float]:
+    """Hypervolume after each trial under common bounds (a point outside them adds nothing)."""
+    out, seen = [], []
+    for p in points:
+        seen.append(p)
+        out.append(hypervolume(normalise(to_losses(np.array(seen), directions), bounds, directions)))
+    return out
+
+
+def summarise(runs: dict[str, list[list[list[float]]]], objectives: list[Any], trials: int) -> dict[str, Any]:
+    """Median hypervolume at 25/50/100 trials and trials needed to reach random's final median.
+
+    Bounds are common to every run: params from the objective (smallest..largest member), val_loss
+    the range over every point of every run here.
+    """
+    directions = [o.direction for o in objectives]
+    losses = [p[0] for r in runs.values() for points in r for p in points]
+    bounds = [(min(losses), max(losses)), objectives[1].bounds or (0.0, 1.0)]
+    curves = {s: [history(points, bounds, directions) for points in r] for s, r in runs.items()}
+    checkpoints = sorted({n for n in (25, 50, 100, trials) if n <= trials})
+    median_at = {
+        s: {str(n): round(statistics.median(c[n - 1] for c in cs), 4) for n in checkpoints}
+        for s, cs in curves.items()
+    }
+    target = median_at.get("random", {}).get(str(trials))
+    to_reach: dict[str, int | None] = {}
+    for s, cs in curves.items():
+        needed = [next((i + 1 for i, hv in enumerate(c) if hv >= target), None) for c in cs] if target else []
+        reached = [n for n in needed if n is not None]
+        to_reach[s] = int(statistics.median(reached)) if target and len(reached) * 2 > len(needed) else None
+    return {
+        "bounds": {"val_loss": list(bounds[0]), "params": list(bounds[1])},
+        "hypervolume_median": median_at,
+        "trials_to_reach_random_at_full_budget": {"target": target, **to_reach},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="30 trials, 1 seed, 3 strategies")
+    parser.add_argument("--strategies", nargs="+", default=None, choices=ALL_STRATEGIES)
+    parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--train-batch-size", type=int, default=16)
+    parser.add_argument("--train-lr", type=float, default=5e-4)
+    parser.add_argument("--max-examples", type=int, default=4096)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--eval-batches", type=int, default=4)
+    parser.add_argument("--eval-batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/search"))
+    args = parser.parse_args(argv)
+    assert set(STRATEGIES) >= set(ALL_STRATEGIES)
+
+    torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = args.trials or (30 if args.quick else 100)
+    seeds = args.seeds or (1 if args.quick else 3)
+    strategies = args.strategies or (("random", "mo-rea", "nsga2") if args.quick else ALL_STRATEGIES)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    began = time.perf_counter()
+    model, tokenizer, space, info = supernet(
+        args.out, args.train_steps, args.max_examples, args.seq_len, args.train_batch_size, args.train_lr
+    )
+    batches = eval_batches(tokenizer, args.out, args.eval_batches, args.eval_batch_size, args.seq_len)
+    cache_file = args.out / f"eval-cache-{args.eval_batches}x{args.eval_batch_size}x{args.seq_len}.json"
+    cache: dict[str, dict[str, float]] = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    ctx = MetricContext(model, batches, latency_seq_len=args.seq_len, eval_cache=cache)
+    config = load_config(None, ["search.objectives=[{name: val_loss}, {name: params}]"])
+    objectives = build_objectives(config.search.objectives, ctx, space)
+
+    runs: dict[str, list[list[list[float]]]] = {}
+    seconds: dict[str, float] = {}
+    for strategy in strategies:
+        runs[strategy], seconds[strategy] = [], 0.0
+    command = "PYTHONPATH=src python benchmarks/search.py " + shlex.join(argv or sys.argv[1:])
+    report: dict[str, Any] = {}
+    for seed in range(seeds):  # seeds outermost: result.json always holds every finished round
+        for strategy in strategies:
+            t0 = time.perf_counter()
+            result = run_search(
+                space, objectives, strategy=strategy, n_trials=trials, seed=seed, progress=False
+            )
+            runs[strategy].append([[e.metrics[o.name] for o in objectives] for e in result.evaluations])
+            atomic_write_json(cache_file, cache)
+            seconds[strategy] = round(seconds[strategy] + time.perf_counter() - t0, 1)
+            print(f"seed {seed} {strategy}: {len(cache)} architectures evaluated so far", file=sys.stderr)
+        report = {
+            "benchmark": "search strategies on a trained ELM super-network (val_loss x params)",
+            "command": command,
+            "supernet": info,
+            "space_size": space.size(),
+            "eval": {
+                "batches": args.eval_batches,
+                "batch_size": args.eval_batch_size,
+                "seq_len": args.seq_len,
+            },
+            "trials": trials,
+            "seeds_completed": seed + 1,
+            **summarise(runs, objectives, trials),
+            "architectures_evaluated": len(cache),
+            "search_seconds": seconds,
+            "total_seconds": round(time.perf_counter() - began, 1),
+            "threads": args.threads,
+        }
+        atomic_write_json(args.out / "result.json", report)
+    atomic_write_json(args.out / "result.json", report)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

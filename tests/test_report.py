@@ -352,3 +352,18 @@ def test_cli_report_writes_index_and_reports_errors_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("elastic-lm report: error: run directory")
+
+
+def test_training_curve_reads_the_training_loops_long_format(tmp_path: Path) -> None:
+    from elastic_lm.report.inputs import load_train_curve
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(
+        "step,split,name,value\n1,train,loss,9.5\n1,train,lr,0.001\n2,train,loss,8.0\n"
+        "2,val,largest,7.5\n2,train,lr,0.002\n"
+    )
+    curve = load_train_curve(metrics)
+    assert curve["step"] == [1.0, 2.0]
+    assert curve["loss"] == [9.5, 8.0]
+    assert curve["lr"] == [0.001, 0.002]
+    assert curve["val/largest"][1] == 7.5

@@ -369,6 +369,8 @@ def load_train_curve(path: Path) -> dict[str, list[float]]:
         rows = list(csv.DictReader(handle))
     if not rows:
         return {}
+    if {"step", "split", "name", "value"} <= set(rows[0]):
+        rows = _wide_training_rows(rows)
     if "step" not in rows[0] or "loss" not in rows[0]:
         raise DataError(f"{path} needs 'step' and 'loss' columns, has {list(rows[0])}")
     columns: dict[str, list[float]] = {}
@@ -384,6 +386,19 @@ def load_train_curve(path: Path) -> dict[str, list[float]]:
         if values:
             columns[name] = values
     return columns
+
+
+def _wide_training_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The training loop's long format (``step, split, name, value``) as one row per step.
+
+    Training rows keep their metric names (``loss``, ``lr``...); validation rows become ``val/NAME``.
+    """
+    by_step: dict[str, dict[str, str]] = {}
+    for row in rows:
+        name = row["name"] if row["split"] == "train" else f"{row['split']}/{row['name']}"
+        by_step.setdefault(row["step"], {"step": row["step"]})[name] = row["value"]
+    names = list(dict.fromkeys(n for r in by_step.values() for n in r))
+    return [{n: r.get(n, "") for n in names} for r in by_step.values()]
 
 
 def load_run(run_dir: Path, compare: tuple[Path, ...] = ()) -> RunData:

@@ -38,9 +38,9 @@ import torch
 
 from elastic_lm.config import load_config
 from elastic_lm.evaluate import fixed_eval_batches
+from elastic_lm.export.supernet import load_supernet, save_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.pipeline.objectives import MetricContext, build_objectives
-from elastic_lm.pipeline.supernet_io import load_supernet, save_supernet
 from elastic_lm.search import STRATEGIES, hypervolume, normalise, run_search, to_losses
 
 ALL_STRATEGIES = ("random", "stratified", "local", "mo-rea", "nsga2", "motpe", "gp")
@@ -109,7 +109,8 @@ def supernet(
                 "train_seconds": round(time.perf_counter() - began, 1),
             },
         )
-    model, tokenizer, space = load_supernet(folder)
+    saved = load_supernet(folder)
+    model, tokenizer, space = saved.model, saved.tokenizer(), saved.space
     return model, tokenizer, space, json.loads(info_file.read_text())
 
 

@@ -13,11 +13,11 @@ from transformers import PreTrainedTokenizerBase
 from elastic_lm.cli.main import main
 from elastic_lm.config import load_config
 from elastic_lm.errors import ConfigError, DataError
+from elastic_lm.export.supernet import load_supernet, save_supernet, supernet_folder
 from elastic_lm.model import ElasticConfig, build_model
 from elastic_lm.pipeline import RunDirectory
 from elastic_lm.pipeline.objectives import METRICS, MetricContext, build_objectives
 from elastic_lm.pipeline.search_stage import run_search_stage
-from elastic_lm.pipeline.supernet_io import load_supernet, save_supernet, supernet_folder
 from elastic_lm.report import write_report
 from elastic_lm.report.inputs import load_summary, load_trials
 from elastic_lm.space import preset
@@ -53,7 +53,8 @@ def config_args(run_dir: Path, trials: int, *extra: str) -> list[str]:
 
 
 def test_supernet_round_trip(run_dir: Path, tiny_tokenizer: PreTrainedTokenizerBase) -> None:
-    model, tokenizer, space = load_supernet(supernet_folder(run_dir))
+    saved = load_supernet(supernet_folder(run_dir))
+    model, tokenizer, space = saved.model, saved.tokenizer(), saved.space
     assert (
         space.to_dict()
         == preset("elm", layers=2, hidden=16, heads=4, ffn=16, ffn_step=8, ffn_stack=1).to_dict()
@@ -105,7 +106,8 @@ def test_trial_metrics_equal_direct_evaluation(run_dir: Path) -> None:
     assert main(["search", *args]) == 0
     sets = [a for a, flag in zip(args[1:], args, strict=False) if flag == "--set"]
     config = load_config(None, [*sets, f"run_dir={run_dir}"])
-    model, tokenizer, _ = load_supernet(supernet_folder(run_dir))
+    saved = load_supernet(supernet_folder(run_dir))
+    model, tokenizer = saved.model, saved.tokenizer()
     batches = eval_batches_from_config(config, tokenizer)
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
     for t in trials:
@@ -132,7 +134,8 @@ def test_unknown_objective_is_one_line_config_error(
 
 
 def test_directions_units_and_task_checks(run_dir: Path) -> None:
-    model, _, space = load_supernet(supernet_folder(run_dir))
+    saved = load_supernet(supernet_folder(run_dir))
+    model, space = saved.model, saved.space
     ctx = MetricContext(model, run_dir=run_dir, latency_seq_len=8)
     config = load_config(None, ["search.objectives=[{name: params}, {name: flops, direction: maximize}]"])
     objectives = build_objectives(config.search.objectives, ctx, space)
@@ -152,7 +155,8 @@ def test_directions_units_and_task_checks(run_dir: Path) -> None:
 
 
 def test_latency_is_measured_on_the_extracted_model(run_dir: Path) -> None:
-    model, _, space = load_supernet(supernet_folder(run_dir))
+    saved = load_supernet(supernet_folder(run_dir))
+    model, space = saved.model, saved.space
     ctx = MetricContext(model, run_dir=run_dir, latency_seq_len=8, latency_repeats=2)
     config = load_config(None, ["search.objectives=[{name: latency_ms}, {name: peak_memory_mb}]"])
     latency, memory = build_objectives(config.search.objectives, ctx, space)
@@ -165,7 +169,8 @@ def test_predicted_latency_search_rechecks_the_pareto_set(run_dir: Path) -> None
     from elastic_lm.profile import ProfileSettings, fit_predictors
     from elastic_lm.report.inputs import load_latency_checks
 
-    model, _, space = load_supernet(supernet_folder(run_dir))
+    saved = load_supernet(supernet_folder(run_dir))
+    model, space = saved.model, saved.space
     settings = ProfileSettings(seq_len=8, warmup=0, repeats=2)
     fit_predictors(model, space, settings, n_train=6, n_held_out=2, out_dir=run_dir / "profile")
     config = load_config(

@@ -14,14 +14,11 @@ from typing import Any
 
 from elastic_lm.errors import DataError
 from elastic_lm.export.subnet import ExportedModel, export_subnetwork
-from elastic_lm.export.supernet import Supernet, check_in_space, load_supernet
+from elastic_lm.export.supernet import SUPERNET_SUBDIR, Supernet, check_in_space, load_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
 from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
 from elastic_lm.report.pareto import pareto_mask
-
-# Where a run directory keeps the trained super-network (a save_pretrained folder).
-SUPERNET_SUBDIR = Path("train") / "supernet"
 
 
 def pareto_trials(run_dir: Path) -> tuple[list[Trial], dict[str, str], str]:
@@ -95,7 +92,7 @@ def export_pareto(
     supernet = load_supernet(source)
     chosen = front if max_params is None else [best_under_budget(front, directions, max_params, supernet)]
     chosen = spread(chosen, next(iter(directions)), max_models)
-    tokenizer = _tokenizer(supernet)
+    tokenizer = supernet.tokenizer()
     exported: list[ExportedModel] = []
     index: list[dict[str, Any]] = []
     for trial in sorted(chosen, key=lambda t: t.number):
@@ -137,15 +134,6 @@ def spread(front: list[Trial], objective: str, max_models: int | None) -> list[T
         return ordered[:1]
     step = (len(ordered) - 1) / (max_models - 1)
     return [ordered[round(i * step)] for i in range(max_models)]
-
-
-def _tokenizer(supernet: Supernet) -> Any:
-    """The tokenizer saved beside the super-network, if any (copied into every export)."""
-    if not supernet.has_tokenizer:
-        return None
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(supernet.path)
 
 
 __all__ = ["SUPERNET_SUBDIR", "best_under_budget", "export_pareto", "pareto_trials"]

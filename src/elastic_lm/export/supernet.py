@@ -21,6 +21,13 @@ from elastic_lm.model import ElasticConfig, ElasticModel, ElasticPreTrainedModel
 from elastic_lm.space import SearchSpace
 
 TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+# Where a run directory keeps the trained super-network.
+SUPERNET_SUBDIR = Path("train") / "supernet"
+
+
+def supernet_folder(run_dir: str | Path) -> Path:
+    """Where training leaves the super-network in a run directory (search, profile and export read it)."""
+    return Path(run_dir) / SUPERNET_SUBDIR
 
 
 @dataclass
@@ -35,6 +42,14 @@ class Supernet:
     @property
     def has_tokenizer(self) -> bool:
         return any((self.path / name).is_file() for name in TOKENIZER_FILES)
+
+    def tokenizer(self) -> Any:
+        """The tokenizer saved beside the super-network, or None when it was saved without one."""
+        if not self.has_tokenizer:
+            return None
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.path)
 
 
 def _weight_files(path: Path) -> list[Path]:
@@ -164,4 +179,12 @@ def check_in_space(space: SearchSpace | None, arch: Any) -> None:
         raise ArchitectureError(f"--arch is outside the super-network's space.json: {err}") from err
 
 
-__all__ = ["TOKENIZER_FILES", "Supernet", "check_in_space", "load_supernet", "save_supernet"]
+__all__ = [
+    "SUPERNET_SUBDIR",
+    "TOKENIZER_FILES",
+    "Supernet",
+    "check_in_space",
+    "load_supernet",
+    "save_supernet",
+    "supernet_folder",
+]

@@ -19,6 +19,7 @@ from typing import Any
 
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
+from elastic_lm.export.supernet import load_supernet, supernet_folder
 from elastic_lm.io import atomic_write_json, atomic_write_text
 from elastic_lm.pipeline.objectives import (
     MetricContext,
@@ -29,7 +30,6 @@ from elastic_lm.pipeline.objectives import (
     units,
 )
 from elastic_lm.pipeline.rundir import RunDirectory
-from elastic_lm.pipeline.supernet_io import load_supernet, supernet_folder
 
 STUDY_NAME = "search"
 
@@ -120,9 +120,10 @@ def run_search_stage(
 
     tokenizer = None
     if model is None or space is None:
-        loaded_model, tokenizer, loaded_space = load_supernet(supernet_folder(config.run_dir))
-        model = model if model is not None else loaded_model
-        space = space if space is not None else loaded_space
+        saved = load_supernet(supernet_folder(config.run_dir))
+        tokenizer = saved.tokenizer()
+        model = model if model is not None else saved.model
+        space = space if space is not None else saved.space
     device = resolve_device(config.device)
     model = model.to(device).eval()
     names = [o.name for o in section.objectives] + [c.name for c in section.constraints]

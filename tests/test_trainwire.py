@@ -241,3 +241,38 @@ def test_sizing_options_belong_to_sized_strategies(tmp_path: Path) -> None:
     bad = config(tmp_path, "train.strategy=sandwich", "train.strategy_options={size: flops}")
     with pytest.raises(ConfigError, match=r"strategy_options \['size'\]"):
         build_training(bad, model=tiny_model(space), space=space, train_data=rows(4, 0), val_data=rows(4, 1))
+
+
+def test_masked_logits_with_label_position_distillation_follow_the_full_logit_run(tmp_path: Path) -> None:
+    """logit-kd at the MLM-masked positions lets student and teacher project only those positions."""
+    space = tiny_space()
+    losses = {}
+    restricted: dict[str, list[bool]] = {"true": [], "false": []}
+    for flag in ("true", "false"):
+        cfg = config(
+            tmp_path / flag,
+            "train.steps=3",
+            f"train.masked_logits={flag}",
+            "train.strategy_options={n_random: 1, target: teacher}",
+            "train.losses=[{name: mlm}, {name: logit-kd, options: {positions: labels, temperature: 2.0}}]",
+        )
+        torch.manual_seed(5)
+        teacher = tiny_model(space).eval().requires_grad_(False)
+        teacher.register_forward_pre_hook(
+            lambda _m, _a, kw, flag=flag: restricted[flag].append("logits_positions" in kw), with_kwargs=True
+        )
+        result = train_from_config(
+            cfg,
+            model=tiny_model(space),
+            space=space,
+            teacher=teacher,
+            train_data=rows(16, 0),
+            val_data=rows(4, 1),
+            progress=False,
+        )
+        losses[flag] = [*result.losses, *result.val.values()]
+    assert losses["true"] == pytest.approx(losses["false"], abs=1e-4)
+    assert losses["true"][0] > 0
+    assert restricted["true"]
+    assert all(restricted["true"])  # the teacher projected only the masked positions
+    assert not any(restricted["false"])

@@ -432,7 +432,10 @@ def _logits_positions(
         return {}
     for label, loss in getattr(losses, "parts", {}).items():
         applies = any(t in when.get(label, ()) for t in targets)
-        if applies and getattr(loss, "name", "") not in _LABEL_POSITION_LOSSES:
+        reads_labels_only = getattr(loss, "name", "") in _LABEL_POSITION_LOSSES or getattr(
+            loss, "labelled_positions_only", False
+        )
+        if applies and not reads_labels_only:
             return {}
     return {"logits_positions": labels != -100}
 
@@ -595,6 +598,9 @@ class _Trainer:
             if need_teacher:
                 with torch.no_grad(), self._autocast():
                     flags = _needs(self.losses, "teacher", reference=True)
+                    flags |= _logits_positions(
+                        self.teacher, self.losses, ["teacher"], batch, self.s.masked_logits
+                    )
                     teacher_out = self._forward(self.teacher, batch, flags)
             kept = None
             for task in tasks:

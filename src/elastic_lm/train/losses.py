@@ -61,6 +61,12 @@ class Loss(nn.Module):
     needs_teacher: ClassVar[bool] = False
     default_when: ClassVar[tuple[str, ...]] = ("labels", "teacher", "largest")
 
+    @property
+    def labelled_positions_only(self) -> bool:
+        """True when the loss reads token logits only at labelled (MLM-masked) positions, so the model
+        may compute its vocabulary projection there alone (``logits_positions``)."""
+        return False
+
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         raise NotImplementedError
 
@@ -158,6 +164,10 @@ class LogitDistillation(Loss):
         self.temperature = float(temperature)
         self.positions = positions
 
+    @property
+    def labelled_positions_only(self) -> bool:
+        return self.positions == "labels"
+
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         t_logits = teacher.logits.detach()
         kl = _kl_positions(student.logits, t_logits, self.temperature)
@@ -177,6 +187,10 @@ class TopKLogitDistillation(LogitDistillation):
     name = "topk-kd"
     needs_teacher = False
     default_when = ("teacher",)
+
+    @property
+    def labelled_positions_only(self) -> bool:
+        return False  # the cache holds every position's top k: the student needs full logits
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         if "teacher_topk_values" not in batch:

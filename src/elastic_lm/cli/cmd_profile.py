@@ -93,16 +93,7 @@ def _supernet_and_space(args: argparse.Namespace) -> tuple[object, object, Path]
 def run(args: argparse.Namespace) -> int:
     from elastic_lm.profile import ProfileSettings, fit_predictors
 
-    settings = ProfileSettings(
-        batch_size=args.batch_size,
-        seq_len=args.seq_len,
-        device=args.device,
-        threads=args.threads,
-        backend=args.backend,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        clock=args.clock,
-    )
+    settings = ProfileSettings.from_attributes(args)
     held_out = args.held_out if args.held_out is not None else max(2, args.samples // 4)
     if args.samples - held_out < 2:
         raise UserError(

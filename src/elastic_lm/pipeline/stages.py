@@ -77,16 +77,7 @@ def profile_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
     section = config.profile
     supernet = load_supernet(run_dir.stage_dir("train") / "supernet")
-    settings = ProfileSettings(
-        batch_size=section.batch_size,
-        seq_len=section.seq_len,
-        device=section.device,
-        threads=section.threads,
-        backend=section.backend,
-        warmup=section.warmup,
-        repeats=section.repeats,
-        clock=section.clock,
-    )
+    settings = ProfileSettings.from_attributes(section)
     result = fit_predictors(
         supernet.model,
         supernet.space,

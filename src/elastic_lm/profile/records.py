@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from elastic_lm.architecture import Architecture
@@ -56,6 +56,12 @@ class ProfileSettings:
             )
         if self.backend not in BACKENDS:
             raise UserError(f"backend={self.backend!r} is not supported; use one of {', '.join(BACKENDS)}")
+
+    @classmethod
+    def from_attributes(cls, source: Any) -> ProfileSettings:
+        """Settings from any object carrying some of the fields (CLI arguments, the config section)."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{n: getattr(source, n) for n in names if hasattr(source, n)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,8 @@ if [ -z "$browser" ]; then
   echo "$0: chromium is not installed; install it with: sudo apt-get install -y chromium" >&2
   exit 3
 fi
-python=${PYTHON:-python3}
+here_venv="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+python=${PYTHON:-$([ -x "$here_venv" ] && echo "$here_venv" || echo python3)}
 here=$(cd "$(dirname "$0")/.." && pwd)
 PYTHONPATH="$here/src${PYTHONPATH:+:$PYTHONPATH}" "$python" -m elastic_lm.cli.main report "$run_dir"
 index=$(cd "$run_dir/report" && pwd)/index.html

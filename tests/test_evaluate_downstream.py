@@ -163,7 +163,8 @@ def test_decoder_perplexity_and_samples(
     corpus = Config().data.model_copy(update={"source": str(_corpus(tmp_path / "c.txt")), "max_length": 16})
     result = evaluate_decoder(ModelEntry("llama", folder), corpus, ["the cat"], 5, device="cpu")
     assert math.isfinite(result.perplexity)
-    assert 1.0 < result.perplexity < 10 * len(tiny_tokenizer)
+    assert result.perplexity > 1.0  # perplexity of a real distribution
+    assert result.perplexity < 10 * len(tiny_tokenizer)  # random weights: near the vocabulary size
     assert result.tokens > 0
     assert result.tokens % 15 == 0
     assert result.samples[0]["prompt"] == "the cat"

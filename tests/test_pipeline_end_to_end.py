@@ -65,7 +65,7 @@ def test_every_stage_runs_and_leaves_its_output(tmp_path: Path, isolated_cache: 
     trials = json.loads((run / "search" / "trials.json").read_text())
     assert len(trials) == 6
     index = json.loads((run / "export" / "index.json").read_text())
-    assert 1 <= len(index) <= 2
+    assert len(index) in (1, 2)  # export.max_models=2
     for entry in index:
         assert (run / entry["path"] / "config.json").is_file()
         assert (run / entry["path"] / "README.md").is_file()

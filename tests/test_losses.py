@@ -329,3 +329,10 @@ def test_cache_half_precision_is_close(tmp_path):
     cache.write(5, logits, dtype=torch.float16)
     assert 5 in cache
     assert torch.allclose(cache.read(5)["values"], logits.topk(3, dim=-1).values, atol=1e-2)
+
+
+def test_blockwise_loss_of_a_subnetwork_without_layers_is_zero() -> None:
+    states = [torch.randn(2, 3, 4) for _ in range(3)]
+    total, parts = blockwise_loss(lambda i, h, m: h, states, n_student_blocks=0)
+    assert float(total) == 0.0
+    assert parts == []

@@ -622,7 +622,8 @@ class _Trainer:
                 scaled = loss / accum
                 if self.scaler is not None:
                     scaled = self.scaler.scale(scaled)
-                scaled.backward()
+                if scaled.requires_grad:  # e.g. block-wise loss of a sub-network with no layer left
+                    scaled.backward()
                 total += loss.detach().double() / accum
                 weight = 1.0 / (accum * role_count[task.role])
                 parts[f"loss/{task.role}"] += float(loss.detach()) * weight

@@ -387,7 +387,10 @@ def blockwise_loss(
     n_teacher = len(teacher_hidden) - 1
     if n_teacher < 1:
         raise DataError("teacher_hidden needs the embedding output plus at least one block output")
-    n_student = n_student_blocks or n_teacher
+    n_student = n_teacher if n_student_blocks is None else n_student_blocks
+    if n_student == 0:  # every layer dropped: nothing to regress
+        zero = teacher_hidden[0].new_zeros(())
+        return zero, []
     mapping = list(layer_map) if layer_map is not None else uniform_layer_map(n_student, n_teacher)
     parts = []
     previous = -1

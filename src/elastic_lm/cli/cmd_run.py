@@ -43,7 +43,9 @@ def summary(run_dir: Path, stages: list[tuple[str, str, float]]) -> str:
         with pareto.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
         if rows:
-            lines.append("Pareto set:")
+            keep = [i for i, name in enumerate(rows[0]) if name != "architecture"]  # JSON: too wide
+            rows = [[row[i] for i in keep if i < len(row)] for row in rows]
+            lines.append(f"Pareto set (architectures in {pareto}):")
             widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
             for row in rows[:20]:
                 lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)))

@@ -31,10 +31,13 @@ Three measurements:
   super-network (MLM + logit-KD + relational loss) and for one trained identically except that the
   relational loss is replaced by plain hidden-state MSE distillation (``{name: hidden}``).
 
-Budget. Default settings are meant to take at most an hour on a 2-core CPU with one thread (two
-super-networks of 300 steps, 100 search trials, 3 x 2 stand-alone trainings, 8 rank trainings);
-this was not run in full when written: the estimate scales the timings of ``--quick`` (printed in
-its JSON under ``timings_s``) by the step counts. ``--quick`` is a smoke run of a few minutes whose
+Budget: at most an hour on a 2-core CPU with one thread, ESTIMATED, not measured (the full run was
+not made when this was written). Default settings: teacher re-trained 200 steps; two
+super-networks of 200 sandwich steps; 100 search trials on 8 x 16 validation batches; 3 searched
+models x 50 steps, 3 uniform baselines x 250 steps, 8 rank models x 100 steps (1,700 stand-alone
+steps). The quick run on this machine (sharing it with another job) took about 2.7 s per
+super-network step and 0.9 s per stand-alone step (teacher forward included) at batch 16 x 64
+tokens, which puts the defaults near 50 minutes. ``--quick`` is a smoke run of a few minutes whose
 numbers are not evidence of anything. Super-networks, the teacher (the project's teacher cache),
 the search and every stand-alone result are cached under ``--out``, so a rerun is cheap.
 
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import random
@@ -269,6 +273,11 @@ def rank_archs(space: Any, size_fn: Callable[[Architecture], float], n: int, see
     return sorted(seen.values(), key=size_fn)
 
 
+def short_key(arch: Architecture) -> str:
+    """A file-name-safe, collision-resistant name for ``arch`` (its full key is long)."""
+    return hashlib.sha1(arch.key().encode()).hexdigest()[:16]
+
+
 def tau(a: list[float], b: list[float]) -> dict[str, float]:
     """Kendall tau (and its two-sided p-value) between two score lists."""
     result = kendalltau(a, b)
@@ -278,9 +287,9 @@ def tau(a: list[float], b: list[float]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: a few minutes, numbers mean nothing")
-    parser.add_argument("--supernet-steps", type=int, default=None, help="default 300 (quick: 30)")
-    parser.add_argument("--continue-steps", type=int, default=None, help="default 100 (quick: 10)")
-    parser.add_argument("--rank-steps", type=int, default=None, help="default 150 (quick: 10)")
+    parser.add_argument("--supernet-steps", type=int, default=None, help="default 200 (quick: 30)")
+    parser.add_argument("--continue-steps", type=int, default=None, help="default 50 (quick: 10)")
+    parser.add_argument("--rank-steps", type=int, default=None, help="default 100 (quick: 10)")
     parser.add_argument("--rank-archs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=None, help="default 100 (quick: 20)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="default 200 (quick: 60)")
@@ -297,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quick = args.quick
     for name, full, small in (
-        ("supernet_steps", 300, 30),
-        ("continue_steps", 100, 10),
-        ("rank_steps", 150, 10),
+        ("supernet_steps", 200, 30),
+        ("continue_steps", 50, 10),
+        ("rank_steps", 100, 10),
         ("trials", 100, 20),
         ("teacher_steps", 200, 60),
         ("max_examples", 4096, 2000),
@@ -377,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     archs = rank_archs(space, lambda a: count_params(elm.config, a), args.rank_archs, args.seed)
-    truth = [runner.score(f"rank-{a.key()[:48]}", initial, a, args.rank_steps)["test_loss"] for a in archs]
+    truth = [runner.score(f"rank-{short_key(a)}", initial, a, args.rank_steps)["test_loss"] for a in archs]
     inherited = {
         kind: [round(evaluate_subnetwork(net, a, val, task)["loss"], 4) for a in archs]
         for kind, net in (("relational", elm), ("mse", mse))

@@ -142,6 +142,9 @@ def supernet(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict[str, A
         shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished run would refuse a fresh start
         config = make_config(args, run_dir, SUPERNET_LOSSES[kind])
         began = time.perf_counter()
+        # parts built before the loop seeds itself (e.g. the relational loss's projections) draw
+        # from the global RNG: seed it so a super-network does not depend on what ran before
+        torch.manual_seed(args.seed)
         result = train_from_config(config, progress=False)
         save_supernet(result.model, tokenizer_from_config(config), result.space, folder)
         atomic_write_json(

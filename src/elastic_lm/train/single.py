@@ -59,16 +59,27 @@ def train_one_model(
     settings: TrainSettings,
     run_dir: str | Path,
     val_data: Sequence[Any] | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
-    """Train ``model`` as it is (an elastic model at its current architecture, or any HF model)."""
+    """Train ``model`` as it is (an elastic model at its current architecture, or any HF model).
+
+    With ``teacher``, the model learns from it (losses such as ``logit-kd`` read its outputs), so a
+    baseline can be distilled with exactly the teacher a super-network had.
+    """
     elastic = hasattr(model, "set_architecture")
     arch = model.architecture if elastic else None
     return train_supernet(
         model if elastic else FixedModel(model),
-        make_strategy("standard", OneMemberSpace(arch), seed=settings.seed),
+        make_strategy(
+            "standard",
+            OneMemberSpace(arch),
+            seed=settings.seed,
+            target="teacher" if teacher is not None else "labels",
+        ),
         CombinedLoss(losses),
         train_data,
         val_data=val_data,
+        teacher=teacher,
         settings=settings,
         run_dir=run_dir,
     )

@@ -276,3 +276,22 @@ def test_masked_logits_with_label_position_distillation_follow_the_full_logit_ru
     assert restricted["true"]
     assert all(restricted["true"])  # the teacher projected only the masked positions
     assert not any(restricted["false"])
+
+
+def test_loss_projections_are_built_from_the_job_seed(tmp_path: Path) -> None:
+    """Two runs of one config must start their learned loss projections identically."""
+    from elastic_lm.train.build import losses_from_config
+
+    cfg = config(tmp_path, "train.losses=[{name: relational}, {name: hidden}]")
+    first = losses_from_config(cfg, n_layers=2, student_width=16, teacher_width=32).state_dict()
+    torch.randn(100)  # whatever else drew from the global generator in between
+    second = losses_from_config(cfg, n_layers=2, student_width=16, teacher_width=32).state_dict()
+    assert first
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    other = losses_from_config(
+        config(tmp_path, "seed=7", "train.losses=[{name: relational}]"),
+        n_layers=2,
+        student_width=16,
+        teacher_width=32,
+    ).state_dict()
+    assert not all(torch.equal(first[name], other[name]) for name in other)

@@ -76,6 +76,9 @@ def losses_from_config(
     ``n_layers`` counts layer positions; hidden states hold the embedding output too, hence +1.
     """
     spec = [{"name": s.name, "weight": s.weight, **s.options} for s in config.train.losses]
+    # The learned projections are initialised here, before the loop seeds anything: seed them from the
+    # job's seed so two runs of one config build identical losses (and resume reproduces them).
+    torch.manual_seed(derive_seed(config.seed, "loss-projections"))
     return CombinedLoss(
         spec,
         n_student_layers=n_layers + 1,

@@ -16,6 +16,7 @@ import torch
 import transformers
 from transformers import AutoConfig, PreTrainedModel
 
+from elastic_lm.convert.names import BERT_NAMES, GPT2_NAMES, LLAMA_NAMES, Rename, rename, to_elastic
 from elastic_lm.errors import CheckpointError, UserError
 from elastic_lm.model import TASK_MODELS, ElasticConfig, ElasticModel, ElasticPreTrainedModel
 
@@ -25,23 +26,9 @@ class UnsupportedModelError(UserError):
 
 
 Weights = dict[str, torch.Tensor]
-Rename = list[tuple[str, str]]  # (regex on the HF name, replacement giving the elastic name)
 
 # -- BERT / RoBERTa / MiniLM -----------------------------------------------------------------
-BERT_RENAME: Rename = [
-    (r"^embeddings\.word_embeddings\.", "embeddings.word."),
-    (r"^embeddings\.position_embeddings\.", "embeddings.position."),
-    (r"^embeddings\.token_type_embeddings\.", "embeddings.token_type."),
-    (r"^embeddings\.LayerNorm\.", "embeddings.norm."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.query\.", r"layers.\1.bert.attention.q."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.key\.", r"layers.\1.bert.attention.k."),
-    (r"^encoder\.layer\.(\d+)\.attention\.self\.value\.", r"layers.\1.bert.attention.v."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"layers.\1.bert.attention.o."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.LayerNorm\.", r"layers.\1.bert.norm1."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"layers.\1.bert.ffn.up."),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"layers.\1.bert.ffn.down."),
-    (r"^encoder\.layer\.(\d+)\.output\.LayerNorm\.", r"layers.\1.bert.norm2."),
-]
+BERT_RENAME: Rename = to_elastic(BERT_NAMES, block="bert")
 BERT_HEADS: Rename = [
     (r"^cls\.predictions\.transform\.dense\.", "mlm.dense."),
     (r"^cls\.predictions\.transform\.LayerNorm\.", "mlm.norm."),
@@ -78,16 +65,7 @@ def _bert_config(c: Any) -> dict[str, Any]:
 
 
 # -- GPT-2 -------------------------------------------------------------------------------------
-GPT2_RENAME: Rename = [
-    (r"^wte\.", "embeddings.word."),
-    (r"^wpe\.", "embeddings.position."),
-    (r"^h\.(\d+)\.ln_1\.", r"layers.\1.gpt2.norm1."),
-    (r"^h\.(\d+)\.ln_2\.", r"layers.\1.gpt2.norm2."),
-    (r"^h\.(\d+)\.attn\.c_proj\.", r"layers.\1.gpt2.attention.o."),
-    (r"^h\.(\d+)\.mlp\.c_fc\.", r"layers.\1.gpt2.ffn.up."),
-    (r"^h\.(\d+)\.mlp\.c_proj\.", r"layers.\1.gpt2.ffn.down."),
-    (r"^ln_f\.", "final_norm."),
-]
+GPT2_RENAME: Rename = to_elastic(GPT2_NAMES, block="gpt2")
 
 
 def _gpt2_config(c: Any) -> dict[str, Any]:
@@ -130,14 +108,7 @@ def _gpt2_weights(name: str, t: torch.Tensor) -> Weights:
 
 
 # -- Llama ---------------------------------------------------------------------------------------
-LLAMA_RENAME: Rename = [
-    (r"^embed_tokens\.", "embeddings.word."),
-    (r"^layers\.(\d+)\.input_layernorm\.", r"layers.\1.llama.norm1."),
-    (r"^layers\.(\d+)\.post_attention_layernorm\.", r"layers.\1.llama.norm2."),
-    (r"^layers\.(\d+)\.self_attn\.([qkvo])_proj\.", r"layers.\1.llama.attention.\2."),
-    (r"^layers\.(\d+)\.mlp\.(gate|up|down)_proj\.", r"layers.\1.llama.ffn.\2."),
-    (r"^norm\.", "final_norm."),
-]
+LLAMA_RENAME: Rename = to_elastic(LLAMA_NAMES, block="llama")
 
 
 def _llama_config(c: Any) -> dict[str, Any]:
@@ -179,11 +150,10 @@ def _llama_config(c: Any) -> dict[str, Any]:
 
 
 def _rename(name: str, table: Rename) -> str:
-    for pattern, repl in table:
-        new, n = re.subn(pattern, repl, name)
-        if n:
-            return new
-    raise UnsupportedModelError(f"weight {name!r} has no place in the elastic model")
+    new = rename(name, table)
+    if new is None:
+        raise UnsupportedModelError(f"weight {name!r} has no place in the elastic model")
+    return new
 
 
 FAMILIES: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[str, torch.Tensor], Weights]]] = {

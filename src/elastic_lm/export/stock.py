@@ -35,6 +35,7 @@ from transformers import (
     RobertaModel,
 )
 
+from elastic_lm.convert.names import BERT_NAMES, GPT2_NAMES, LLAMA_NAMES, Rename, rename, to_hf
 from elastic_lm.model import ElasticConfig, ElasticModel, ElasticPreTrainedModel
 
 # task (None = bare backbone) -> stock class, per family
@@ -209,22 +210,8 @@ def _llama_config(c: ElasticConfig) -> PreTrainedConfig:
 
 
 # -- weight names --------------------------------------------------------------------------------------
-Rename = list[tuple[str, str]]
 
-_BERT_LAYER: Rename = [
-    (r"^embeddings\.word\.", "embeddings.word_embeddings."),
-    (r"^embeddings\.position\.", "embeddings.position_embeddings."),
-    (r"^embeddings\.token_type\.", "embeddings.token_type_embeddings."),
-    (r"^embeddings\.norm\.", "embeddings.LayerNorm."),
-    (r"^layers\.(\d+)\.attention\.q\.", r"encoder.layer.\1.attention.self.query."),
-    (r"^layers\.(\d+)\.attention\.k\.", r"encoder.layer.\1.attention.self.key."),
-    (r"^layers\.(\d+)\.attention\.v\.", r"encoder.layer.\1.attention.self.value."),
-    (r"^layers\.(\d+)\.attention\.o\.", r"encoder.layer.\1.attention.output.dense."),
-    (r"^layers\.(\d+)\.norm1\.", r"encoder.layer.\1.attention.output.LayerNorm."),
-    (r"^layers\.(\d+)\.ffn\.up\.", r"encoder.layer.\1.intermediate.dense."),
-    (r"^layers\.(\d+)\.ffn\.down\.", r"encoder.layer.\1.output.dense."),
-    (r"^layers\.(\d+)\.norm2\.", r"encoder.layer.\1.output.LayerNorm."),
-]
+_BERT_LAYER: Rename = to_hf(BERT_NAMES)
 _BERT_HEADS: Rename = [
     (r"^mlm\.dense\.", "cls.predictions.transform.dense."),
     (r"^mlm\.norm\.", "cls.predictions.transform.LayerNorm."),
@@ -239,32 +226,8 @@ _ROBERTA_HEADS: Rename = [
     (r"^pooler\.", "classifier.dense."),
     (r"^classifier\.", "classifier.out_proj."),
 ]
-_GPT2: Rename = [
-    (r"^embeddings\.word\.", "wte."),
-    (r"^embeddings\.position\.", "wpe."),
-    (r"^layers\.(\d+)\.norm1\.", r"h.\1.ln_1."),
-    (r"^layers\.(\d+)\.norm2\.", r"h.\1.ln_2."),
-    (r"^layers\.(\d+)\.attention\.o\.", r"h.\1.attn.c_proj."),
-    (r"^layers\.(\d+)\.ffn\.up\.", r"h.\1.mlp.c_fc."),
-    (r"^layers\.(\d+)\.ffn\.down\.", r"h.\1.mlp.c_proj."),
-    (r"^final_norm\.", "ln_f."),
-]
-_LLAMA: Rename = [
-    (r"^embeddings\.word\.", "embed_tokens."),
-    (r"^layers\.(\d+)\.norm1\.", r"layers.\1.input_layernorm."),
-    (r"^layers\.(\d+)\.norm2\.", r"layers.\1.post_attention_layernorm."),
-    (r"^layers\.(\d+)\.attention\.([qkvo])\.", r"layers.\1.self_attn.\2_proj."),
-    (r"^layers\.(\d+)\.ffn\.(gate|up|down)\.", r"layers.\1.mlp.\2_proj."),
-    (r"^final_norm\.", "norm."),
-]
-
-
-def _rename(name: str, table: Rename) -> str | None:
-    for pattern, repl in table:
-        new, n = re.subn(pattern, repl, name)
-        if n:
-            return new
-    return None
+_GPT2: Rename = to_hf(GPT2_NAMES)
+_LLAMA: Rename = to_hf(LLAMA_NAMES)
 
 
 def _split(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -283,9 +246,9 @@ def _split(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dic
 def _bert_weights(state: dict[str, torch.Tensor], family: str, task: str | None) -> dict[str, torch.Tensor]:
     body, heads = _split(state)
     base = "" if task is None else f"{family}."
-    out = {base + _need(_rename(n, _BERT_LAYER), n): t for n, t in body.items()}
+    out = {base + _need(rename(n, _BERT_LAYER), n): t for n, t in body.items()}
     table = _ROBERTA_HEADS if family == "roberta" else _BERT_HEADS
-    out.update({_need(_rename(n, table), n): t for n, t in heads.items()})
+    out.update({_need(rename(n, table), n): t for n, t in heads.items()})
     return out
 
 
@@ -298,7 +261,7 @@ def _gpt2_weights(state: dict[str, torch.Tensor], family: str, task: str | None)
         if m:
             fused.setdefault(f"transformer.h.{m[1]}.attn.c_attn.{m[3]}", {})[m[2]] = t
             continue
-        new = "transformer." + _need(_rename(n, _GPT2), n)
+        new = "transformer." + _need(rename(n, _GPT2), n)
         conv1d = re.search(r"\.(c_proj|c_fc)\.weight$", new) is not None  # stored as (in, out)
         out[new] = t.t().contiguous() if conv1d else t
     for name, parts in fused.items():
@@ -310,7 +273,7 @@ def _gpt2_weights(state: dict[str, torch.Tensor], family: str, task: str | None)
 
 def _llama_weights(state: dict[str, torch.Tensor], family: str, task: str | None) -> dict[str, torch.Tensor]:
     body, heads = _split(state)
-    out = {"model." + _need(_rename(n, _LLAMA), n): t for n, t in body.items()}
+    out = {"model." + _need(rename(n, _LLAMA), n): t for n, t in body.items()}
     out.update({n: t for n, t in heads.items() if n == "lm_head.weight"})
     return out
 

@@ -47,13 +47,22 @@ ALL_STRATEGIES = ("random", "stratified", "local", "mo-rea", "nsga2", "motpe", "
 
 
 def train_config(
-    out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int = 16, lr: float = 5e-4
+    out: Path,
+    steps: int,
+    max_examples: int,
+    seq_len: int,
+    batch_size: int = 16,
+    lr: float = 5e-4,
+    data: tuple[str, ...] = ("austen",),
+    split_ratio: float = 0.1,
 ) -> Any:
     return load_config(
         None,
         [
             "model.source=minilm-l6",
-            "data.source=austen",
+            f"data.source=[{', '.join(data)}]",
+            f"data.validation_ratio={split_ratio}",
+            f"data.test_ratio={split_ratio}",
             f"data.max_examples={max_examples}",
             f"data.max_length={seq_len}",
             "space.options={blocks: [bert]}",
@@ -114,10 +123,23 @@ def supernet(
     return model, tokenizer, space, json.loads(info_file.read_text())
 
 
-def eval_batches(tokenizer: Any, out: Path, n_batches: int, batch_size: int, seq_len: int) -> list:
+def given_supernet(folder: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """A super-network saved by another benchmark (``save_supernet``), with its sibling info JSON."""
+    saved = load_supernet(folder)
+    info_file = folder.with_suffix(".json")
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    return saved.model, saved.tokenizer(), saved.space, {"folder": str(folder), **info}
+
+
+def eval_batches(
+    tokenizer: Any, args: argparse.Namespace, n_batches: int, batch_size: int, seq_len: int
+) -> list:
+    """Fixed validation batches of the data the super-network was trained on (same split)."""
     from elastic_lm.data import prepare_data
 
-    config = train_config(out, 1, 4096, seq_len)
+    config = train_config(
+        args.out, 1, args.max_examples, seq_len, data=tuple(args.data), split_ratio=args.split_ratio
+    )
     prepared = prepare_data(config.data, tokenizer)
     return fixed_eval_batches(prepared.splits["validation"], prepared.collator, n_batches, batch_size, seed=0)
 
@@ -176,6 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/search"))
+    parser.add_argument(
+        "--supernet",
+        type=Path,
+        help="search this saved super-network instead of training one (e.g. the distilled ELM one of "
+        "benchmarks/distillation.py); pass the --data/--max-examples/--seq-len it was trained with",
+    )
+    parser.add_argument("--data", nargs="+", default=["austen"], help="data sources (validation split)")
+    parser.add_argument("--split-ratio", type=float, default=0.1, help="validation (and test) share")
     args = parser.parse_args(argv)
     assert set(STRATEGIES) >= set(ALL_STRATEGIES)
 
@@ -187,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
 
     began = time.perf_counter()
-    model, tokenizer, space, info = supernet(
-        args.out, args.train_steps, args.max_examples, args.seq_len, args.train_batch_size, args.train_lr
-    )
-    batches = eval_batches(tokenizer, args.out, args.eval_batches, args.eval_batch_size, args.seq_len)
+    if args.supernet:
+        model, tokenizer, space, info = given_supernet(args.supernet)
+    else:
+        model, tokenizer, space, info = supernet(
+            args.out, args.train_steps, args.max_examples, args.seq_len, args.train_batch_size, args.train_lr
+        )
+    model.eval()
+    batches = eval_batches(tokenizer, args, args.eval_batches, args.eval_batch_size, args.seq_len)
     cache_file = args.out / f"eval-cache-{args.eval_batches}x{args.eval_batch_size}x{args.seq_len}.json"
     cache: dict[str, dict[str, float]] = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     ctx = MetricContext(model, batches, latency_seq_len=args.seq_len, eval_cache=cache)

@@ -1,6 +1,7 @@
 """Pruning benchmark: MiniLM-L6 on movie-review sentiment, our Pareto set against real baselines.
 
     python benchmarks/pruning.py --quick        # a shared 2-core CPU, minutes
+    python benchmarks/pruning.py --budget cpu   # 4,000 rows, a 2-core CPU, about half an hour
     python benchmarks/pruning.py                # the recipe's full budget (hours on a CPU)
 
 Runs ``elastic-lm prune configs/prune-sentiment.yaml --budget quick|full --baselines``, then
@@ -81,6 +82,7 @@ def best_within(points: list[dict[str, float]], unpruned: dict[str, float], drop
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the recipe's quick budget (CPU minutes)")
+    parser.add_argument("--budget", help="a budget of configs/prune-sentiment.yaml (quick, cpu, full)")
     parser.add_argument("--run-dir", type=Path, help="where the prune run goes")
     parser.add_argument("--out", type=Path, help="JSON result path")
     parser.add_argument("--latency-repeats", type=int, default=30)
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config value on top of the budget (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    budget = "quick" if args.quick else "full"
+    budget = args.budget or ("quick" if args.quick else "full")
     overrides = ["prune.baselines=true", "seed=0", "data.seed=0", *args.overrides]
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")

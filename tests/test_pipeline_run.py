@@ -1,15 +1,22 @@
-"""``elastic-lm run`` orchestration: stage order, skipping finished stages, --from / --until, resume."""
+"""``elastic-lm run`` orchestration: stage order, skipping finished stages, --from / --until, resume;
+a pruning recipe dispatched to the prune stages."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from elastic_lm.cli.main import main
 from elastic_lm.config import Config, load_config
+from elastic_lm.config.loading import validate_config
+from elastic_lm.errors import ConfigError
 from elastic_lm.pipeline import STAGES, RunDirectory
 from elastic_lm.pipeline.run import run_pipeline
+from prune_fixtures import prune_config
 
 
 class Recorder:
@@ -90,3 +97,114 @@ def test_profile_stage_runs_only_when_a_latency_predictor_is_needed(tmp_path: Pa
     assert not needs_profile(
         _config(tmp_path, "profile.enabled=false", "search.constraints=[{name: latency_pred_ms, max: 5}]")
     )
+
+
+# --- a pruning recipe ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({}, "nas"),
+        ({"model": {"task": "sequence-classification"}}, "nas"),  # NAS over a classifier
+        ({"prune": {}}, "nas"),  # a masked-LM job with a stray prune section
+        ({"model": {"task": "sequence-classification"}, "prune": {"finetune_steps": 5}}, "prune"),
+        ({"model": {"task": "sequence-classification"}, "prune": {}, "pipeline": "nas"}, "nas"),
+        ({"pipeline": "prune"}, "prune"),
+    ],
+)
+def test_pipeline_is_inferred_unless_given(raw: dict[str, Any], expected: str) -> None:
+    assert validate_config(raw).pipeline == expected
+
+
+def test_recipes_name_their_pipeline() -> None:
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert load_config(configs / "prune-sentiment.yaml", budget="quick").pipeline == "prune"
+    assert load_config(configs / "elm-mlm.yaml", budget="quick").pipeline == "nas"
+    with pytest.raises(ConfigError, match="config field 'pipeline' has bad value 'pruning'"):
+        load_config(None, ["pipeline=pruning"])
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [(["--from", "search"], "--from search"), (["--until", "train"], "--until train")],
+)
+def test_from_and_until_are_a_one_line_error_for_a_pruning_recipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], named: str
+) -> None:
+    path = tmp_path / "prune.yaml"
+    path.write_text(yaml.safe_dump(prune_config(tmp_path)))
+    capsys.readouterr()
+    assert main(["run", str(path), *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"elastic-lm run: error: {named}: this config is a pruning recipe")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    with pytest.raises(ValueError, match="pruning recipe"):
+        run_pipeline(validate_config(prune_config(tmp_path)), stages={"train": lambda c, r: {}})
+
+
+def _stamps(run: Path) -> dict[str, float]:
+    return {s.parent.name: json.loads(s.read_text())["finished_at"] for s in run.glob("*/stage.json")}
+
+
+def test_run_on_a_pruning_recipe_prunes_exports_and_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ELASTIC_LM_CACHE", str(tmp_path / "cache"))
+    raw = prune_config(tmp_path, prune__finetune_steps=10, search__trials=4)
+    path = tmp_path / "prune.yaml"
+    path.write_text(yaml.safe_dump(raw))  # no 'pipeline' key: inferred from task + prune section
+    run = tmp_path / "run"
+
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr()
+    prune_stages = ["finetune", "train", "search", "evaluate", "export", "report"]
+    for stage in prune_stages:
+        assert f"[{stage}] running" in out.out
+        assert any(line.split()[:2] == [stage, "ran"] for line in out.out.splitlines())
+    assert not (run / "teacher").exists()  # no NAS stage ran
+    assert yaml.safe_load((run / "config.yaml").read_text())["pipeline"] == "prune"
+
+    trials = json.loads((run / "search" / "trials.json").read_text())
+    summary = json.loads((run / "search" / "summary.json").read_text())
+    assert len(trials) == 4
+    assert [o["name"] for o in summary["objectives"]] == ["params_nonembedding", "val_accuracy"]
+    index = json.loads((run / "export" / "index.json").read_text())
+    folders = sorted(p.name for p in (run / "export").glob("trial-*") if p.is_dir())
+    assert len(folders) == len(index) == min(3, len(summary["pareto"])) >= 1
+    assert folders == sorted(item["name"] for item in index)
+    tests = json.loads((run / "evaluate" / "test_metrics.json").read_text())
+    assert set(tests) == {"unpruned", *folders}
+    for item in index:
+        assert item["name"].removeprefix("trial-").isdigit()
+        assert int(item["name"].removeprefix("trial-")) in summary["pareto"]
+        assert 0.0 <= item["metrics"]["test_accuracy"] <= 1.0
+        assert item["metrics"]["test_accuracy"] == tests[item["name"]]["test_accuracy"]
+        assert (run / item["path"] / "config.json").is_file()
+    page = run / "report" / "index.html"
+    html = page.read_text()
+    assert all(name in html for name in folders)
+    assert f"report: {page}" in out.out
+    assert f"exported models: {run / 'export'}" in out.out
+    assert out.err.count("unpruned model: test accuracy") == 1  # the lines 'elastic-lm prune' prints
+    assert "elastic-lm report" not in out.err  # the report is written, not suggested
+
+    stamps = _stamps(run)
+    assert main(["run", str(path)]) == 0  # resumed: nothing is redone
+    again = capsys.readouterr().out
+    assert _stamps(run) == stamps
+    for stage in prune_stages:
+        assert f"[{stage}] done earlier" in again
+        assert any(line.split()[:2] == [stage, "skipped"] for line in again.splitlines())
+
+    # Baselines asked for later: only they run, and the report is rewritten to show them.
+    assert main(["run", str(path), "--set", "prune.baselines=true"]) == 0
+    third = capsys.readouterr().out
+    now = _stamps(run)
+    redone = sorted(s for s in now if now[s] != stamps.get(s))
+    assert redone == ["baselines", "report"]
+    assert "[baselines] running" in third
+    points = json.loads((run / "search" / "baselines.json").read_text())
+    assert "layer-drop k=1" in {p["name"] for p in points}
+    assert "layer-drop k=1" in page.read_text()

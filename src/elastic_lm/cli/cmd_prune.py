@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
+
+if TYPE_CHECKING:
+    from elastic_lm.prune import PruneResult
 
 HELP = "structural pruning of a pre-trained encoder on a labelled task (Klein et al.)"
 EXAMPLES = (
@@ -32,6 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     RunDirectory(config.run_dir).save_config(config)
     result = run_prune(config, baselines=args.baselines or None, progress=not args.no_progress)
+    print_result(result)
+    return 0
+
+
+def print_result(result: PruneResult) -> None:
+    """The headline numbers of a prune run (shared with ``elastic-lm run`` on a pruning recipe)."""
     acc = result.unpruned.get("test_accuracy")
     print(
         f"unpruned model: test accuracy {acc:.4f}" if acc is not None else "unpruned model", file=sys.stderr
@@ -44,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{result.run_dir / item['path']}: {shown}", file=sys.stderr)
     for point in result.baselines:
         print(f"baseline {point['name']}: test accuracy {point['metrics'].get('test_accuracy', 0):.4f}")
-    print(f"report: elastic-lm report {result.run_dir}", file=sys.stderr)
-    return 0
+    if result.report is None:
+        print(f"report: elastic-lm report {result.run_dir}", file=sys.stderr)

@@ -1,4 +1,7 @@
-"""``elastic-lm run``: the whole pipeline of a config, stage by stage, resumably."""
+"""``elastic-lm run``: the whole pipeline of a config, stage by stage, resumably.
+
+A pruning recipe (``pipeline: prune``) runs the stages of ``elastic-lm prune`` and then the report.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +15,31 @@ from elastic_lm.pipeline.rundir import STAGES
 HELP = "run the whole pipeline of a config, stage by stage, resumably"
 EXAMPLES = (
     "  elastic-lm run configs/elm-mlm.yaml --budget quick\n"
-    "  elastic-lm run configs/elm-mlm.yaml --from search --until report --set search.trials=200"
+    "  elastic-lm run configs/elm-mlm.yaml --from search --until report --set search.trials=200\n"
+    "  elastic-lm run configs/prune-sentiment.yaml --budget quick   # a pruning recipe: prune, then report"
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
-    parser.add_argument("--from", dest="start", choices=STAGES, help="re-run from this stage on")
-    parser.add_argument("--until", choices=STAGES, help="stop after this stage")
+    parser.add_argument(
+        "--from", dest="start", choices=STAGES, help="re-run from this stage on (not for a pruning recipe)"
+    )
+    parser.add_argument("--until", choices=STAGES, help="stop after this stage (not for a pruning recipe)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from elastic_lm.pipeline.run import run_pipeline
+    from elastic_lm.pipeline.run import run_pipeline, run_prune_pipeline
 
     config = config_from_args(args)
-    outcomes = run_pipeline(config, start=args.start, until=args.until)
+    if config.pipeline == "prune":
+        from elastic_lm.cli.cmd_prune import print_result
+
+        result = run_prune_pipeline(config, start=args.start, until=args.until)
+        print_result(result)
+        outcomes = result.stages
+    else:
+        outcomes = run_pipeline(config, start=args.start, until=args.until)
     print(summary(Path(config.run_dir), [(o.stage, o.status, o.seconds) for o in outcomes]))
     return 0
 

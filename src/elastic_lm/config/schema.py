@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from elastic_lm.data.config import DataConfig
 
 Task = Literal["masked-lm", "causal-lm", "sequence-classification"]
+Pipeline = Literal["nas", "prune"]
 
 
 class Section(BaseModel):
@@ -251,6 +252,12 @@ class Config(Section):
 
     run_dir: Path = Path("runs/default")
     budget: str | None = Field(None, description="the named budget of the recipe that was applied")
+    pipeline: Pipeline = Field(
+        "nas",
+        description="what 'elastic-lm run' does: 'nas' (teacher, train, profile, search, export, evaluate, "
+        "report) or 'prune' (the stages of 'elastic-lm prune', then the report); omitted: 'prune' when "
+        "model.task is sequence-classification and the config has a prune section, else 'nas'",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     model: ModelSection = Field(default_factory=ModelSection)
@@ -263,3 +270,14 @@ class Config(Section):
     export: ExportSection = Field(default_factory=ExportSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     prune: PruneSection = Field(default_factory=PruneSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _infer_pipeline(cls, data: Any) -> Any:
+        """Fill in an omitted ``pipeline`` (so the saved ``config.yaml`` states what was run)."""
+        if not isinstance(data, dict) or data.get("pipeline") is not None:
+            return data
+        model = data.get("model")
+        task = model.get("task") if isinstance(model, dict) else getattr(model, "task", None)
+        pruning = task == "sequence-classification" and data.get("prune") is not None
+        return {**data, "pipeline": "prune" if pruning else "nas"}

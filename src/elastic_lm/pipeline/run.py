@@ -5,6 +5,10 @@ returns is kept in its ``stage.json`` record. A stage re-runs when its inputs ch
 sections it depends on, see :mod:`elastic_lm.pipeline.rundir`), when the user asks with ``--from``,
 or when a stage before it re-ran. A crash midway leaves finished stages recorded, so running the
 same command again resumes at the stage that did not finish.
+
+A pruning recipe (``pipeline: prune`` in the config, see :mod:`elastic_lm.prune`) runs its own stages
+instead (finetune, train, search, evaluate, export, baselines when asked for, then report), resumable
+the same way; ``--from`` / ``--until`` name stages of the NAS pipeline and are refused for it.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import importlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elastic_lm.config import Config
+from elastic_lm.errors import ConfigError
 from elastic_lm.pipeline.rundir import STAGES, RunDirectory, stages_between
+
+if TYPE_CHECKING:
+    from elastic_lm.prune import PruneResult
 
 StageFunction = Callable[[Config, RunDirectory], dict[str, Any]]
 
@@ -56,8 +64,13 @@ def run_pipeline(
     """Run the job's stages from ``start`` to ``until``; returns what each stage did.
 
     ``stages`` replaces stage implementations (tests, custom pipelines); the rest come from
-    :data:`STAGE_FUNCTIONS`.
+    :data:`STAGE_FUNCTIONS`. A pruning recipe (``config.pipeline == "prune"``) runs
+    :func:`run_prune_pipeline` instead.
     """
+    if config.pipeline == "prune":
+        if stages:
+            raise ValueError("stages= replaces stages of the NAS pipeline; this config is a pruning recipe")
+        return run_prune_pipeline(config, start=start, until=until, log=log).stages
     run_dir = RunDirectory(config.run_dir)
     run_dir.save_config(config)
     selected = stages_between(start, until)
@@ -80,6 +93,35 @@ def run_pipeline(
         outcomes.append(StageOutcome(stage, "ran", record.seconds, outputs))
         upstream_ran = True
     return outcomes
+
+
+def run_prune_pipeline(
+    config: Config,
+    *,
+    start: str | None = None,
+    until: str | None = None,
+    log: Callable[[str], None] | None = print,
+    progress: bool = True,
+) -> PruneResult:
+    """``elastic-lm run`` on a pruning recipe: every stage of ``elastic-lm prune`` (finished ones
+    skipped), then ``report/index.html``. ``start`` / ``until`` must be None (see :func:`refuse_stage_range`).
+    """
+    refuse_stage_range(start, until)
+    from elastic_lm.prune import run_prune  # torch & co. only when pruning
+
+    RunDirectory(config.run_dir).save_config(config)
+    return run_prune(config, progress=progress, report=True, log=log)
+
+
+def refuse_stage_range(start: str | None, until: str | None) -> None:
+    """A one-line error for ``--from`` / ``--until`` on a pruning recipe (their stages are NAS ones)."""
+    given = " ".join(f"--{flag} {stage}" for flag, stage in (("from", start), ("until", until)) if stage)
+    if given:
+        raise ConfigError(
+            f"{given}: this config is a pruning recipe (pipeline: prune), whose stages always run in order "
+            "and skip finished ones, and --from/--until name stages of the NAS pipeline; drop the option "
+            "(changing a setting redoes the stages that depend on it)"
+        )
 
 
 def _from_on(stage: str) -> Iterable[str]:

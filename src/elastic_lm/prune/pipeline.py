@@ -2,13 +2,15 @@
 
 Each stage writes a plain artefact under ``RUN_DIR`` and a stage record (``stages.py``), so the same
 call after a crash or an edit resumes where it must. Only the ``evaluate`` stage (and the baselines'
-final scoring) read the test split, through :mod:`elastic_lm.prune.final`.
+final scoring) read the test split, through :mod:`elastic_lm.prune.final`. ``elastic-lm run`` on a
+pruning recipe (``pipeline: prune``) runs the same job and then writes the HTML report.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,14 @@ from elastic_lm.errors import ConfigError
 from elastic_lm.io import atomic_write_json, atomic_write_text
 from elastic_lm.metrics.size import count_params
 from elastic_lm.model import ElasticForSequenceClassification, reorder_by_importance
+from elastic_lm.pipeline.run import StageOutcome
+from elastic_lm.pipeline.rundir import StageRecord
 from elastic_lm.prune import final
 from elastic_lm.prune.data import TaskData, load_search_data
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.source import is_finetuned, load_classifier, load_tokenizer, resolve_source
-from elastic_lm.prune.stages import PruneStages
+from elastic_lm.prune.stages import PRUNE_STAGES, PruneStages
 from elastic_lm.prune.training import distill_losses, has_checkpoints, train_fixed
 
 SHAPE_KEYS = ("layers", "hidden", "heads", "ffn")
@@ -50,15 +54,20 @@ class PruneResult:
     exported: list[dict[str, Any]] = field(default_factory=list)
     unpruned: dict[str, float] = field(default_factory=dict)
     baselines: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[StageOutcome] = field(default_factory=list)  # what this call ran or found done
+    report: Path | None = None  # report/index.html when asked for
 
 
 class PruneJob:
     """One prune run over a validated config; stages are methods, ``run`` chains them."""
 
-    def __init__(self, config: Config, *, progress: bool = False) -> None:
+    def __init__(
+        self, config: Config, *, progress: bool = False, log: Callable[[str], None] | None = None
+    ) -> None:
         self.config = config
         self.root = Path(config.run_dir)
-        self.stages = PruneStages(self.root, config)
+        self.stages = PruneStages(self.root, config, log)
+        self.log = log
         self.progress = progress
         self.folder = resolve_source(config.model.source)
         self.tokenizer = load_tokenizer(self.folder)
@@ -408,14 +417,63 @@ class PruneJob:
         self.stages.finish(stage, started, {"points": len(points)})
         return points
 
-    def run(self, baselines: bool | None = None) -> PruneResult:
-        """All stages in order (done ones are skipped)."""
+    # --- report (``elastic-lm run``) -------------------------------------------------------------
+    def report(self) -> Path:
+        """``report/index.html`` of the run (Pareto plots with the baselines); rewritten only after
+        a stage it shows was redone."""
+        from elastic_lm.report import write_report
+
+        self.export()  # first: the report's inputs are the finished stages' records
+        stage = "report"
+        page = self.stages.dir(stage) / "index.html"
+        if self.stages.is_done(stage) and page.is_file():
+            return page
+        started = self.stages.begin(stage)
+        page = write_report(self.root)
+        self.stages.finish(stage, started, {"report": str(page)})
+        return page
+
+    def run(self, baselines: bool | None = None, report: bool = False) -> PruneResult:
+        """All stages in order (done ones are skipped); ``report`` also writes the HTML report."""
+        with_baselines = baselines if baselines is not None else self.config.prune.baselines
+        wanted = [
+            s for s in PRUNE_STAGES if (s != "baselines" or with_baselines) and (s != "report" or report)
+        ]
+        done_before = {s: self._valid_record(s) for s in wanted}
+        if None in done_before.values():  # something upstream runs again: so does the report
+            done_before.pop("report", None)
+        for stage, record in done_before.items():
+            if record is not None and self.log is not None:
+                self.log(f"[{stage}] done earlier ({record.seconds:.0f} s); skipping")
         exported = self.export()
         tests = json.loads((self.stages.dir("evaluate") / "test_metrics.json").read_text())
         out = PruneResult(self.root, self.pareto_members(), exported, tests.get("unpruned", {}))
-        if baselines if baselines is not None else self.config.prune.baselines:
+        if with_baselines:
             out.baselines = self.baselines()
+        if report:
+            out.report = self.report()
+        for stage in wanted:
+            record = self.stages.record(stage)
+            assert record is not None  # every wanted stage has just finished or was done
+            before = done_before.get(stage)
+            if before is not None and before.finished_at == record.finished_at:
+                out.stages.append(StageOutcome(stage, "skipped", 0.0, record.outputs))
+            else:
+                out.stages.append(StageOutcome(stage, "ran", record.seconds, record.outputs))
         return out
+
+    def _valid_record(self, stage: str) -> StageRecord | None:
+        """The record of ``stage`` if it is still valid (the stage will be skipped), else None."""
+        record = self.stages.record(stage)
+        if record is None or not self.stages.is_done(stage):
+            return None
+        output = {
+            "baselines": self.stages.dir("search") / "baselines.json",
+            "report": self.stages.dir(stage) / "index.html",
+        }
+        if stage in output and not output[stage].is_file():
+            return None
+        return record
 
 
 def default_direction(name: str) -> str:
@@ -463,9 +521,20 @@ def update_card(folder: Path, metrics: dict[str, Any]) -> None:
     atomic_write_text(folder / "README.md", render_card(record))
 
 
-def run_prune(config: Config, *, baselines: bool | None = None, progress: bool = False) -> PruneResult:
-    """``elastic-lm prune CONFIG`` from Python: every stage, resumable, in ``config.run_dir``."""
-    return PruneJob(config, progress=progress).run(baselines)
+def run_prune(
+    config: Config,
+    *,
+    baselines: bool | None = None,
+    progress: bool = False,
+    report: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> PruneResult:
+    """``elastic-lm prune CONFIG`` from Python: every stage, resumable, in ``config.run_dir``.
+
+    ``report`` also writes ``report/index.html`` (as ``elastic-lm run`` does); ``log`` (e.g. ``print``)
+    is told which stages run and which are skipped.
+    """
+    return PruneJob(config, progress=progress, log=log).run(baselines, report)
 
 
 __all__ = ["PruneJob", "PruneResult", "run_prune"]

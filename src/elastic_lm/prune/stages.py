@@ -4,6 +4,10 @@ Why not ``RunDirectory`` itself: its stage names and input sections are those of
 do not include the ``prune`` section, so editing e.g. ``prune.finetune_steps`` would not redo
 fine-tuning. Records use the same ``StageRecord`` format; a stage whose inputs changed is wiped
 (``started.json`` tells a crashed stage with other inputs from one to resume).
+
+``report`` (written by ``elastic-lm run``, not ``elastic-lm prune``) reads the other stages' files
+rather than the config: its inputs are the records of the stages it shows, so it is rewritten after
+any of them was redone (e.g. baselines added later) and skipped otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,9 @@ from elastic_lm.config import Config
 from elastic_lm.io import atomic_write_json
 from elastic_lm.pipeline.rundir import StageRecord
 
-PRUNE_STAGES: tuple[str, ...] = ("finetune", "train", "search", "evaluate", "export", "baselines")
+PRUNE_STAGES: tuple[str, ...] = ("finetune", "train", "search", "evaluate", "export", "baselines", "report")
+# The stages whose files the report shows (train: the loss curve).
+REPORT_READS: tuple[str, ...] = ("train", "search", "export", "baselines")
 
 _FINETUNE = ("finetune_steps", "finetune_learning_rate", "importance", "importance_batches")
 _SEARCH = ("size_objective", "quality_objective")
@@ -50,11 +57,21 @@ def stage_hash(stage: str, config: Config) -> str:
 
 
 class PruneStages:
-    """Skip done stages, resume crashed ones, redo those whose inputs changed."""
+    """Skip done stages, resume crashed ones, redo those whose inputs changed.
 
-    def __init__(self, run_dir: Path, config: Config) -> None:
+    ``log`` (e.g. ``print``) is told when a stage starts and finishes; None says nothing.
+    """
+
+    def __init__(self, run_dir: Path, config: Config, log: Callable[[str], None] | None = None) -> None:
         self.root = Path(run_dir)
         self.config = config
+        self.log = log
+
+    def inputs_hash(self, stage: str) -> str:
+        if stage != "report":
+            return stage_hash(stage, self.config)
+        stamps = {s: rec.finished_at for s in REPORT_READS if (rec := self.record(s)) is not None}
+        return hashlib.sha256(json.dumps(stamps, sort_keys=True).encode()).hexdigest()[:16]
 
     def dir(self, stage: str) -> Path:
         return self.root / stage
@@ -67,13 +84,13 @@ class PruneStages:
 
     def is_done(self, stage: str) -> bool:
         rec = self.record(stage)
-        return rec is not None and rec.inputs_hash == stage_hash(stage, self.config)
+        return rec is not None and rec.inputs_hash == self.inputs_hash(stage)
 
     def begin(self, stage: str) -> float:
         """Start (or resume) ``stage``; a folder left by other inputs is removed first."""
         folder = self.dir(stage)
         started = folder / "started.json"
-        wanted = stage_hash(stage, self.config)
+        wanted = self.inputs_hash(stage)
         if folder.exists():
             previous = json.loads(started.read_text()).get("inputs_hash") if started.is_file() else None
             if previous != wanted:
@@ -83,19 +100,23 @@ class PruneStages:
                         continue
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
         atomic_write_json(started, {"inputs_hash": wanted})
+        if self.log is not None:
+            self.log(f"[{stage}] running")
         return time.time()
 
     def finish(self, stage: str, started_at: float, outputs: dict[str, Any] | None = None) -> StageRecord:
         now = time.time()
         rec = StageRecord(
             stage=stage,
-            inputs_hash=stage_hash(stage, self.config),
+            inputs_hash=self.inputs_hash(stage),
             finished_at=now,
             seconds=round(now - started_at, 3),
             outputs=outputs or {},
         )
         atomic_write_json(self.dir(stage) / "stage.json", asdict(rec))
+        if self.log is not None:
+            self.log(f"[{stage}] finished in {rec.seconds:.1f} s")
         return rec
 
 
-__all__ = ["PRUNE_STAGES", "PruneStages", "stage_hash"]
+__all__ = ["PRUNE_STAGES", "REPORT_READS", "PruneStages", "stage_hash"]

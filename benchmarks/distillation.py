@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,11 @@ import torch
 from elastic_lm.config import load_config
 from elastic_lm.data import prepare_data
 from elastic_lm.evaluate import evaluate_subnetwork, fixed_eval_batches
-from elastic_lm.export.supernet import load_supernet, save_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
 from elastic_lm.teacher import teacher_folder
-from elastic_lm.train.build import tokenizer_from_config, train_from_config
+from elastic_lm.train.build import tokenizer_from_config
+from supernets import cached_supernet
 
 ARMS = {
     "distilled": {
@@ -92,30 +91,9 @@ def make_config(args: argparse.Namespace, arm: str, run_dir: Path) -> Any:
 
 def train_arm(args: argparse.Namespace, arm: str) -> tuple[Any, Any, dict[str, Any]]:
     """The trained super-network of ``arm`` under ``--out`` (trained once, then loaded)."""
-    folder, info_file = args.out / f"supernet-{arm}", args.out / f"supernet-{arm}.json"
-    if not (folder / "space.json").is_file() or not info_file.is_file():
-        run_dir = args.out / f"train-{arm}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished run would refuse a fresh start
-        config = make_config(args, arm, run_dir)
-        torch.manual_seed(args.seed)  # parts built before the loop seeds itself draw from the global RNG
-        began = time.perf_counter()
-        result = train_from_config(config, progress=False)
-        seconds = time.perf_counter() - began
-        save_supernet(result.model, tokenizer_from_config(config), result.space, folder)
-        atomic_write_json(
-            info_file,
-            {
-                "losses": ARMS[arm]["losses"],
-                "steps": args.steps,
-                "first_loss": round(result.losses[0], 4) if result.losses else None,
-                "last_loss": round(result.losses[-1], 4) if result.losses else None,
-                "last_validation": result.val,
-                "train_seconds": round(seconds, 1),
-                "seconds_per_step": round(seconds / max(1, args.steps), 3),
-            },
-        )
-    saved = load_supernet(folder)
-    return saved.model.eval(), saved.space, json.loads(info_file.read_text())
+    config = make_config(args, arm, args.out / f"train-{arm}")
+    info = {"losses": ARMS[arm]["losses"]}
+    return cached_supernet(config, args.out / f"supernet-{arm}", args.out / f"supernet-{arm}.json", info)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,6 @@ from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.config import load_config
 from elastic_lm.data import prepare_data
 from elastic_lm.evaluate import evaluate_subnetwork, fixed_eval_batches
-from elastic_lm.export.supernet import load_supernet, save_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
 from elastic_lm.pipeline.search_stage import run_search_stage
@@ -81,10 +80,10 @@ from elastic_lm.train.build import (
     model_from_config,
     space_from_config,
     tokenizer_from_config,
-    train_from_config,
 )
 from elastic_lm.train.loop import TrainSettings
 from elastic_lm.train.single import train_one_model
+from supernets import cached_supernet
 
 LOGIT_KD = "{name: logit-kd, weight: 1.0, options: {temperature: 2.0, positions: labels}}"
 SUPERNET_LOSSES = {
@@ -136,29 +135,9 @@ def make_config(args: argparse.Namespace, run_dir: Path, losses: str = SUPERNET_
 
 def supernet(args: argparse.Namespace, kind: str) -> tuple[Any, Any, dict[str, Any]]:
     """The trained super-network ``kind`` (relational or mse) under ``--out`` (trained once)."""
-    folder, info_file = args.out / f"supernet-{kind}", args.out / f"supernet-{kind}.json"
-    if not (folder / "space.json").is_file() or not info_file.is_file():
-        run_dir = args.out / f"train-{kind}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished run would refuse a fresh start
-        config = make_config(args, run_dir, SUPERNET_LOSSES[kind])
-        began = time.perf_counter()
-        # parts built before the loop seeds itself (e.g. the relational loss's projections) draw
-        # from the global RNG: seed it so a super-network does not depend on what ran before
-        torch.manual_seed(args.seed)
-        result = train_from_config(config, progress=False)
-        save_supernet(result.model, tokenizer_from_config(config), result.space, folder)
-        atomic_write_json(
-            info_file,
-            {
-                "losses": SUPERNET_LOSSES[kind],
-                "steps": args.supernet_steps,
-                "first_loss": result.losses[0] if result.losses else None,
-                "last_loss": result.losses[-1] if result.losses else None,
-                "train_seconds": round(time.perf_counter() - began, 1),
-            },
-        )
-    saved = load_supernet(folder)
-    return saved.model.eval(), saved.space, json.loads(info_file.read_text())
+    config = make_config(args, args.out / f"train-{kind}", SUPERNET_LOSSES[kind])
+    info = {"losses": SUPERNET_LOSSES[kind]}
+    return cached_supernet(config, args.out / f"supernet-{kind}", args.out / f"supernet-{kind}.json", info)
 
 
 def uniform_members(space: Any, config: Any) -> list[tuple[int, Architecture]]:

@@ -18,7 +18,7 @@ from elastic_lm.export.supernet import SUPERNET_SUBDIR, Supernet, check_in_space
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
 from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
-from elastic_lm.report.pareto import pareto_mask
+from elastic_lm.report.pareto import pareto_mask, spread
 
 
 def pareto_trials(run_dir: Path) -> tuple[list[Trial], dict[str, str], str]:
@@ -91,7 +91,8 @@ def export_pareto(
         )
     supernet = load_supernet(source)
     chosen = front if max_params is None else [best_under_budget(front, directions, max_params, supernet)]
-    chosen = spread(chosen, next(iter(directions)), max_models)
+    first = next(iter(directions))
+    chosen = spread(chosen, lambda t: t.metrics[first], max_models)
     tokenizer = supernet.tokenizer()
     exported: list[ExportedModel] = []
     index: list[dict[str, Any]] = []
@@ -123,17 +124,6 @@ def export_pareto(
         )
     atomic_write_json(run_dir / "export" / "index.json", index)
     return exported
-
-
-def spread(front: list[Trial], objective: str, max_models: int | None) -> list[Trial]:
-    """At most ``max_models`` members, evenly spaced along ``objective`` (both ends always kept)."""
-    if max_models is None or len(front) <= max_models:
-        return list(front)
-    ordered = sorted(front, key=lambda t: t.metrics[objective])
-    if max_models == 1:
-        return ordered[:1]
-    step = (len(ordered) - 1) / (max_models - 1)
-    return [ordered[round(i * step)] for i in range(max_models)]
 
 
 __all__ = ["SUPERNET_SUBDIR", "best_under_budget", "export_pareto", "pareto_trials"]

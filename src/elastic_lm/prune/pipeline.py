@@ -32,6 +32,7 @@ from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.source import is_finetuned, load_classifier, load_tokenizer, resolve_source
 from elastic_lm.prune.stages import PRUNE_STAGES, PruneStages
 from elastic_lm.prune.training import distill_losses, has_checkpoints, train_fixed
+from elastic_lm.report.pareto import spread
 
 SHAPE_KEYS = ("layers", "hidden", "heads", "ffn")
 QUALITY_DIRECTION = {"accuracy": "maximize", "f1": "maximize", "loss": "minimize"}
@@ -330,16 +331,7 @@ class PruneJob:
         summary = json.loads((search_dir / "summary.json").read_text())
         front = [t for t in trials if t["number"] in set(summary["pareto"])]
         size = summary["objectives"][0]["name"]
-        front.sort(key=lambda t: t["metrics"][size])
-        k = self.config.export.max_models
-        if len(front) > k:
-            idx = (
-                sorted({round(i * (len(front) - 1) / (k - 1)) for i in range(k)})
-                if k > 1
-                else [len(front) - 1]
-            )
-            front = [front[i] for i in idx]
-        return front
+        return spread(front, lambda t: t["metrics"][size], self.config.export.max_models)
 
     # --- (e) test evaluation ----------------------------------------------------------------------
     def evaluate(self) -> dict[str, Any]:

@@ -5,7 +5,10 @@ Kept free of matplotlib and file I/O so the maths a reader trusts can be tested 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DIRECTIONS: tuple[str, ...] = ("minimize", "maximize")
 
@@ -72,6 +75,31 @@ def step_line(
         xs.append(x)
         ys.append(y)
     return xs, ys
+
+
+def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | None) -> list[T]:
+    """At most ``max_items`` of ``items``, their ``value``s evenly spaced from the lowest to the
+    highest (both kept), sorted by value.
+
+    For each of ``max_items`` evenly spaced targets the nearest item not yet taken is picked:
+    spacing by value, not by rank, so a crowd of near-identical small members does not push out the
+    one member in a wide gap of the front (often the one a user wants).
+    """
+    ordered = sorted(items, key=value)
+    if max_items is None or len(ordered) <= max_items:
+        return ordered
+    if max_items <= 1:
+        return ordered[:max_items]
+    values = [value(item) for item in ordered]
+    low, high = values[0], values[-1]
+    left = list(range(len(ordered)))
+    taken = []
+    for i in range(max_items):
+        target = low + (high - low) * i / (max_items - 1)
+        nearest = min(left, key=lambda j: (abs(values[j] - target), j))
+        left.remove(nearest)
+        taken.append(nearest)
+    return [ordered[j] for j in sorted(taken)]
 
 
 def mape(predicted: Sequence[float], measured: Sequence[float]) -> float:

@@ -233,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[str, list[list[list[float]]]] = {}
     seconds: dict[str, float] = {}
+    distinct: dict[str, list[int]] = {}  # distinct architectures per run: trials spent on repeats add nothing
     for strategy in strategies:
-        runs[strategy], seconds[strategy] = [], 0.0
+        runs[strategy], seconds[strategy], distinct[strategy] = [], 0.0, []
     command = "PYTHONPATH=src python benchmarks/search.py " + shlex.join(argv or sys.argv[1:])
     report: dict[str, Any] = {}
     for seed in range(seeds):  # seeds outermost: result.json always holds every finished round
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 space, objectives, strategy=strategy, n_trials=trials, seed=seed, progress=False
             )
             runs[strategy].append([[e.metrics[o.name] for o in objectives] for e in result.evaluations])
+            distinct[strategy].append(len({e.arch.key() for e in result.evaluations}))
             atomic_write_json(cache_file, cache)
             seconds[strategy] = round(seconds[strategy] + time.perf_counter() - t0, 1)
             print(f"seed {seed} {strategy}: {len(cache)} architectures evaluated so far", file=sys.stderr)
@@ -261,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "seeds_completed": seed + 1,
             **summarise(runs, objectives, trials),
             "architectures_evaluated": len(cache),
+            "distinct_architectures_per_run": distinct,
             "search_seconds": seconds,
             "total_seconds": round(time.perf_counter() - began, 1),
             "threads": args.threads,

@@ -56,9 +56,10 @@ def make_sampler(
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, **options)
     if strategy == "gp":
         # GPSampler handles several objectives (log-EHVI) since Optuna 4.x. Our objectives are
-        # deterministic (fixed batches, counted sizes, cached by architecture): without saying so the
-        # GP assumes noise, keeps expected improvement at points it has seen and proposes them again
-        # (measured: 27 distinct architectures in 3 x 100 trials on a real super-network).
+        # deterministic (fixed batches, counted sizes, cached by architecture), so say so. Known
+        # limit (benchmarks/search.py): it still spends most trials on parameter vectors that decode
+        # to architectures already seen (27-32 distinct in 100 trials on a real super-network; the
+        # per-layer choices of dropped layers change the vector, not the architecture).
         options = {"deterministic_objective": True, **options}
         return optuna.samplers.GPSampler(seed=seed, **options)
     raise ConfigError(f"strategy={strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")

@@ -6,6 +6,7 @@ sub-networks, then a fixed set of architectures re-measured as a stand-in for a 
 
     PYTHONPATH=src python benchmarks/latency.py            # full (several minutes on 2 cores)
     PYTHONPATH=src python benchmarks/latency.py --quick    # smoke run (about a minute)
+    PYTHONPATH=src python benchmarks/latency.py --pareto runs/elm-mlm-quick   # re-check a real Pareto set
 
 Prints one JSON object (the command to reproduce it included). Goals: MAPE <= 0.05, tau >= 0.9.
 """
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", default="wall", choices=("wall", "thread"), help="thread: CPU time")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write predictor.json etc. here")
+    parser.add_argument("--pareto", type=Path, help="re-check the Pareto set of this run folder (elm space)")
     args = parser.parse_args(argv)
 
     n_train = args.train or (12 if args.quick else 48)
@@ -70,16 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     fit_s = time.perf_counter() - start
 
-    # Stand-in for a Pareto set until search exists: the middle member and a few fresh samples.
-    rng = random.Random(args.seed + 1000)
-    fixed = [space.middle()] + [space.sample(rng) for _ in range(3 if args.quick else 7)]
+    if args.pareto is not None:  # a real search's Pareto set (e.g. the quick start's run folder)
+        from elastic_lm.export.pareto import pareto_trials
+
+        front = [t.architecture for t in pareto_trials(args.pareto)[0] if space.contains(t.architecture)]
+        fixed, labels, on = front, [f"pareto{i}" for i in range(len(front))], f"Pareto set of {args.pareto}"
+    else:  # stand-in: the middle member and a few fresh samples
+        rng = random.Random(args.seed + 1000)
+        fixed = [space.middle()] + [space.sample(rng) for _ in range(3 if args.quick else 7)]
+        labels = ["middle"] + [f"sample{i}" for i in range(len(fixed) - 1)]
+        on = "middle member + fixed random samples (no --pareto RUN_DIR given)"
     recommended = min(result.errors, key=lambda k: result.errors[k]["mape"])
     rows = recheck(
         result.predictors[recommended],
         supernet,
         fixed,
         settings,
-        labels=["middle"] + [f"sample{i}" for i in range(len(fixed) - 1)],
+        labels=labels,
         path=None if args.out is None else args.out / "latency_check.json",
     )
     recheck_err = prediction_errors([r["predicted_ms"] for r in rows], [r["measured_ms"] for r in rows])
@@ -100,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "mape": round(recheck_err["mape"], 4),
             "kendall_tau": round(recheck_err["kendall_tau"], 4),
             "n": recheck_err["n"],
-            "on": "middle member + fixed random samples (the lead replaces these with a search's Pareto set)",
+            "on": on,
         },
         "measured_ms_range": [round(min(measured), 2), round(max(measured), 2)],
         "median_relative_iqr": round(sorted(noise)[len(noise) // 2], 4),

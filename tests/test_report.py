@@ -18,9 +18,9 @@ from elastic_lm.cli.main import main
 from elastic_lm.errors import DataError, UserError
 from elastic_lm.report import mape, pareto_mask, step_line, write_report
 from elastic_lm.report.build import axes_for
-from elastic_lm.report.pareto import spread
 from elastic_lm.report.inputs import Objective
 from elastic_lm.report.labels import describe_architecture, display, format_value
+from elastic_lm.report.pareto import spread
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -173,8 +173,10 @@ def test_spread_spaces_by_value_so_a_lone_member_in_a_gap_is_kept() -> None:
     # a real front (millions of params): seven small members crowd one end, 3.36 sits alone in a gap
     sizes = [0.25, 0.89, 1.49, 1.93, 1.931, 2.38, 2.82, 3.36, 7.55, 8.14, 9.61, 0.59]
     chosen = spread(sizes, lambda v: v, 10)
-    assert 3.36 in chosen and len(chosen) == 10
-    assert chosen == sorted(chosen) and chosen[0] == 0.25 and chosen[-1] == 9.61
+    assert 3.36 in chosen
+    assert len(chosen) == 10
+    assert chosen == sorted(chosen)
+    assert (chosen[0], chosen[-1]) == (0.25, 9.61)
     assert set(spread(sizes, lambda v: v, 2)) == {0.25, 9.61}
     assert spread(sizes, lambda v: v, 1) == [0.25]
     assert spread(sizes, lambda v: v, None) == sorted(sizes)

@@ -171,7 +171,7 @@ class Standalone:
 
     def score(self, name: str, source: Any, arch: Architecture, steps: int) -> dict[str, Any]:
         """Extract ``arch`` from ``source``, train it ``steps`` steps alone, return its test loss."""
-        if name in self.cache:
+        if self.cache.get(name, {}).get("steps") == steps:  # a rerun with other steps retrains
             return self.cache[name]
         model = copy.deepcopy(source.extract(arch))
         run_dir = self.args.out / "standalone" / name

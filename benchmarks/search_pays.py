@@ -34,7 +34,7 @@ Three measurements:
 Budget: at most an hour on a 2-core CPU with one thread, ESTIMATED, not measured (the full run was
 not made when this was written). Default settings: teacher re-trained 200 steps; two
 super-networks of 200 sandwich steps; 100 search trials on 8 x 16 validation batches; 3 searched
-models x 50 steps, 3 uniform baselines x 250 steps, 8 rank models x 100 steps (1,700 stand-alone
+models x 50 steps, 3 uniform baselines x 250 steps, 8 rank models x 200 steps (2,500 stand-alone
 steps). The quick run on this machine (sharing it with another job) took about 2.7 s per
 super-network step and 0.9 s per stand-alone step (teacher forward included) at batch 16 x 64
 tokens, which puts the defaults near 50 minutes. ``--quick`` is a smoke run of a few minutes whose
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: a few minutes, numbers mean nothing")
     parser.add_argument("--supernet-steps", type=int, default=None, help="default 200 (quick: 30)")
     parser.add_argument("--continue-steps", type=int, default=None, help="default 50 (quick: 10)")
-    parser.add_argument("--rank-steps", type=int, default=None, help="default 100 (quick: 10)")
+    parser.add_argument("--rank-steps", type=int, default=None, help="default 200 (quick: 10)")
     parser.add_argument("--rank-archs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=None, help="default 100 (quick: 20)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="default 200 (quick: 60)")
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, full, small in (
         ("supernet_steps", 200, 30),
         ("continue_steps", 50, 10),
-        ("rank_steps", 100, 10),
+        ("rank_steps", 200, 10),
         ("trials", 100, 20),
         ("teacher_steps", 200, 60),
         ("max_examples", 4096, 2000),

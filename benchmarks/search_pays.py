@@ -31,13 +31,13 @@ Three measurements:
   super-network (MLM + logit-KD + relational loss) and for one trained identically except that the
   relational loss is replaced by plain hidden-state MSE distillation (``{name: hidden}``).
 
-Budget: at most an hour on a 2-core CPU with one thread, ESTIMATED, not measured (the full run was
-not made when this was written). Default settings: teacher re-trained 200 steps; two
+Budget, measured on the 2-core development machine with one thread while other benchmarks shared
+it (about half a core per job): the full run with 100 rank steps took 5,826 s of wall time (about
+50 CPU minutes); the rank part again with 200 steps (now the default) took 1,760 s, which puts the
+defaults at about an hour of one CPU core. Default settings: teacher re-trained 200 steps; two
 super-networks of 200 sandwich steps; 100 search trials on 8 x 16 validation batches; 3 searched
 models x 50 steps, 3 uniform baselines x 250 steps, 8 rank models x 200 steps (2,500 stand-alone
-steps). The quick run on this machine (sharing it with another job) took about 2.7 s per
-super-network step and 0.9 s per stand-alone step (teacher forward included) at batch 16 x 64
-tokens, which puts the defaults near 50 minutes. ``--quick`` is a smoke run of a few minutes whose
+steps). ``--quick`` is a smoke run of a few minutes whose
 numbers are not evidence of anything. Super-networks, the teacher (the project's teacher cache),
 the search and every stand-alone result are cached under ``--out``, so a rerun is cheap.
 

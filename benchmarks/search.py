@@ -38,10 +38,11 @@ import torch
 
 from elastic_lm.config import load_config
 from elastic_lm.evaluate import fixed_eval_batches
-from elastic_lm.export.supernet import load_supernet, save_supernet
+from elastic_lm.export.supernet import load_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.pipeline.objectives import MetricContext, build_objectives
 from elastic_lm.search import STRATEGIES, hypervolume, normalise, run_search, to_losses
+from supernets import cached_supernet
 
 ALL_STRATEGIES = ("random", "stratified", "local", "mo-rea", "nsga2", "motpe", "gp")
 
@@ -81,46 +82,18 @@ def supernet(
     out: Path, steps: int, max_examples: int, seq_len: int, batch_size: int, lr: float
 ) -> tuple[Any, Any, Any, dict[str, Any]]:
     """The trained super-network under ``out/supernet`` (trained and saved on the first run)."""
-    folder = out / "supernet"
-    info_file = out / "supernet-info.json"
-    if not (folder / "space.json").is_file():
-        from elastic_lm.train.build import build_training, tokenizer_from_config
-        from elastic_lm.train.loop import train_supernet
-
-        config = train_config(out, steps, max_examples, seq_len, batch_size, lr)
-        began = time.perf_counter()
-        parts = build_training(config, progress=False)
-        result = train_supernet(
-            parts.model,
-            parts.strategy,
-            parts.losses,
-            parts.train_data,
-            val_data=parts.val_data,
-            teacher=parts.teacher,
-            settings=parts.settings,
-            run_dir=parts.run_dir,
-        )
-        save_supernet(parts.model, tokenizer_from_config(config), parts.space, folder)
-        atomic_write_json(
-            info_file,
-            {
-                "source": "minilm-l6",
-                "data": "austen",
-                "steps": steps,
-                "max_examples": max_examples,
-                "seq_len": seq_len,
-                "batch_size": batch_size,
-                "learning_rate": lr,
-                "strategy": config.train.strategy,
-                "first_loss": result.losses[0] if result.losses else None,
-                "last_loss": result.losses[-1] if result.losses else None,
-                "val": result.val,
-                "train_seconds": round(time.perf_counter() - began, 1),
-            },
-        )
-    saved = load_supernet(folder)
-    model, tokenizer, space = saved.model, saved.tokenizer(), saved.space
-    return model, tokenizer, space, json.loads(info_file.read_text())
+    config = train_config(out, steps, max_examples, seq_len, batch_size, lr)
+    info = {
+        "source": "minilm-l6",
+        "data": "austen",
+        "max_examples": max_examples,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "strategy": config.train.strategy,
+    }
+    model, space, info = cached_supernet(config, out / "supernet", out / "supernet-info.json", info)
+    return model, load_supernet(out / "supernet").tokenizer(), space, info
 
 
 def given_supernet(folder: Path) -> tuple[Any, Any, Any, dict[str, Any]]:

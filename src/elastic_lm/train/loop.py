@@ -62,8 +62,6 @@ MODEL_INPUT_KEYS: tuple[str, ...] = (
 )
 _HIDDEN_LOSSES = frozenset({"hidden", "relational", "blockwise"})
 _ATTENTION_LOSSES = frozenset({"attention"})
-# losses that read no logits but those at the labelled positions (``masked_logits``)
-_LABEL_POSITION_LOSSES = frozenset({"mlm", "hidden", "relational", "attention", "blockwise"})
 
 
 class TrainingDiverged(UserError):  # noqa: N818 (the name users search for)
@@ -432,10 +430,7 @@ def _logits_positions(
         return {}
     for label, loss in getattr(losses, "parts", {}).items():
         applies = any(t in when.get(label, ()) for t in targets)
-        reads_labels_only = getattr(loss, "name", "") in _LABEL_POSITION_LOSSES or getattr(
-            loss, "labelled_positions_only", False
-        )
-        if applies and not reads_labels_only:
+        if applies and not getattr(loss, "labelled_positions_only", False):
             return {}
     return {"logits_positions": labels != -100}
 

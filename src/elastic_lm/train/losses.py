@@ -60,12 +60,14 @@ class Loss(nn.Module):
     name: ClassVar[str] = "loss"
     needs_teacher: ClassVar[bool] = False
     default_when: ClassVar[tuple[str, ...]] = ("labels", "teacher", "largest")
+    # reads token logits at labelled positions only, or none at all (hidden states, attentions)
+    logits_at_labels_only: ClassVar[bool] = False
 
     @property
     def labelled_positions_only(self) -> bool:
         """True when the loss reads token logits only at labelled (MLM-masked) positions, so the model
         may compute its vocabulary projection there alone (``logits_positions``)."""
-        return False
+        return self.logits_at_labels_only
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         raise NotImplementedError
@@ -90,6 +92,7 @@ class MLMLoss(Loss):
     """
 
     name = "mlm"
+    logits_at_labels_only = True
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         labels = batch["labels"]
@@ -263,6 +266,7 @@ class HiddenStateDistillation(Loss):
     """MSE between mapped hidden states (TinyBERT-style), through learned projections if needed."""
 
     name = "hidden"
+    logits_at_labels_only = True
     needs_teacher = True
     default_when = ("teacher", "largest")
 
@@ -294,6 +298,7 @@ class AttentionDistillation(Loss):
     """
 
     name = "attention"
+    logits_at_labels_only = True
     needs_teacher = True
     default_when = ("teacher", "largest")
 
@@ -338,6 +343,7 @@ class RelationalLoss(Loss):
     """
 
     name = "relational"
+    logits_at_labels_only = True
     needs_teacher = True
     default_when = ("teacher", "largest")
 
@@ -420,6 +426,7 @@ class BlockwiseDistillation(Loss):
     """
 
     name = "blockwise"
+    logits_at_labels_only = True
     needs_teacher = True
     layerwise_loss = True
     default_when = ("teacher",)

@@ -60,8 +60,6 @@ MODEL_INPUT_KEYS: tuple[str, ...] = (
     "token_type_ids",
     "position_ids",
 )
-_HIDDEN_LOSSES = frozenset({"hidden", "relational", "blockwise"})
-_ATTENTION_LOSSES = frozenset({"attention"})
 
 
 class TrainingDiverged(UserError):  # noqa: N818 (the name users search for)
@@ -401,16 +399,16 @@ def _detached(outputs: Any) -> Any:
 def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[str, Any]:
     """Which extra outputs the losses applying at ``target`` read (of the reference when asked:
     block-wise distillation reads the teacher's hidden states but runs the student's layers)."""
-    names = set()
-    for label, loss in getattr(losses, "parts", {}).items():
-        if getattr(loss, "layerwise_loss", False) and not reference:
-            continue
-        if target in getattr(losses, "when", {}).get(label, (target,)):
-            names.add(getattr(loss, "name", ""))
+    applying = [
+        loss
+        for label, loss in getattr(losses, "parts", {}).items()
+        if (reference or not getattr(loss, "layerwise_loss", False))
+        and target in getattr(losses, "when", {}).get(label, (target,))
+    ]
     flags: dict[str, Any] = {}
-    if names & _HIDDEN_LOSSES:
+    if any(getattr(loss, "reads_hidden_states", False) for loss in applying):
         flags["output_hidden_states"] = True
-    if names & _ATTENTION_LOSSES:
+    if any(getattr(loss, "reads_attentions", False) for loss in applying):
         flags["output_attentions"] = True
     return flags
 

@@ -62,6 +62,9 @@ class Loss(nn.Module):
     default_when: ClassVar[tuple[str, ...]] = ("labels", "teacher", "largest")
     # reads token logits at labelled positions only, or none at all (hidden states, attentions)
     logits_at_labels_only: ClassVar[bool] = False
+    # extra model outputs the loss reads (the loop asks the forward pass for them)
+    reads_hidden_states: ClassVar[bool] = False
+    reads_attentions: ClassVar[bool] = False
 
     @property
     def labelled_positions_only(self) -> bool:
@@ -266,6 +269,7 @@ class HiddenStateDistillation(Loss):
     """MSE between mapped hidden states (TinyBERT-style), through learned projections if needed."""
 
     name = "hidden"
+    reads_hidden_states = True
     logits_at_labels_only = True
     needs_teacher = True
     default_when = ("teacher", "largest")
@@ -298,6 +302,7 @@ class AttentionDistillation(Loss):
     """
 
     name = "attention"
+    reads_attentions = True
     logits_at_labels_only = True
     needs_teacher = True
     default_when = ("teacher", "largest")
@@ -343,6 +348,7 @@ class RelationalLoss(Loss):
     """
 
     name = "relational"
+    reads_hidden_states = True
     logits_at_labels_only = True
     needs_teacher = True
     default_when = ("teacher", "largest")
@@ -426,6 +432,7 @@ class BlockwiseDistillation(Loss):
     """
 
     name = "blockwise"
+    reads_hidden_states = True
     logits_at_labels_only = True
     needs_teacher = True
     layerwise_loss = True

@@ -46,9 +46,10 @@ def evaluate_model(
 
 
 @torch.inference_mode()
-def _evaluate_plain(
-    model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], task: str
-) -> dict[str, float]:
+def logits_and_labels(
+    model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A stock model's float logits and the labels, over all ``batches`` in order (per-example scores)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -60,7 +61,13 @@ def _evaluate_plain(
             labels_all.append(batch["labels"])
     finally:
         model.train(was_training)
-    logits, labels = torch.cat(logits_all), torch.cat(labels_all)
+    return torch.cat(logits_all), torch.cat(labels_all)
+
+
+def _evaluate_plain(
+    model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], task: str
+) -> dict[str, float]:
+    logits, labels = logits_and_labels(model, batches)
     if task == "regression":
         pred, target = logits.reshape(-1), labels.float().reshape(-1)
         loss = float(F.mse_loss(pred, target))
@@ -78,4 +85,4 @@ def _evaluate_plain(
     return out
 
 
-__all__ = ["evaluate_model", "fixed_batches"]
+__all__ = ["evaluate_model", "fixed_batches", "logits_and_labels"]

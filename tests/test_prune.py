@@ -236,3 +236,19 @@ def test_config_mistakes_are_caught_before_training(
     for word in words:
         assert word in str(caught.value)
     assert not (tmp_path / "run" / "finetune" / "stage.json").exists()
+
+
+def test_tuning_the_supernet_or_the_search_does_not_redo_the_baselines(tmp_path: Path) -> None:
+    from elastic_lm.prune.stages import stage_hash
+
+    def hashes(**over: object) -> dict[str, str]:
+        config = validate_config(prune_config(tmp_path, **over))
+        return {s: stage_hash(s, config) for s in ("train", "search", "baselines")}
+
+    base = hashes()
+    for change in ({"train__learning_rate": 5e-3}, {"search__trials": 60}, {"search__strategy": "mo-rea"}):
+        other = hashes(**change)
+        assert other["baselines"] == base["baselines"], change
+        assert other["search"] != base["search"], change
+    assert hashes(train__batch_size=8)["baselines"] != base["baselines"]  # the baselines train with it
+    assert hashes(search__eval_batch_size=32)["baselines"] != base["baselines"]

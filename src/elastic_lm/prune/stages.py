@@ -47,11 +47,29 @@ _INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# Keys of those sections that a stage provably does not read. The baselines train fixed models with
+# their own strategy, losses, learning rate (prune.finetune_learning_rate) and checkpoint cadence, and
+# never search: tuning the super-network or the search must not redo half an hour of baselines.
+_UNREAD: dict[str, dict[str, tuple[str, ...]]] = {
+    "baselines": {
+        "train": ("learning_rate", "strategy", "strategy_options", "losses", "eval_every",
+                  "checkpoint_every", "keep_checkpoints"),
+        "search": ("strategy", "trials", "strategy_options", "objectives", "constraints", "storage"),
+    },
+}  # fmt: skip
+
+
 def stage_hash(stage: str, config: Config) -> str:
     """A stable hash of everything ``stage``'s output depends on."""
     data = config.model_dump(mode="json")
     sections, prune_keys = _INPUTS[stage]
-    relevant = {name: data[name] for name in sections}
+    unread = _UNREAD.get(stage, {})
+    relevant = {
+        name: {k: v for k, v in data[name].items() if k not in unread.get(name, ())}
+        if isinstance(data[name], dict)
+        else data[name]
+        for name in sections
+    }
     relevant["prune"] = {k: data["prune"][k] for k in prune_keys}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 

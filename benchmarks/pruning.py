@@ -44,6 +44,7 @@ from elastic_lm.prune import run_prune  # noqa: E402
 from elastic_lm.prune.evaluation import fixed_batches, logits_and_labels  # noqa: E402
 from elastic_lm.prune.final import load_test_split  # noqa: E402
 from elastic_lm.prune.pipeline import load_exported  # noqa: E402
+from elastic_lm.prune.stages import PRUNE_STAGES  # noqa: E402
 from elastic_lm.search.pareto import hypervolume, pareto_mask  # noqa: E402
 
 
@@ -83,6 +84,16 @@ def best_within(points: list[dict[str, float]], unpruned: dict[str, float], drop
         "speedup": unpruned["latency_ms"] / best["latency_ms"],
         "member": best["name"],
     }
+
+
+def stage_seconds(run_dir: Path) -> dict[str, float]:
+    """Wall time of each stage when it ran, from its ``stage.json`` (a re-run that skips it keeps it)."""
+    out = {}
+    for stage in PRUNE_STAGES:
+        record = run_dir / stage / "stage.json"
+        if record.is_file():
+            out[stage] = round(float(json.loads(record.read_text()).get("seconds", 0.0)), 1)
+    return out
 
 
 def test_correct(folder: Path, data: DataConfig) -> torch.Tensor:
@@ -157,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": config.model.source,
         "data": config.data.source,
         "seed": config.seed,
-        "pipeline_seconds": round(pipeline_s, 1),
+        "pipeline_seconds": round(pipeline_s, 1),  # this invocation (stages already done are skipped)
+        "stage_seconds": stage_seconds(result.run_dir),
         "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "latency": {"batch_size": 1, "seq_len": config.search.latency_seq_len, "threads": 1,

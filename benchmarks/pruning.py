@@ -96,7 +96,7 @@ def stage_seconds(run_dir: Path) -> dict[str, float]:
     return out
 
 
-def test_correct(folder: Path, data: DataConfig) -> torch.Tensor:
+def correct_per_example(folder: Path, data: DataConfig) -> torch.Tensor:
     """1.0 / 0.0 per test example for the exported model in ``folder`` (its own tokenizer)."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     batches = fixed_batches(load_test_split(data, tokenizer), collator_for(data.task, tokenizer), 64)
@@ -110,7 +110,7 @@ def paired_gap(member: Path, unpruned: Path, data: DataConfig) -> dict[str, Any]
     Both models answer the same test rows, so the per-example differences carry the comparison's own
     noise; two independent binomial errors would overstate it.
     """
-    diff = test_correct(member, data) - test_correct(unpruned, data)
+    diff = correct_per_example(member, data) - correct_per_example(unpruned, data)
     mean, se = float(diff.mean()), float(diff.std() / len(diff) ** 0.5)
     return {"difference": mean, "standard_error": se, "ci95": [mean - 1.96 * se, mean + 1.96 * se]}
 

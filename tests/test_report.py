@@ -206,6 +206,8 @@ def test_labels_and_architecture_description() -> None:
     assert display("params").label == "parameters (millions)"
     assert display("params").scale == 1e-6
     assert display("val_loss").label == "validation loss (nats/token)"
+    pruned = display("params_nonembedding", "count, without embeddings")  # the prune summary's unit
+    assert (pruned.label, pruned.scale) == ("non-embedding parameters (millions)", 1e-6)
     assert display("latency_ms", "ms, batch 1 x 128 tokens").label == "latency (ms, batch 1 x 128 tokens)"
     arch = Architecture(
         hidden=256,

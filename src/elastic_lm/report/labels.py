@@ -22,12 +22,15 @@ class Display:
 # name -> (readable name, default unit, scale, unit after scaling or None to keep the unit)
 _KNOWN: dict[str, tuple[str, str, float, str | None]] = {
     "params": ("parameters", "count", 1e-6, "millions"),
+    "params_nonembedding": ("non-embedding parameters", "count", 1e-6, "millions"),
     "flops": ("FLOPs", "count", 1e-9, "billions"),
     "val_loss": ("validation loss", "nats/token", 1.0, None),
     "loss": ("training loss", "nats/token", 1.0, None),
     "latency_ms": ("latency", "ms", 1.0, None),
     "memory_mb": ("peak memory", "MB", 1.0, None),
     "accuracy": ("accuracy", "", 1.0, None),
+    "val_accuracy": ("validation accuracy", "fraction", 1.0, None),
+    "val_f1": ("validation F1", "macro", 1.0, None),
     "perplexity": ("perplexity", "", 1.0, None),
 }
 

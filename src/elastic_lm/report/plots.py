@@ -124,7 +124,9 @@ def plot_pareto(
             zorder=4,
             label=base.name,
         )
-        ax.annotate(base.name, (bx, by), xytext=(6, 6), textcoords="offset points", fontsize=8, color=color)
+        # staggered, so baselines of about the same size and score do not print over each other
+        offset = (6, 6 - 11 * (i % 3))
+        ax.annotate(base.name, (bx, by), xytext=offset, textcoords="offset points", fontsize=8, color=color)
     ax.margins(0.08)  # room for baseline labels at the edges
     ax.set_xlabel(f"{dx.label}, {_arrow(x.direction)}")
     ax.set_ylabel(f"{dy.label}, {_arrow(y.direction)}")

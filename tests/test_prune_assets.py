@@ -39,7 +39,9 @@ def test_prune_runs_on_each_built_in_labelled_set(source: str, tmp_path: Path) -
 
     columns, classes = LABELLED_READERS[source]()
     text = columns["text"][0]
-    assert 1 <= len(result.exported) <= 2
+    pareto = set(json.loads((result.run_dir / "search" / "summary.json").read_text())["pareto"])
+    assert result.exported
+    assert {int(item["name"].split("-")[1]) for item in result.exported} <= pareto
     assert 0.0 <= result.unpruned["test_accuracy"] <= 1.0
     for item in result.exported:
         folder = result.run_dir / item["path"]

@@ -36,6 +36,7 @@ from elastic_lm.profile import (
     recheck,
 )
 from elastic_lm.profile.measure import sample_architectures
+from elastic_lm.profile.records import MIN_PREDICTED_MS
 from elastic_lm.report.inputs import load_latency_checks
 from elastic_lm.space import preset
 
@@ -228,6 +229,24 @@ def test_lookup_correction_recovers_scale_and_offset(supernet, space):
     assert table.offset == pytest.approx(0.25)
 
 
+def test_lookup_prediction_is_never_below_the_floor(supernet, space):
+    archs = sample_architectures(space, supernet.config, 10, random.Random(1))
+    table = LookupTablePredictor.build(supernet, archs, SETTINGS, FakeMeasure())
+    # A fit whose offset outweighs the smallest table: extrapolates below zero without the clamp.
+    records = synthetic_records(supernet, archs, lambda a: table.raw_ms(a) - 1e6)
+    table.fit(records)
+    assert min(table.predict_ms(a) for a in archs) == MIN_PREDICTED_MS
+
+
+def test_lookup_fit_never_keeps_a_negative_scale(supernet, space):
+    archs = sample_architectures(space, supernet.config, 10, random.Random(1))
+    table = LookupTablePredictor.build(supernet, archs, SETTINGS, FakeMeasure())
+    records = synthetic_records(supernet, archs, lambda a: 1000.0 - table.raw_ms(a))
+    table.fit(records)
+    assert table.scale > 0
+    assert table.offset == 0.0
+
+
 # -- regressor ----------------------------------------------------------------------------------------
 def test_regressor_fits_a_linear_latency_function_exactly(supernet, space):
     archs = sample_architectures(space, supernet.config, 60, random.Random(2))
@@ -241,6 +260,17 @@ def test_regressor_fits_a_linear_latency_function_exactly(supernet, space):
     for r in records:
         assert reg.predict_ms(r.architecture) == pytest.approx(r.latency_ms, rel=1e-6)
     assert all(c >= 0 for c in reg.state["coef"])
+
+
+def test_regressor_prediction_is_never_below_the_floor(supernet, space):
+    archs = sample_architectures(space, supernet.config, 30, random.Random(2))
+    wide = next(a for a in archs if a.hidden == 32)
+    narrow = next(a for a in archs if a.hidden == 16)
+    reg = RegressorPredictor(supernet.config, SETTINGS.seq_len, groups=("hidden",))
+    # Linear in the hidden size, below zero at the narrow width: the clamp must catch it.
+    reg.fit(synthetic_records(supernet, archs, lambda a: a.hidden - 20.0))
+    assert reg.predict_ms(wide) == pytest.approx(12.0)
+    assert reg.predict_ms(narrow) == MIN_PREDICTED_MS
 
 
 def test_features_are_generic_over_block_types(supernet, space):

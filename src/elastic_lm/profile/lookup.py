@@ -21,7 +21,7 @@ from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError, UserError
 from elastic_lm.metrics.latency import check_device
 from elastic_lm.profile.measure import MeasureMany, default_measure, model_runner
-from elastic_lm.profile.records import ProfileRecord, ProfileSettings
+from elastic_lm.profile.records import ProfileRecord, ProfileSettings, positive_ms
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -156,7 +156,7 @@ class LookupTablePredictor:
         return total
 
     def predict_ms(self, arch: Architecture) -> float:
-        return self.scale * self.raw_ms(arch) + self.offset
+        return positive_ms(self.scale * self.raw_ms(arch) + self.offset)
 
     def fit(self, records: Sequence[ProfileRecord]) -> LookupTablePredictor:
         """Least-squares scale and offset from whole-model measurements (scale only with 1 record)."""
@@ -169,7 +169,10 @@ class LookupTablePredictor:
         else:
             A = np.stack([raw, np.ones_like(raw)], axis=1)
             (scale, offset), *_ = np.linalg.lstsq(A, measured, rcond=None)
-            self.scale, self.offset = float(scale), float(offset)
+            if scale > 0:
+                self.scale, self.offset = float(scale), float(offset)
+            else:  # noise made larger tables look faster: keep the one physical fit, a pure ratio
+                self.scale, self.offset = float(measured.mean() / raw.mean()), 0.0
         return self
 
     # -- saving ---------------------------------------------------------------------------------

@@ -13,6 +13,15 @@ from elastic_lm.metrics.latency import BACKENDS, check_positive
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 
+# A latency is never zero or negative, but a linear fit extrapolated to an architecture smaller than
+# any it saw can say so; predictors report at least this, so search and constraints stay meaningful.
+MIN_PREDICTED_MS = 1e-3
+
+
+def positive_ms(predicted_ms: float) -> float:
+    """Clamp a predicted latency to :data:`MIN_PREDICTED_MS` (a fit can extrapolate below zero)."""
+    return max(float(predicted_ms), MIN_PREDICTED_MS)
+
 
 @dataclass(frozen=True)
 class ProfileSettings:

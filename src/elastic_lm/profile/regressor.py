@@ -20,7 +20,7 @@ import numpy as np
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import UserError
 from elastic_lm.profile.lookup import LookupTablePredictor, config_from_dict, config_to_dict
-from elastic_lm.profile.records import ProfileRecord
+from elastic_lm.profile.records import ProfileRecord, positive_ms
 
 SIZE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LayerArch) if f.type in ("int", int))
 
@@ -114,7 +114,7 @@ class RegressorPredictor:
         feats = self.features(arch)
         s = self.state
         x = (np.array([feats[n] for n in s["features"]]) - np.array(s["mean"])) / np.array(s["scale"])
-        return float(s["intercept"] + x @ np.array(s["coef"]))
+        return positive_ms(s["intercept"] + x @ np.array(s["coef"]))
 
     def to_dict(self) -> dict[str, Any]:
         return {

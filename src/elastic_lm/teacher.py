@@ -29,7 +29,7 @@ def teacher_folder(config: Config, *, progress: bool = True) -> Path | None:
     source = config.teacher.source
     if source == "none":
         return None
-    from elastic_lm.train.build import model_folder
+    from elastic_lm.assets.models import model_folder
 
     base = model_folder(source)
     if config.teacher.retrain_steps == 0:

@@ -466,7 +466,7 @@ def _trial_number(entry: ModelEntry) -> int | None:
 
 def reference_models(references: Sequence[str]) -> list[ModelEntry]:
     """Reference models (asset names or folders), named by the asset or folder name."""
-    from elastic_lm.train.build import model_folder
+    from elastic_lm.assets.models import model_folder
 
     entries = []
     for ref in references:

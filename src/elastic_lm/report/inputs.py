@@ -17,7 +17,7 @@ from typing import Any
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import DataError
-from elastic_lm.report.pareto import DIRECTIONS
+from elastic_lm.search.pareto import DIRECTIONS
 
 TRIAL_COLUMNS: tuple[str, ...] = ("number", "state", "feasible", "architecture")
 

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from elastic_lm.architecture import Architecture
+from elastic_lm.assets.models import model_folder
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.train.checkpoint import latest_checkpoint, rng_state, set_rng_state
@@ -278,25 +279,6 @@ def space_from_config(config: Config) -> Any:
     from elastic_lm.space import preset
 
     return preset(config.space.preset, **config.space.options)
-
-
-def model_folder(source: str) -> Path:
-    """The Hugging Face folder ``model.source`` names: an asset (SmolLM2 converted once) or a path."""
-    from elastic_lm.assets.registry import ASSETS
-
-    if source == "smollm2-135m":
-        from elastic_lm.assets.smollm2 import smollm2_path
-
-        return smollm2_path()
-    if source in ASSETS:
-        return ASSETS[source].require()
-    folder = Path(source)
-    if not (folder / "config.json").is_file():
-        raise ConfigError(
-            f"model.source={source!r} is neither a known asset ({', '.join(ASSETS)}) nor a folder "
-            "with config.json; give an asset name or a Hugging Face model folder"
-        )
-    return folder
 
 
 def tokenizer_from_config(config: Config) -> Any:

@@ -84,7 +84,7 @@ def test_after_a_nan_loss_a_lower_learning_rate_resumes_the_same_checkpoint(tmp_
     assert calls[1] == 'found checkpoint: {"lr": 0.0005}'  # the checkpoint the advice named, intact
     # once training finished, the same change is no longer a resume: it would replace the result
     with pytest.raises(
-        ConfigError, match="train.learning_rate was 1e-05, now 0.001.*after that stage finished"
+        ConfigError, match=r"train\.learning_rate was 1e-05, now 0\.001.*after that stage finished"
     ):
         run_pipeline(_config(tmp_path, "train.learning_rate=1e-3"), stages=_stages(calls), log=None)
 

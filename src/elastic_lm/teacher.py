@@ -76,7 +76,7 @@ def _retrain_mlm(config: Config, base: Path, out: Path, *, progress: bool) -> di
     from transformers import AutoTokenizer
 
     from elastic_lm.convert import from_hf
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
     from elastic_lm.train.loop import TrainSettings
     from elastic_lm.train.single import train_one_model
 

@@ -320,7 +320,7 @@ def model_from_config(config: Config, space: Any, num_labels: int | None = None)
 
 def data_from_config(config: Config, tokenizer: Any) -> tuple[Sequence[Any], Sequence[Any], Any, int]:
     """Tokenised train / validation splits, their collator and the number of labels."""
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
 
     prepared = prepare_data(config.data, tokenizer)
     return prepared.splits["train"], prepared.splits["validation"], prepared.collator, prepared.num_labels

@@ -207,6 +207,7 @@ def test_train_resume_with_a_changed_setting_keeps_every_checkpoint(
     assert main(["train", job, "--no-progress"]) == 0
     train = tmp_path / "run" / "train"
     before = _snapshot(tmp_path / "run")
+    checkpoints = _snapshot(train / "checkpoints")
     assert sorted(p.name for p in (train / "checkpoints").iterdir()) == ["step-00000001", "step-00000002"]
     capsys.readouterr()
     assert main(["train", job, "--resume", "--no-progress", "--set", "train.steps=3"]) == 2
@@ -214,3 +215,9 @@ def test_train_resume_with_a_changed_setting_keeps_every_checkpoint(
     assert len(err) == 1
     assert "train.steps was 2, now 3" in err[0]
     assert _snapshot(tmp_path / "run") == before  # checkpoints, supernet, records: byte-identical
+    assert main(["train", job, "--no-progress"]) == 2  # a fresh start would mix two runs
+    assert "already has training checkpoints (step-00000002); pass --resume" in capsys.readouterr().err
+    assert _snapshot(tmp_path / "run") == before
+    assert main(["train", job, "--resume", "--no-progress"]) == 0  # same settings: nothing left to do
+    assert "trained to step 2 (already finished: no step left)" in capsys.readouterr().err
+    assert _snapshot(train / "checkpoints") == checkpoints  # resumed at the end: none rewritten

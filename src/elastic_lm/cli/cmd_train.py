@@ -45,9 +45,10 @@ def run(args: argparse.Namespace) -> int:
     )
     outputs = outcomes[-1].outputs
     if outputs:  # the main process
+        loss = outputs["final_loss"]  # None when a resume found training already finished
+        shown = f" (loss {loss:.4f})" if loss is not None else " (already finished: no step left)"
         print(
-            f"trained to step {outputs['steps']} (loss {outputs['final_loss']:.4f}); "
-            f"super-network saved in {outputs['supernet']}",
+            f"trained to step {outputs['steps']}{shown}; super-network saved in {outputs['supernet']}",
             file=sys.stderr,
         )
     return 0

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from elastic_lm.config import Config
-from elastic_lm.errors import ConfigError
+from elastic_lm.errors import CheckpointError, ConfigError
 from elastic_lm.pipeline.lock import is_main_process, locked
 from elastic_lm.pipeline.rundir import RunDirectory, hash_inputs
 
 StageFunction = Callable[[Config, RunDirectory], "dict[str, Any] | None"]
-Verdict = Literal["fresh", "resume", "continue", "replace", "unchecked"]
+Verdict = Literal["fresh", "resume", "continue", "replace"]
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def run_recipe(
     ``start`` redoes that stage and every stage reading it, replacing their resumable work when their
     inputs changed (the user asked, with ``--from``); ``redo=False`` runs them without that
     permission (``elastic-lm train``). ``stages`` replaces stage functions (tests, custom recipes).
-    With ``resume=False`` resumable work is left for the stage itself to refuse.
+    With ``resume=False`` existing resumable work is refused, not continued.
     """
     selected = recipe.between(start, until)
     forced = recipe.dependents(start) if start else set()
@@ -133,9 +133,7 @@ def run_recipe(
         for name in selected:  # every refusal comes before anything is written
             stage = recipe.stage(name)
             inputs = recipe.inputs(name, config, run_dir)
-            verdicts[name] = (
-                check_resumable(stage, inputs, run_dir, replace=name in replace) if resume else "unchecked"
-            )
+            verdicts[name] = check_resumable(stage, inputs, run_dir, replace=name in replace, resume=resume)
         main = is_main_process()
         if main:
             run_dir.save_config(config)
@@ -176,18 +174,25 @@ def is_done(stage: Stage, run_dir: RunDirectory, digest: str) -> bool:
 
 
 def check_resumable(
-    stage: Stage, inputs: dict[str, Any], run_dir: RunDirectory, *, replace: bool = False
+    stage: Stage, inputs: dict[str, Any], run_dir: RunDirectory, *, replace: bool = False, resume: bool = True
 ) -> Verdict:
     """What to do with ``stage``'s checkpoints; raises a ConfigError naming the changed setting.
 
     ``fresh``: there are none; ``resume``: they were made with these inputs; ``continue``: only
     ``continuable`` settings changed and the stage did not finish (the advice after a NaN loss:
     lower the learning rate and resume); ``replace``: the user redoes the stage on purpose (``--from``).
+    With ``resume=False`` any checkpoint is refused: a fresh start would mix two runs' checkpoints.
     """
     folder = run_dir.stage_dir(stage.name)
     found = [p for pattern in stage.checkpoints for p in folder.glob(pattern) if any(p.glob("step-*"))]
     if not found:
         return "fresh"
+    if not resume:
+        newest = max((c for p in found for c in p.glob("step-*")), key=lambda c: c.name)
+        raise CheckpointError(
+            f"run_dir {run_dir.path} already has training checkpoints ({newest.name}); pass --resume "
+            "(resume=True) to continue, or use a new run_dir"
+        )
     previous = run_dir.started(stage.name) or {}
     if previous.get("inputs_hash") == hash_inputs(inputs):
         return "resume"
@@ -240,7 +245,7 @@ def _prepare(stage: Stage, inputs: dict[str, Any], run_dir: RunDirectory, verdic
     folder = run_dir.stage_dir(stage.name)
     previous = run_dir.started(stage.name)
     stale = folder.exists() and (previous or {}).get("inputs_hash") != hash_inputs(inputs)
-    if stale and verdict not in ("continue", "unchecked"):
+    if stale and verdict != "continue":
         if stage.clean:
             for child in folder.iterdir():
                 if child.name not in stage.keep:

@@ -78,6 +78,10 @@ def _try_create(file: Path, command: str) -> bool:
         fd = os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
+    except OSError as error:  # read-only or full disk, no permission
+        raise UserError(
+            f"cannot write {file}: {error.strerror}; give a writable run_dir (--run-dir)"
+        ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(record, handle)
     return True
@@ -93,7 +97,12 @@ def acquire(run_dir: str | Path, command: str | None = None) -> Path | None:
     root = Path(run_dir)
     if root.exists() and not root.is_dir():
         raise UserError(f"run_dir {root} is a file; give a folder (--run-dir) or remove the file")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"cannot create run_dir {root}: {error.strerror}; give a writable --run-dir"
+        ) from None
     file = (root / LOCK_NAME).resolve()
     if file in _HELD:
         _HELD[file] += 1

@@ -169,6 +169,15 @@ def test_the_lock_is_reentrant_in_one_process_and_exclusive_across_processes(tmp
     assert not (run / LOCK_NAME).exists()
 
 
+def test_commands_that_add_to_a_run_directory_never_create_one(tmp_path: Path) -> None:
+    with locked(tmp_path / "typo", create=False) as file:
+        assert file is None
+    assert not (tmp_path / "typo").exists()
+    with locked(tmp_path, create=False) as file:
+        assert file == (tmp_path / LOCK_NAME).resolve()
+        assert lock_holder(tmp_path)["pid"] == os.getpid()
+
+
 def test_a_lock_on_another_host_is_never_taken(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()

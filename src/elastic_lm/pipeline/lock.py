@@ -87,8 +87,11 @@ def _try_create(file: Path, command: str) -> bool:
     return True
 
 
-def acquire(run_dir: str | Path, command: str | None = None) -> Path | None:
-    """Take the lock of ``run_dir`` (created if missing); returns the lock file (None: not locked here).
+def acquire(run_dir: str | Path, command: str | None = None, *, create: bool = True) -> Path | None:
+    """Take the lock of ``run_dir``; returns the lock file (None: not locked here).
+
+    ``create=False`` (commands that only add to an existing run directory) locks nothing when the
+    folder does not exist, so a mistyped path is reported by the command, not created.
 
     Raises :class:`RunDirectoryLocked` (exit code 2) naming the holder when another live process has it.
     """
@@ -97,6 +100,8 @@ def acquire(run_dir: str | Path, command: str | None = None) -> Path | None:
     root = Path(run_dir)
     if root.exists() and not root.is_dir():
         raise UserError(f"run_dir {root} is a file; give a folder (--run-dir) or remove the file")
+    if not create and not root.is_dir():
+        return None
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -140,9 +145,9 @@ def release(file: Path | None) -> None:
 
 
 @contextlib.contextmanager
-def locked(run_dir: str | Path, command: str | None = None) -> Iterator[Path | None]:
+def locked(run_dir: str | Path, command: str | None = None, *, create: bool = True) -> Iterator[Path | None]:
     """``with locked(run_dir):`` hold the run directory's lock for the block."""
-    file = acquire(run_dir, command)
+    file = acquire(run_dir, command, create=create)
     try:
         yield file
     finally:

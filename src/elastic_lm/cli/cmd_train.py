@@ -45,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
     )
     outputs = outcomes[-1].outputs
     if outputs:  # the main process
-        loss = outputs["final_loss"]  # None when a resume found training already finished
-        shown = f" (loss {loss:.4f})" if loss is not None else " (already finished: no step left)"
+        loss = outputs.get("final_loss")
+        # None: resumed at the last step, nothing left to train (the checkpoint is complete)
+        done = f"loss {loss:.4f}" if isinstance(loss, float) else "already complete, nothing to train"
         print(
-            f"trained to step {outputs['steps']}{shown}; super-network saved in {outputs['supernet']}",
+            f"trained to step {outputs['steps']} ({done}); super-network saved in {outputs['supernet']}",
             file=sys.stderr,
         )
     return 0

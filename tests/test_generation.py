@@ -4,12 +4,19 @@ what the stock ``LlamaForCausalLM`` exported from it generates."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
-from transformers import DynamicCache, LlamaForCausalLM
+from transformers import DynamicCache, GenerationConfig, LlamaForCausalLM
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
+from elastic_lm.export import export_subnetwork
 from elastic_lm.export.stock import to_stock
 from elastic_lm.model import ElasticConfig, ElasticForCausalLM, build_model
 
@@ -156,3 +163,81 @@ def test_a_mask_that_does_not_cover_the_cached_tokens_is_refused() -> None:
         cache = model(input_ids=ids, use_cache=True).past_key_values
         with pytest.raises(ArchitectureError, match="covers 1 tokens but the cache holds 4"):
             model(input_ids=ids[:, :1], attention_mask=torch.ones(1, 1), past_key_values=cache)
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["elastic_lm"] = None  # the folder must load with transformers alone
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    folder, text = sys.argv[1], sys.argv[2]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    batch = tokenizer([text], return_tensors="pt", add_special_tokens=False, return_token_type_ids=False)
+    with torch.inference_mode():
+        logits = model(**batch).logits
+        out = model.generate(**batch)  # every setting from generation_config.json
+    print(json.dumps({
+        "class": type(model).__name__,
+        "kv_heads": model.config.num_key_value_heads,
+        "ids": batch["input_ids"][0].tolist(),
+        "logits": logits[0].tolist(),
+        "tokens": out[0, batch["input_ids"].shape[1]:].tolist(),
+        "max_new_tokens": model.generation_config.max_new_tokens,
+        "eos": model.generation_config.eos_token_id,
+    }))
+    """
+)
+
+
+def test_an_exported_member_is_a_stock_folder_that_generates_like_the_sub_network(
+    tmp_path: Path, tiny_tokenizer
+) -> None:
+    model = make(LLAMA)
+    model.generation_config = GenerationConfig(
+        max_new_tokens=9, do_sample=False, bos_token_id=2, eos_token_id=3, pad_token_id=0
+    )
+    done = export_subnetwork(model, SUB, tmp_path / "member", tokenizer=tiny_tokenizer)
+    assert (done.format, done.model_class) == ("stock", "LlamaForCausalLM")
+    assert json.loads((tmp_path / "member" / "export.json").read_text())["generation_config"]
+    text = "the cat sat on the mat and the dog"
+    run = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path / "member"), text],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    ids = tiny_tokenizer([text], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    assert got["ids"] == ids[0].tolist()
+    assert (got["class"], got["kv_heads"], got["max_new_tokens"], got["eos"]) == ("LlamaForCausalLM", 1, 9, 3)
+    with torch.inference_mode(), model.using(SUB):
+        logits = model(input_ids=ids).logits[0]
+        tokens = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids))[0, ids.shape[1] :]
+    assert float((torch.tensor(got["logits"]) - logits).abs().max()) <= 1e-5
+    assert got["tokens"] == tokens.tolist()
+    assert 0 < len(tokens) <= 9
+
+
+def test_a_converted_llama_keeps_its_generation_settings_through_save_and_load(tmp_path: Path) -> None:
+    from elastic_lm.convert import from_hf
+    from elastic_lm.export.supernet import load_supernet, save_supernet
+
+    stock = to_stock(make(LLAMA).extract(SUB))
+    assert stock is not None
+    stock.config.eos_token_id = 3
+    stock.generation_config = GenerationConfig(max_new_tokens=7, eos_token_id=3, pad_token_id=0)
+    elastic = from_hf(stock.eval(), task="causal-lm")
+    assert elastic.config.eos_token_id == 3
+    save_supernet(elastic, None, None, tmp_path / "supernet")
+    loaded = load_supernet(tmp_path / "supernet").model
+    assert (loaded.generation_config.max_new_tokens, loaded.generation_config.eos_token_id) == (7, 3)
+    ids, mask = prompts()
+    with torch.inference_mode():
+        ours = loaded.generate(input_ids=ids, attention_mask=mask)
+        theirs = stock.generate(input_ids=ids, attention_mask=mask)
+    assert torch.equal(ours, theirs)
+    assert ours.shape[1] > ids.shape[1]

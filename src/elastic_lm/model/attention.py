@@ -8,6 +8,10 @@ keeps the first ``k`` KV groups; sub-group ``j`` takes the first ``h // k`` quer
 dropped groups, in order. For plain multi-head attention (``G == 1``) this is "the first h heads".
 An explicit ``head_ids`` subset keeps the groups it touches; each kept group must keep the same
 number of heads. ``heads == 0`` keeps no head (the sub-layer then adds only its output bias).
+
+With a KV cache (``LayerContext.cache``, a transformers ``Cache``), keys and values of the kept KV
+heads are appended at the layer's ``cache_index`` and attention runs over every cached token; the
+model builds the mask for queries that start after the cached ones.
 """
 
 from __future__ import annotations

@@ -143,6 +143,10 @@ def test_a_sub_network_generates_what_its_stock_llama_export_generates() -> None
     theirs = greedy(stock.eval())
     assert torch.equal(ours, theirs)
     assert torch.equal(ours_uncached, theirs)
+    ids, mask = prompts()
+    beams = {"input_ids": ids, "attention_mask": mask, "max_new_tokens": 6, "num_beams": 3}
+    with model.using(SUB):  # beam search reorders the cache between steps
+        assert torch.equal(model.generate(**beams), stock.generate(**beams))
     assert not torch.equal(ours, greedy(model))  # the full network writes something else
 
 

@@ -285,7 +285,7 @@ def evaluate_encoder(
     tokenizer_fallback: Callable[[], Any] | None = None,
 ) -> EncoderResult:
     """Fine-tune ``entry`` on each task and score it on that task's test split."""
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
 
     tokenizer = load_tokenizer(entry.path, tokenizer_fallback)
     scores: dict[str, TaskScore] = {}
@@ -393,7 +393,7 @@ def evaluate_decoder(
     device: str = "auto",
 ) -> DecoderResult:
     """Held-out perplexity on ``corpus``'s test split (as causal LM) and greedy prompt continuations."""
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
 
     tokenizer = load_tokenizer(entry.path, tokenizer_fallback)
     data = prepare_data(corpus.model_copy(update={"task": "clm"}), tokenizer)
@@ -466,7 +466,7 @@ def _trial_number(entry: ModelEntry) -> int | None:
 
 def reference_models(references: Sequence[str]) -> list[ModelEntry]:
     """Reference models (asset names or folders), named by the asset or folder name."""
-    from elastic_lm.train.build import model_folder
+    from elastic_lm.assets.models import model_folder
 
     entries = []
     for ref in references:

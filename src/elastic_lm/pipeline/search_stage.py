@@ -29,6 +29,7 @@ from elastic_lm.pipeline.objectives import (
     needs_evaluation,
     units,
 )
+from elastic_lm.pipeline.recipes.nas import inputs_hash
 from elastic_lm.pipeline.rundir import RunDirectory
 
 STUDY_NAME = "search"
@@ -170,7 +171,7 @@ def run_search_stage(
         "hypervolume": result.hypervolume(),
         "storage": store,
     }
-    run_dir.mark_done("search", config, started, outputs)
+    run_dir.mark_done("search", inputs_hash("search", config), started, outputs)
     return SearchStageResult(search_dir, files["n_trials"], files["pareto"], result.hypervolume(), check)
 
 

@@ -348,8 +348,8 @@ def perplexity(model: nn.Module, blocks: Any, batch_size: int = 8) -> tuple[floa
 def greedy_continuation(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
     """The greedy continuation of ``prompt`` (without the prompt).
 
-    Uses ``generate`` where the model supports it (stock GPT-2 / Llama); elastic-lm's own class gets
-    a plain loop without a KV cache that picks the same tokens, only slower.
+    Uses ``generate`` where the model supports it (stock GPT-2 / Llama and elastic-lm's own causal
+    class, both with a KV cache); any other model gets a plain loop that picks the same tokens, slower.
     """
     device = next(model.parameters()).device
     ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)

@@ -138,6 +138,8 @@ def run_search_stage(
         latency_seq_len=section.latency_seq_len,
         latency_threads=section.latency_threads,
         latency_repeats=section.latency_repeats,
+        decode_prompt_len=section.decode_prompt_len,
+        decode_new_tokens=section.decode_new_tokens,
         device=device,
         eval_cache=eval_cache if eval_cache is not None else {},
     )

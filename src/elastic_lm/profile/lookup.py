@@ -19,7 +19,7 @@ import torch
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError, UserError
-from elastic_lm.metrics.latency import check_device
+from elastic_lm.metrics.timing import check_device
 from elastic_lm.profile.measure import MeasureMany, default_measure, model_runner
 from elastic_lm.profile.records import ProfileRecord, ProfileSettings, positive_ms
 

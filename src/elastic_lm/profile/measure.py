@@ -16,15 +16,15 @@ from torch import nn
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import UserError
-from elastic_lm.metrics.latency import (
+from elastic_lm.metrics.onnx_latency import onnx_runner
+from elastic_lm.metrics.size import count_flops, count_params
+from elastic_lm.metrics.timing import (
     LatencyMeasurement,
     check_device,
     example_inputs,
     fixed_threads,
-    onnx_runner,
     time_interleaved,
 )
-from elastic_lm.metrics.size import count_flops, count_params
 from elastic_lm.profile.records import CLOCKS, ProfileRecord, ProfileSettings
 from elastic_lm.space import SearchSpace
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import UserError
-from elastic_lm.metrics.latency import BACKENDS, check_positive
+from elastic_lm.metrics.latency import BACKENDS
+from elastic_lm.metrics.timing import check_positive
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "thread": time.thread_time}
 

@@ -230,3 +230,25 @@ def test_train_resume_with_a_changed_setting_keeps_every_checkpoint(
     assert main(["train", job, "--resume", "--no-progress"]) == 0  # same settings: nothing left to do
     assert "trained to step 2 (already complete, nothing to train)" in capsys.readouterr().err
     assert _snapshot(train / "checkpoints") == checkpoints  # resumed at the end: none rewritten
+
+
+@pytest.mark.parametrize("command", [["report"], ["evaluate"], ["export", "--pareto"]])
+def test_commands_that_add_to_a_run_directory_wait_for_the_lock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"pid": holder.pid, "host": socket.gethostname(), "command": "elastic-lm run a.yaml"}
+        (run / LOCK_NAME).write_text(json.dumps(record))
+        capsys.readouterr()
+        assert main([command[0], str(run), *command[1:]]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(
+            f"elastic-lm {command[0]}: error: run_dir {run} is in use by pid {holder.pid}"
+        )
+        assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -36,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
     saved = args.run_dir / "config.yaml"
     config_file = args.config or (saved if saved.is_file() else None)
     config = load_config(config_file, [*args.overrides, f"run_dir={args.run_dir}"])
-    outputs = evaluate_stage(config, RunDirectory(args.run_dir))
+    from elastic_lm.pipeline.lock import locked
+
+    with locked(args.run_dir, create=False):  # not while another command writes there
+        outputs = evaluate_stage(config, RunDirectory(args.run_dir))
     if outputs.get("downstream") is None:
         print("evaluate.enabled is false: nothing evaluated")
         return 0

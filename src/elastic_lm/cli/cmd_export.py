@@ -87,14 +87,17 @@ def run(args: argparse.Namespace) -> int:
     if args.pareto:
         if args.arch or args.out:
             raise UserError("--pareto exports the run's own architectures; drop --arch / --out")
-        done = export_pareto(
-            args.source,
-            supernet_dir=args.supernet,
-            max_params=args.max_params,
-            onnx=args.onnx,
-            prefer_stock=prefer_stock,
-            seq_len=args.seq_len,
-        )
+        from elastic_lm.pipeline.lock import locked
+
+        with locked(args.source, create=False):  # not while another command writes there
+            done = export_pareto(
+                args.source,
+                supernet_dir=args.supernet,
+                max_params=args.max_params,
+                onnx=args.onnx,
+                prefer_stock=prefer_stock,
+                seq_len=args.seq_len,
+            )
         for item in done:
             print(f"exported {item.path} ({item.format}: {item.model_class}, {item.params:,} parameters)")
         print(f"index written: {Path(args.source) / 'export' / 'index.json'}")

@@ -32,9 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from elastic_lm.pipeline.lock import locked
     from elastic_lm.report import write_report
 
-    index = write_report(args.run_dir, tuple(args.compare))
+    with locked(args.run_dir, create=False):  # not while another command writes there
+        index = write_report(args.run_dir, tuple(args.compare))
     print(f"report written: {index}")
     if args.open_browser == "yes":
         webbrowser.open(index.resolve().as_uri())

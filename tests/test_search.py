@@ -265,15 +265,16 @@ def test_interrupted_evaluation_is_retried_on_resume(tmp_path) -> None:  # type:
     assert counter[stopped[0]] == 1  # the interrupted architecture was evaluated on resume
 
 
-@pytest.mark.parametrize("name", ["s.db", "s.log"], ids=["sqlite", "journal"])
-def test_trial_asked_but_never_claimed_is_reclaimed_not_waited_on(tmp_path, name) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres"])
+def test_trial_asked_but_never_claimed_is_reclaimed_not_waited_on(request, tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
     """A worker killed between ``ask`` and its claim leaves an ownerless RUNNING trial."""
     import threading
 
     from elastic_lm.search import reclaim_stale
     from elastic_lm.search.study import RETRY_ATTR, create_or_load_study
 
-    storage = tmp_path / name
+    storage = {"sqlite": tmp_path / "s.db", "journal": tmp_path / "s.log"}.get(kind)
+    storage = storage or request.getfixturevalue("postgres_url")
     study = create_or_load_study("search", storage, ["minimize", "minimize"])
     orphan = study.ask(param_distributions(DummySpace()))  # then the worker died
     assert reclaim_stale(study, "dead", stale_after_s=3600) == []  # too recent to tell

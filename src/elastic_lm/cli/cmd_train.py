@@ -37,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if outputs:  # the main process
         run_dir.save_config(config)
         run_dir.mark_done("train", config, started, outputs)
+        loss = outputs.get("final_loss")
+        # None: resumed at the last step, nothing left to train (the checkpoint is complete)
+        done = f"loss {loss:.4f}" if isinstance(loss, float) else "already complete, nothing to train"
         print(
-            f"trained to step {outputs['steps']} (loss {outputs['final_loss']:.4f}); "
-            f"super-network saved in {outputs['supernet']}",
+            f"trained to step {outputs['steps']} ({done}); super-network saved in {outputs['supernet']}",
             file=sys.stderr,
         )
     return 0

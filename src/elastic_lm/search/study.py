@@ -64,13 +64,30 @@ def resolve_storage(storage: str | Path | BaseStorage | None) -> BaseStorage | N
     if storage is None or isinstance(storage, BaseStorage):
         return storage
     text = str(storage)
-    if "://" in text:
-        return _rdb(text)
-    path = Path(text).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix in JOURNAL_SUFFIXES:
-        return JournalStorage(JournalFileBackend(str(path)))
-    return _rdb(f"sqlite:///{path.resolve()}")
+    try:
+        if "://" in text:
+            return _rdb(text)
+        path = Path(text).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in JOURNAL_SUFFIXES:
+            return JournalStorage(JournalFileBackend(str(path)))
+        return _rdb(f"sqlite:///{path.resolve()}")
+    except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.SQLAlchemyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ConfigError(
+            f"study storage {_hide_password(text)!r} cannot be opened ({first}); use a .db (SQLite) or "
+            f".log (journal) path, sqlite:///PATH, or postgresql://USER@HOST/DB with a running server "
+            f"and pip install 'elastic-lm[postgres]'"
+        ) from None
+
+
+def _hide_password(url: str) -> str:
+    """``url`` without the password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
 
 
 def _rdb(url: str, attempts: int = 20) -> RDBStorage:

@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from elastic_lm.errors import CheckpointError
+from elastic_lm.io import clean_leftovers
 
 PREFIX = "step-"
 
@@ -122,7 +123,8 @@ def save_checkpoint(
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    clean_leftovers(root)  # what a killed save left (its process is gone)
+    tmp = root / f".{checkpoint_name(step)}.elm{os.getpid()}.save.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -138,7 +140,7 @@ def save_checkpoint(
         config.to_json_file(str(tmp / "config.json"))
     (tmp / "state.json").write_text(json.dumps({**state, "step": int(step)}, indent=1, default=str))
     if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
-        old = root / f".old-{final.name}-{os.getpid()}"
+        old = root / f".{final.name}.elm-old"  # put back by clean_leftovers if we die here
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old)

@@ -351,3 +351,28 @@ def test_exploding_loss_stops_keeps_the_good_checkpoint_and_resumes(tmp_path: Pa
     assert max(result.losses) < 10 * result.losses[0]
     with pytest.raises(CheckpointError):
         run(1e-2)  # a fresh run still refuses to mix with these checkpoints
+
+
+def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_no_half_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import elastic_lm.train.checkpoint as ckpt
+
+    model = torch.nn.Linear(3, 2)
+    common = {"model": model, "trainer": {"x": torch.ones(2)}, "strategy": {}, "state": {}}
+    first = ckpt.save_checkpoint(tmp_path, 1, **common)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+
+    def full(obj: Any, path: Any) -> None:
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    with pytest.raises(OSError, match="No space left") as info:
+        ckpt.save_checkpoint(tmp_path, 2, **common)
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no step 2, no .tmp folder
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    message = describe(info.value)
+    assert message is not None
+    assert "No space left on device" in message
+    assert "trainer.pt" in message

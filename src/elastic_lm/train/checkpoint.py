@@ -128,6 +128,32 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    try:
+        _write_checkpoint(tmp, model, trainer, strategy, state, step, extra)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk: keep no half checkpoint
+        raise
+    if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
+        old = root / f".{final.name}.elm-old"  # put back by clean_leftovers if we die here
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    for stale in list_checkpoints(root)[: -max(int(keep), 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def _write_checkpoint(
+    tmp: Path,
+    model: torch.nn.Module,
+    trainer: dict[str, Any],
+    strategy: dict[str, Any],
+    state: dict[str, Any],
+    step: int,
+    extra: dict[str, dict[str, Any]] | None,
+) -> None:
     save_model(model, str(tmp / "model.safetensors"))
     torch.save(trainer, tmp / "trainer.pt")
     (tmp / "strategy.json").write_text(json.dumps(strategy, indent=1, sort_keys=True))
@@ -139,16 +165,6 @@ def save_checkpoint(
     if hasattr(config, "to_json_file"):  # HF-style config: layer_sizes etc. for a reshaped resume
         config.to_json_file(str(tmp / "config.json"))
     (tmp / "state.json").write_text(json.dumps({**state, "step": int(step)}, indent=1, default=str))
-    if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
-        old = root / f".{final.name}.elm-old"  # put back by clean_leftovers if we die here
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-    for stale in list_checkpoints(root)[: -max(int(keep), 1)]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
 
 
 def load_checkpoint(

@@ -160,7 +160,7 @@ def file_cases(tmp: Path, good: Path) -> Iterator[tuple[str, list[str]]]:
             yield f"run: {what} ({command[0]})", command
         yield (
             f"run: {what} (train --resume)",
-            ["train", *OPTS, "--run-dir", str(copy), "--resume", "--set", "train.steps=8"],
+            ["train", *OPTS, "--run-dir", str(copy), "--resume"],
         )
         yield f"run: {what} (search)", ["search", *OPTS, "--run-dir", str(copy), "--set", "search.trials=9"]
     for url in (

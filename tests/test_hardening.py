@@ -376,3 +376,15 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_no_half
     assert message is not None
     assert "No space left on device" in message
     assert "trainer.pt" in message
+
+
+def test_a_config_json_that_is_not_an_object_is_one_line(
+    supernet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "sn"
+    broken.mkdir()
+    for f in supernet_dir.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "config.json").write_text("[1, 2]")  # found by benchmarks/robustness.py
+    err = one_line_error(capsys, ["export", str(broken), "--arch", ARCH, "--out", str(tmp_path / "o")])
+    assert "config.json holds a JSON list, not an object" in err

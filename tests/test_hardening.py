@@ -300,7 +300,7 @@ def test_train_resume_at_the_final_step_says_so(
     outputs = {"steps": 5, "final_loss": None, "supernet": folder, "validation": {}}
     monkeypatch.setattr(stages, "train_stage", lambda *a, **k: outputs)  # nothing left to train
     assert main(["train", "--run-dir", str(tmp_path), "--resume", "--no-progress"]) == 0
-    assert "trained to step 5 (already complete, nothing to train)" in capsys.readouterr().err
+    assert "trained to step 5 (already finished: no step left)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ silent nonsense

@@ -235,13 +235,17 @@ def test_foreign_and_broken_inputs_are_one_line_errors_naming_the_file(
     as_file.write_text("not a folder")
     err = one_line_error(capsys, ["train", "--run-dir", str(as_file)])
     assert str(as_file) in err
-    assert "is a file, not a folder" in err
+    assert "is a file" in err
     assert as_file.read_text() == "not a folder"
 
 
-def test_debug_shows_the_traceback_instead() -> None:
-    with pytest.raises(Exception, match="Not a directory"):
-        main(["--debug", "train", "--run-dir", __file__])
+def test_debug_shows_the_traceback_instead(tmp_path: Path) -> None:
+    from elastic_lm.errors import ConfigError
+
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"seed: 1\nname: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        main(["train", str(latin), "--debug"])
 
 
 def test_truncated_json_and_refused_pickle_name_their_file(tmp_path: Path) -> None:

@@ -128,10 +128,9 @@ def test_unknown_objective_is_one_line_config_error(
     assert "'val_los' is unknown" in err
     assert "val_loss" in err
     assert "latency_pred_ms" in err
+    config = load_config(None, ["search.constraints=[{name: speed, max: 3}]", f"run_dir={run_dir}"])
     with pytest.raises(ConfigError, match=r"search\.constraints: name 'speed' is unknown"):
-        load_config(
-            None, ["search.constraints=[{name: speed, max: 3}]", f"run_dir={run_dir}"]
-        )  # before any stage
+        run_search_stage(config)
 
 
 def test_directions_units_and_task_checks(run_dir: Path) -> None:

@@ -38,16 +38,7 @@ def load_config(
         data = deep_merge(data, budgets[budget])
         data["budget"] = budget
     data = apply_overrides(data, overrides)
-    config = validate_config(data)
-    check_names(config)
-    return config
-
-
-def check_names(config: Config) -> None:
-    """Names the schema cannot check (search objectives and constraints), before any stage runs."""
-    from elastic_lm.pipeline.objectives import check_metric_names
-
-    check_metric_names(config.search.objectives, config.search.constraints)
+    return validate_config(data)
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

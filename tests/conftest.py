@@ -45,3 +45,24 @@ def minilm_tokenizer() -> PreTrainedTokenizerBase:
     if not get_asset("minilm-l6").installed:
         pytest.skip("minilm-l6 asset not installed")
     return AutoTokenizer.from_pretrained(get_asset("minilm-l6").require())
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A fresh database on the PostgreSQL server that ``.ci/run`` starts (ELASTIC_LM_TEST_POSTGRES).
+
+    Skips, saying why, where there is no server: never a silent pass.
+    """
+    import os
+    import uuid
+
+    server = os.environ.get("ELASTIC_LM_TEST_POSTGRES")
+    if not server:
+        pytest.skip("no PostgreSQL server: run .ci/run, or set ELASTIC_LM_TEST_POSTGRES=postgresql://...")
+    psycopg = pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
+    name = f"elm_{uuid.uuid4().hex[:12]}"
+    conn = psycopg.connect(server, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return server.rsplit("/", 1)[0] + "/" + name

@@ -1,8 +1,9 @@
 """A search worker in its own process, for the resume and shared-storage tests.
 
-usage: search_worker.py STORAGE LOG N_TRIALS SEED [HANG_AT]
+usage: search_worker.py STORAGE LOG N_TRIALS SEED [HANG_AT [RUN_SEED]]
 Appends "start KEY" / "end KEY" lines to LOG around each expensive evaluation. With HANG_AT, the
-HANG_AT-th evaluation writes LOG.hang and sleeps until the test kills the process. Once imported,
+HANG_AT-th evaluation writes LOG.hang and sleeps until the test kills the process. SEED names the
+worker (LOG.readySEED); RUN_SEED, when given, is the seed passed to the search instead. Once imported,
 the worker writes LOG.readySEED and waits for LOG.go, so that two workers really start together.
 """
 
@@ -22,6 +23,7 @@ def main() -> None:
     storage, log = sys.argv[1], Path(sys.argv[2])
     n_trials, seed = int(sys.argv[3]), int(sys.argv[4])
     hang_at = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    run_seed = int(sys.argv[6]) if len(sys.argv) > 6 else seed
     calls = 0
 
     def logged_error(arch):  # type: ignore[no-untyped-def]
@@ -47,7 +49,7 @@ def main() -> None:
         strategy="random",
         n_trials=n_trials,
         storage=storage,
-        seed=seed,
+        seed=run_seed,
         progress=False,
     )
 

@@ -11,6 +11,7 @@ import pytest
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.search import Constraint, Objective, SearchResult, run_search
+from elastic_lm.search.study import param_distributions
 from search_dummy import DummySpace, accuracy, error, size, skew
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -217,8 +218,8 @@ def test_heartbeat_marks_live_trials_and_silence_marks_dead_ones(tmp_path) -> No
     import time
 
     from elastic_lm.search import reclaim_stale
-    from elastic_lm.search.loop import HEARTBEAT_ATTR, _Heartbeat
     from elastic_lm.search.study import WORKER_ATTR, create_or_load_study
+    from elastic_lm.search.workers import HEARTBEAT_ATTR, _Heartbeat
 
     study = create_or_load_study("search", tmp_path / "s.db", ["minimize", "minimize"])
     dist = {"layer0.ffn": optuna.distributions.IntDistribution(0, 4)}
@@ -262,3 +263,66 @@ def test_interrupted_evaluation_is_retried_on_resume(tmp_path) -> None:  # type:
     assert sum(counter.values()) == 8  # 4 before, the interrupted one and 3 more
     assert max(counter.values()) == 1
     assert counter[stopped[0]] == 1  # the interrupted architecture was evaluated on resume
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres"])
+def test_trial_asked_but_never_claimed_is_reclaimed_not_waited_on(request, tmp_path, kind) -> None:  # type: ignore[no-untyped-def]
+    """A worker killed between ``ask`` and its claim leaves an ownerless RUNNING trial."""
+    import threading
+
+    from elastic_lm.search import reclaim_stale
+    from elastic_lm.search.study import RETRY_ATTR, create_or_load_study
+
+    storage = {"sqlite": tmp_path / "s.db", "journal": tmp_path / "s.log"}.get(kind)
+    storage = storage or request.getfixturevalue("postgres_url")
+    study = create_or_load_study("search", storage, ["minimize", "minimize"])
+    orphan = study.ask(param_distributions(DummySpace()))  # then the worker died
+    assert reclaim_stale(study, "dead", stale_after_s=3600) == []  # too recent to tell
+    assert reclaim_stale(study, "dead", stale_after_s=0.0) == [orphan.number]
+    retry = study.get_trials()[-1]
+    assert retry.state == optuna.trial.TrialState.WAITING
+    assert retry.user_attrs[RETRY_ATTR] == orphan.number
+
+    study.ask(param_distributions(DummySpace()))  # a second orphan, found by the loop itself
+    out: list[SearchResult] = []
+    objectives = [Objective("size", size, cheap=True), Objective("error", error)]
+    worker = threading.Thread(
+        target=lambda: out.append(
+            run_search(
+                DummySpace(), objectives, n_trials=4, storage=storage, heartbeat_s=0.05, progress=False
+            )
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the search waited on an orphaned trial"
+    assert len(out[0].evaluations) == 4
+
+
+def test_workers_with_one_seed_get_different_seeds_from_their_first_trial(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from elastic_lm.search.study import create_or_load_study
+    from elastic_lm.search.workers import WorkerSeededSampler, trial_seed
+
+    assert trial_seed(5, 0) == 5  # one worker on a new study: the config's seed itself
+    assert trial_seed(5, 3) == trial_seed(5, 3) != trial_seed(5, 4)
+    assert trial_seed(None, 3) is None
+    space = DummySpace()
+    seeds: list[int | None] = []
+
+    def make(seed: int | None) -> optuna.samplers.BaseSampler:
+        seeds.append(seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    study = create_or_load_study("search", tmp_path / "s.db", ["minimize", "minimize"])
+    a, b = WorkerSeededSampler(make, 5), WorkerSeededSampler(make, 5)
+    drawn = []
+    for sampler in (a, b):
+        study.sampler = sampler
+        drawn.append(study.ask(param_distributions(space)).params)
+    assert seeds == [5, trial_seed(5, 1)]
+    assert drawn[0] != drawn[1]
+    b.forget(1)  # lost the claim on trial 1: the next trial picks the seed
+    study.sampler = b
+    study.ask(param_distributions(space))
+    assert seeds[-1] == trial_seed(5, 2)

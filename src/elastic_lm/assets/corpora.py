@@ -50,12 +50,29 @@ def split_document(text: str) -> list[str]:
 
 
 def read_text_file(path: Path) -> str:
-    """UTF-8 text, falling back to Latin-1 (some old corpora hold stray non-UTF-8 bytes)."""
+    """UTF-8 text, falling back to Latin-1 (some old corpora hold stray non-UTF-8 bytes).
+
+    A binary file (an archive or a model renamed ``.txt``) is refused: decoded as Latin-1 it would
+    train on noise without a word.
+    """
     raw = path.read_bytes()
+    if _looks_binary(raw[:65536]):
+        raise DataError(
+            f"data file {path} is not text (it holds NUL or control bytes: a binary file?); "
+            "pass plain text saved as UTF-8"
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def _looks_binary(head: bytes) -> bool:
+    """NUL bytes, or more than 5% control characters other than tab, newlines and form feed."""
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    return bool(head) and controls > 0.05 * len(head)
 
 
 def austen_novels() -> dict[str, list[str]]:

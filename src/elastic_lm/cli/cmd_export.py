@@ -25,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="super-network folder (save_pretrained of an ElasticFor* model), or a run directory (--pareto)",
     )
     parser.add_argument("--arch", metavar="JSON_OR_FILE", help="architecture as JSON text or a .json file")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (with --arch)")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="output folder (with --arch); must not exist yet"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (only once the export succeeded)"
+    )
     parser.add_argument(
         "--pareto", action="store_true", help="export the run's Pareto set into RUN_DIR/export/<name>/"
     )
@@ -106,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--arch and --out are required (or use --pareto with a run directory)")
     if args.max_params is not None or args.supernet is not None:
         raise UserError("--max-params and --supernet only apply with --pareto")
+    if (args.out.exists() or args.out.is_symlink()) and not args.overwrite:
+        kind = "folder" if args.out.is_dir() else "file"
+        raise UserError(
+            f"--out {args.out} is an existing {kind}; choose a new path, or pass --overwrite to replace it"
+        )
     arch = parse_architecture(args.arch)
     supernet = load_supernet(args.source)
     check_in_space(supernet.space, arch)

@@ -30,4 +30,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
     overrides = list(args.overrides)
     if getattr(args, "run_dir", None) is not None:
         overrides.append(f"run_dir={args.run_dir}")
-    return load_config(args.config, overrides, budget=getattr(args, "budget", None))
+    config = load_config(args.config, overrides, budget=getattr(args, "budget", None))
+    # Names the schema cannot check (the config package may not import the pipeline): search
+    # objectives and constraints, so a typo fails now and not after training.
+    from elastic_lm.pipeline.objectives import check_metric_names
+
+    check_metric_names(config.search.objectives, config.search.constraints)
+    return config

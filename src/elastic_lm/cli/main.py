@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from elastic_lm import __version__
+from elastic_lm.cli.faults import describe
 from elastic_lm.errors import UserError
 
 COMMANDS: tuple[str, ...] = (
@@ -41,6 +42,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="Run 'elastic-lm COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"elastic-lm {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if name != command:
@@ -75,6 +77,8 @@ _SHORT_HELP: dict[str, str] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 user error, 1 internal error)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list  # accepted anywhere: before or after the command
+    args_list = [a for a in args_list if a != "--debug"]
     command = next((a for a in args_list if a in COMMANDS), None)
     parser = build_parser(command)
     args = parser.parse_args(args_list)
@@ -84,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(_command_module(args.command).run(args) or 0)
     except UserError as error:
+        if debug:
+            raise
         print(f"elastic-lm {args.command}: error: {error}", file=sys.stderr)
         return error.exit_code
     except BrokenPipeError:
@@ -93,6 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"elastic-lm {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk, a truncated file...: one line, unless --debug
+        message = None if debug else describe(error)
+        if message is None:
+            raise  # a bug of ours: the traceback is what a report needs
+        print(f"elastic-lm {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

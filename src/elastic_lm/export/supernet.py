@@ -74,6 +74,9 @@ def _read_config(path: Path) -> ElasticConfig:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{file} is not valid JSON ({err}); re-save the super-network") from err
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        raise CheckpointError(f"{file} holds a JSON {kind}, not an object; re-save the super-network")
     if raw.get("model_type") != ElasticConfig.model_type:
         raise CheckpointError(
             f"{file} has model_type={raw.get('model_type')!r}, not 'elastic-lm'; convert a Hugging Face "

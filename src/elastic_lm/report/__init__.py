@@ -9,8 +9,11 @@ report can be rebuilt from a copied run folder on any machine with matplotlib::
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
+from elastic_lm.io import atomic_write_bytes, atomic_write_text
 from elastic_lm.report.build import (
     best_per_objective,
     make_figures,
@@ -40,10 +43,14 @@ def write_report(run_dir: Path, compare: tuple[Path, ...] = ()) -> Path:
     members = pareto_trials(run.trials, run.summary.objectives)
     figures = make_figures(run, members)
     out = run.run_dir / "report"
+    html = render_html(run, members, figures, warnings_for(run, members))  # before writing anything
+    # Every file goes to a temporary name and is renamed: a full disk or a kill leaves the last
+    # complete report, never a truncated page or figure.
     out.mkdir(parents=True, exist_ok=True)
     for figure in figures:
-        (out / f"{figure.stem}.png").write_bytes(figure.png)
-    write_pareto_csv(out / "pareto.csv", members, run.summary.objectives)
-    index = out / "index.html"
-    index.write_text(render_html(run, members, figures, warnings_for(run, members)), encoding="utf-8")
-    return index
+        atomic_write_bytes(out / f"{figure.stem}.png", figure.png)
+    scratch_name = f".pareto.csv.elm{os.getpid()}."  # cleaned by the next write if we are killed
+    with tempfile.TemporaryDirectory(prefix=scratch_name, suffix=".tmp", dir=out) as scratch:
+        write_pareto_csv(Path(scratch) / "pareto.csv", members, run.summary.objectives)
+        atomic_write_bytes(out / "pareto.csv", (Path(scratch) / "pareto.csv").read_bytes())
+    return atomic_write_text(out / "index.html", html)

@@ -8,14 +8,11 @@ workers given the same number share one budget.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import optuna
@@ -40,112 +37,22 @@ from elastic_lm.search.study import (
     WORKER_ATTR,
     SpaceLike,
     arch_of,
-    create_or_load_study,
     metric_attrs,
     metrics_of,
+    open_study,
     param_distributions,
     params_of,
 )
+from elastic_lm.search.workers import (
+    CLAIM_PREFIX,
+    Reclaim,
+    WorkerSeededSampler,
+    _Heartbeat,
+    reclaim_stale,
+    worker_id,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-CLAIM_PREFIX = "claim:"
-HEARTBEAT_ATTR = "heartbeat"
-Reclaim = Literal["dead", "all", "none"]
-
-
-def worker_id() -> str:
-    """Who runs a trial: host and process id, so a dead owner can be recognised on resume."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_dead(owner: str | None) -> bool:
-    if not owner or ":" not in owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False  # another machine: its heartbeat tells
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _last_sign_of_life(trial: FrozenTrial) -> float | None:
-    """Wall-clock seconds of the owner's last heartbeat (the claim counts as the first)."""
-    stamps = [v / 1e9 for k, v in trial.user_attrs.items() if k.startswith(CLAIM_PREFIX)]
-    if HEARTBEAT_ATTR in trial.user_attrs:
-        stamps.append(float(trial.user_attrs[HEARTBEAT_ATTR]))
-    return max(stamps) if stamps else None
-
-
-def _is_stale(trial: FrozenTrial, mode: Reclaim, stale_after_s: float | None) -> bool:
-    owner = trial.user_attrs.get(WORKER_ATTR)
-    if mode == "all":
-        return owner != worker_id()
-    if _owner_dead(owner):
-        return True
-    last = _last_sign_of_life(trial)
-    return stale_after_s is not None and last is not None and time.time() - last > stale_after_s
-
-
-def reclaim_stale(
-    study: optuna.Study, mode: Reclaim = "dead", stale_after_s: float | None = 300.0
-) -> list[int]:
-    """Fail trials left RUNNING by a dead worker and enqueue their parameters again.
-
-    ``"dead"``: owners on this host whose process is gone, and owners anywhere whose heartbeat
-    is older than ``stale_after_s``. ``"all"``: every RUNNING trial not ours (only when no other
-    worker is alive). Returns the numbers of the reclaimed trials. Two workers reclaiming at once
-    is safe: only the one whose ``tell`` succeeds re-enqueues.
-    """
-    if mode == "none":
-        return []
-    reclaimed = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _is_stale(t, mode, stale_after_s):
-            continue
-        try:
-            study.tell(t.number, state=TrialState.FAIL)
-        except (ValueError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
-            continue  # finished or reclaimed by someone else meanwhile
-        study.enqueue_trial(dict(t.params), user_attrs={RETRY_ATTR: t.number})
-        reclaimed.append(t.number)
-    return reclaimed
-
-
-class _Heartbeat:
-    """Writes the time into the trial every ``interval_s`` while an evaluation runs.
-
-    Optuna's own heartbeat only runs inside ``study.optimize`` and only for RDB storages; this one
-    works with ask/tell and every storage, so a worker on another machine can tell a dead one.
-    """
-
-    def __init__(self, trial: Trial, interval_s: float | None) -> None:
-        self._trial, self._interval = trial, interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> _Heartbeat:
-        if self._interval:
-            self._thread = threading.Thread(target=self._beat, daemon=True)
-            self._thread.start()
-        return self
-
-    def _beat(self) -> None:
-        assert self._interval is not None
-        while not self._stop.wait(self._interval):
-            try:
-                self._trial.set_user_attr(HEARTBEAT_ATTR, time.time())
-            except optuna.exceptions.UpdateFinishedTrialError:
-                return  # reclaimed by another worker: nothing left to keep alive
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
 
 
 def run_search(
@@ -168,7 +75,8 @@ def run_search(
     """Search ``space`` until the study holds ``n_trials`` finished trials; return all results.
 
     ``storage``: None (in memory), a SQLite path, a journal path (.log/.journal/.jsonl) or any
-    Optuna storage URL. ``seed`` makes one worker reproducible; give each worker its own seed.
+    Optuna storage URL. ``seed`` makes a run reproducible; each worker derives its own from it and
+    the number of its first trial (:func:`~elastic_lm.search.workers.trial_seed`).
     A RUNNING trial whose worker died (its process is gone, or no heartbeat for
     ``5 * heartbeat_s``) is failed and its architecture retried; see :func:`reclaim_stale`.
     """
@@ -177,18 +85,24 @@ def run_search(
         raise ConfigError(f"n_trials={n_trials} must be at least 1")
     check_names(objectives, constraints)
     cheap = [o for o in objectives if o.cheap]
+    sampler: optuna.samplers.BaseSampler
     if isinstance(strategy, str):
-        sampler = make_sampler(
-            strategy,
-            space,
-            seed=seed,
-            constraints=constraints,
-            size_fn=size_fn or (cheap[0].fn if cheap else None),
-            **(strategy_options or {}),
+        name, options = strategy, dict(strategy_options or {})
+        sampler = WorkerSeededSampler(
+            lambda s: make_sampler(
+                name,
+                space,
+                seed=s,
+                constraints=constraints,
+                size_fn=size_fn or (cheap[0].fn if cheap else None),
+                **options,
+            ),
+            seed,
         )
+        sampler.inner  # noqa: B018  (an unknown strategy fails here, before the study is touched)
     else:
         sampler = strategy
-    study = create_or_load_study(
+    study, created = open_study(
         study_name,
         storage,
         [o.direction for o in objectives],
@@ -196,7 +110,7 @@ def run_search(
         metric_names=[o.name for o in objectives],
     )
     reclaim_stale(study, reclaim, stale_after)
-    if initial_design and not study.get_trials(deepcopy=False):
+    if initial_design and created:  # by one worker only, even when several start together
         _enqueue_initial_design(study, space, constraints)
 
     evaluator = _Evaluator(space, objectives, constraints, poll_s)
@@ -221,6 +135,8 @@ def run_search(
             try:
                 trial = study.ask(fixed_distributions=distributions)
                 if not _claim(study, trial):
+                    if isinstance(sampler, WorkerSeededSampler):
+                        sampler.forget(trial.number)  # its number must not seed us as well
                     continue  # another worker popped the same enqueued trial and runs it
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
@@ -323,6 +239,18 @@ class _Evaluator:
                 metrics[o.name] = float(o.fn(arch))
         return metrics, ok
 
+    def _key(self, trial: FrozenTrial) -> str | None:
+        """The architecture key of a trial, read from its parameters as soon as they are all set.
+
+        Its ``arch_key`` attribute is written a moment later; reading only that let two workers
+        with the same architecture miss each other and both evaluate it.
+        """
+        if KEY_ATTR in trial.user_attrs:
+            return str(trial.user_attrs[KEY_ATTR])
+        if trial.state != TrialState.RUNNING or len(trial.params) != len(self.space.dimensions()):
+            return None
+        return arch_of(self.space, trial.params).key()
+
     def _previous(self, study: optuna.Study, number: int, key: str) -> FrozenTrial | None:
         """A finished evaluation of the same architecture, waiting for one still running.
 
@@ -330,11 +258,7 @@ class _Evaluator:
         the other waits and reuses its result: no architecture is evaluated twice.
         """
         while True:
-            same = [
-                t
-                for t in study.get_trials(deepcopy=False)
-                if t.number != number and t.user_attrs.get(KEY_ATTR) == key
-            ]
+            same = [t for t in study.get_trials(deepcopy=False) if t.number != number and self._key(t) == key]
             done = [t for t in same if t.state in FINISHED]
             if done:
                 return min(done, key=lambda t: t.number)

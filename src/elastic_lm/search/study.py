@@ -8,12 +8,15 @@ fixed-length, so multivariate samplers (TPE, GP, CMA-ES) model it directly.
 
 from __future__ import annotations
 
+import random
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
+import sqlalchemy.exc
 from optuna.distributions import IntDistribution
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -61,19 +64,55 @@ def resolve_storage(storage: str | Path | BaseStorage | None) -> BaseStorage | N
     if storage is None or isinstance(storage, BaseStorage):
         return storage
     text = str(storage)
-    if "://" in text:
-        return _rdb(text)
-    path = Path(text).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix in JOURNAL_SUFFIXES:
-        return JournalStorage(JournalFileBackend(str(path)))
-    return _rdb(f"sqlite:///{path.resolve()}")
+    try:
+        if "://" in text:
+            return _rdb(text)
+        path = Path(text).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix in JOURNAL_SUFFIXES:
+            return JournalStorage(JournalFileBackend(str(path)))
+        return _rdb(f"sqlite:///{path.resolve()}")
+    except (ImportError, sqlalchemy.exc.ArgumentError, sqlalchemy.exc.SQLAlchemyError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ConfigError(
+            f"study storage {_hide_password(text)!r} cannot be opened ({first}); use a .db (SQLite) or "
+            f".log (journal) path, sqlite:///PATH, or postgresql://USER@HOST/DB with a running server "
+            f"and pip install 'elastic-lm[postgres]'"
+        ) from None
 
 
-def _rdb(url: str) -> RDBStorage:
+def _hide_password(url: str) -> str:
+    """``url`` without the password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _rdb(url: str, attempts: int = 20) -> RDBStorage:
+    """An RDB storage whose schema is created once even when several workers start together.
+
+    Optuna creates the tables and the version row on first use; two processes doing it at the
+    same moment make one fail (``IntegrityError``, "table already exists"). The loser finds the
+    schema made by the winner when it tries again, so we retry with a small random back-off.
+    """
     # SQLite shared by several workers: wait for the file lock instead of failing at once.
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return RDBStorage(url, engine_kwargs=engine_kwargs)
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
+            if attempt == attempts - 1 or not _schema_race(error):
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _schema_race(error: Exception) -> bool:
+    """Whether ``error`` is another worker creating the same schema (worth retrying)."""
+    text = str(error).lower()
+    return any(s in text for s in ("already exists", "unique constraint", "duplicate key", "locked"))
 
 
 def param_distributions(space: SpaceLike) -> dict[str, IntDistribution]:
@@ -123,13 +162,30 @@ def create_or_load_study(
     Refuses to resume a study whose directions or objective names differ: mixing them would make
     the Pareto front meaningless.
     """
-    study = optuna.create_study(
-        study_name=name,
-        storage=resolve_storage(storage),
-        directions=list(directions),
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    return open_study(name, storage, directions, sampler, metric_names)[0]
+
+
+def open_study(
+    name: str,
+    storage: str | Path | BaseStorage | None,
+    directions: Sequence[str],
+    sampler: optuna.samplers.BaseSampler | None = None,
+    metric_names: Sequence[str] | None = None,
+) -> tuple[optuna.Study, bool]:
+    """:func:`create_or_load_study`, also saying whether this call created the study.
+
+    Of several workers started together on a new storage exactly one creates the study (the
+    storage refuses a second study of the same name), so only that one seeds the initial design.
+    """
+    resolved = resolve_storage(storage)
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=resolved, directions=list(directions), sampler=sampler
+        )
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=resolved, sampler=sampler)
+        created = False
     stored = [d.name.lower() for d in study.directions]
     if stored != [d.lower() for d in directions]:
         raise ConfigError(
@@ -146,4 +202,4 @@ def create_or_load_study(
                 f"study {name!r} has objectives {study.metric_names}, not {list(metric_names)}; "
                 f"use another study name or the original objectives"
             )
-    return study
+    return study, created

@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from elastic_lm.errors import CheckpointError
+from elastic_lm.io import clean_leftovers
 
 PREFIX = "step-"
 
@@ -122,10 +123,37 @@ def save_checkpoint(
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".tmp-{checkpoint_name(step)}-{os.getpid()}"
+    clean_leftovers(root)  # what a killed save left (its process is gone)
+    tmp = root / f".{checkpoint_name(step)}.elm{os.getpid()}.save.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    try:
+        _write_checkpoint(tmp, model, trainer, strategy, state, step, extra)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk: keep no half checkpoint
+        raise
+    if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
+        old = root / f".{final.name}.elm-old"  # put back by clean_leftovers if we die here
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(final)
+    for stale in list_checkpoints(root)[: -max(int(keep), 1)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def _write_checkpoint(
+    tmp: Path,
+    model: torch.nn.Module,
+    trainer: dict[str, Any],
+    strategy: dict[str, Any],
+    state: dict[str, Any],
+    step: int,
+    extra: dict[str, dict[str, Any]] | None,
+) -> None:
     save_model(model, str(tmp / "model.safetensors"))
     torch.save(trainer, tmp / "trainer.pt")
     (tmp / "strategy.json").write_text(json.dumps(strategy, indent=1, sort_keys=True))
@@ -137,16 +165,6 @@ def save_checkpoint(
     if hasattr(config, "to_json_file"):  # HF-style config: layer_sizes etc. for a reshaped resume
         config.to_json_file(str(tmp / "config.json"))
     (tmp / "state.json").write_text(json.dumps({**state, "step": int(step)}, indent=1, default=str))
-    if final.exists():  # re-saving the same step (e.g. a resumed run's final save)
-        old = root / f".old-{final.name}-{os.getpid()}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
-    for stale in list_checkpoints(root)[: -max(int(keep), 1)]:
-        shutil.rmtree(stale, ignore_errors=True)
-    return final
 
 
 def load_checkpoint(

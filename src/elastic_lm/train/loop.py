@@ -63,7 +63,12 @@ MODEL_INPUT_KEYS: tuple[str, ...] = (
 
 
 class TrainingDiverged(UserError):  # noqa: N818 (the name users search for)
-    """The loss became NaN or infinite; the last checkpoint on disk is the last good state."""
+    """The loss became NaN, infinite or exploded; the last checkpoint on disk is the last good state."""
+
+
+# A loss this many times its first value in a run (at least 1.0) has exploded: a too-high learning
+# rate. Ordinary noise, warm-up bumps and a resumed run's first steps stay far below it.
+EXPLODED_FACTOR = 10.0
 
 
 @dataclass
@@ -516,6 +521,8 @@ class _Trainer:
                 )
         self.optimizer.load_state_dict(ckpt.trainer["optimizer"])
         self.scheduler.load_state_dict(ckpt.trainer["scheduler"])
+        if saved.get("learning_rate", self.s.learning_rate) != self.s.learning_rate:
+            self._rescale_learning_rate()  # resuming a diverged run with a lower rate
         self.losses.load_state_dict(ckpt.trainer["losses"])
         if self.scaler is not None and "scaler" in ckpt.trainer:
             self.scaler.load_state_dict(ckpt.trainer["scaler"])
@@ -527,6 +534,14 @@ class _Trainer:
         set_rng_state(ckpt.trainer["rng"])
         self.start = ckpt.step
         self.last_ckpt = path
+
+    def _rescale_learning_rate(self) -> None:
+        """Put ``train.learning_rate`` in place of the checkpoint's, at the same schedule position."""
+        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.scheduler.base_lrs = [self.s.learning_rate] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.s.learning_rate
+            group["lr"] = self.s.learning_rate * factor
 
     def save(self, step: int) -> None:
         if self.ctx.is_main:
@@ -710,6 +725,14 @@ class _Trainer:
                     torch.tensor([float(total), *parts.values()], dtype=torch.float64), self.ctx
                 )
                 loss = float(summary[0])
+                first = losses[0] if losses else loss
+                if math.isfinite(loss) and loss > EXPLODED_FACTOR * max(first, 1.0):
+                    raise TrainingDiverged(
+                        f"training loss exploded to {loss:.4g} at step {step + 1} (it started this "
+                        f"run at {first:.4g}); lower train.learning_rate (now "
+                        f"{self.s.learning_rate:g}), then resume from the last good checkpoint "
+                        f"({self.last_ckpt or 'none written yet'})"
+                    )
                 if not math.isfinite(loss):
                     where = self.last_ckpt or "none written yet"
                     raise TrainingDiverged(

@@ -228,7 +228,7 @@ def test_train_resume_with_a_changed_setting_keeps_every_checkpoint(
     assert "already has training checkpoints (step-00000002); pass --resume" in capsys.readouterr().err
     assert _snapshot(tmp_path / "run") == before
     assert main(["train", job, "--resume", "--no-progress"]) == 0  # same settings: nothing left to do
-    assert "trained to step 2 (already complete, nothing to train)" in capsys.readouterr().err
+    assert "trained to step 2 (already finished: no step left)" in capsys.readouterr().err
     assert _snapshot(train / "checkpoints") == checkpoints  # resumed at the end: none rewritten
 
 

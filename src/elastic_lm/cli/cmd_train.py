@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if outputs:  # the main process
         loss = outputs.get("final_loss")
         # None: resumed at the last step, nothing left to train (the checkpoint is complete)
-        done = f"loss {loss:.4f}" if isinstance(loss, float) else "already complete, nothing to train"
+        done = f"loss {loss:.4f}" if isinstance(loss, float) else "already finished: no step left"
         print(
             f"trained to step {outputs['steps']} ({done}); super-network saved in {outputs['supernet']}",
             file=sys.stderr,

@@ -12,444 +12,59 @@ by ``(seed, k)``, so MLM masking in a collator is too), and the forward passes r
 seeded by ``(seed, k, rank)`` (dropout). Resuming from a checkpoint at step ``s`` therefore replays
 exactly what an uninterrupted run does after ``s``; RNG states are still saved for code outside
 the loop.
+
+The rooms around it: settings and results (``settings.py``), which rows a step sees
+(``batching.py``), the optimiser and schedule (``optim.py``), what a step asks of the model
+(``step_inputs.py``), checkpoints in and out (``training_state.py``), the log (``metrics_log.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
 import math
-import random
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import default_collate
 
-from elastic_lm.architecture import Architecture
-from elastic_lm.errors import CheckpointError, ConfigError, DataError, UserError
+from elastic_lm.errors import CheckpointError, ConfigError
+from elastic_lm.train.batching import (
+    StepBatches,
+    derive_seed,
+    reseed_collator,
+    seed_everything,
+    shard_batch,
+    training_batches,
+)
 from elastic_lm.train.checkpoint import (
     latest_checkpoint,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
 )
 from elastic_lm.train.distributed import (
-    DistContext,
     all_reduce_gradients,
     all_reduce_mean,
     all_reduce_sum,
-    barrier,
     broadcast_parameters,
     init_distributed,
 )
+from elastic_lm.train.metrics_log import MetricsLog
+from elastic_lm.train.optim import amp_dtype, build_optimizer, lr_factor
+from elastic_lm.train.settings import MODEL_INPUT_KEYS, TrainingDiverged, TrainResult, TrainSettings
+from elastic_lm.train.step_inputs import detached, eval_archs, logits_positions, needs, to_device
 from elastic_lm.train.strategies import Strategy, SubnetTask
-
-MODEL_INPUT_KEYS: tuple[str, ...] = (
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "position_ids",
-)
-
-
-class TrainingDiverged(UserError):  # noqa: N818 (the name users search for)
-    """The loss became NaN, infinite or exploded; the last checkpoint on disk is the last good state."""
-
+from elastic_lm.train.training_state import restore_training, save_training
 
 # A loss this many times its first value in a run (at least 1.0) has exploded: a too-high learning
 # rate. Ordinary noise, warm-up bumps and a resumed run's first steps stay far below it.
 EXPLODED_FACTOR = 10.0
 
 
-@dataclass
-class TrainSettings:
-    """How to train. ``batch_size`` is the *global* micro-batch (split over ranks).
-
-    One optimiser step sees ``batch_size * grad_accumulation`` examples whatever the number of
-    processes, so a run's loss curve does not depend on how many GPUs trained it.
-    """
-
-    steps: int = 200
-    batch_size: int = 16
-    grad_accumulation: int = 1
-    learning_rate: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    max_grad_norm: float = 1.0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    seed: int = 0
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 3
-    eval_every: int = 100
-    eval_batches: int = 8
-    eval_batch_size: int | None = None
-    eval_archs: dict[str, Architecture] | None = None
-    resume: bool = False
-    progress: bool = True
-    tensorboard: bool = True
-    collate_fn: Callable[[list[Any]], dict[str, Any]] | None = None
-    # called with (k, global micro-batch k) before sharding, e.g. ``TopKLogitCache.attach``
-    batch_hook: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None
-    # called as before_step(step, model, strategy, optimizer) at the start of every step; returns
-    # True when it replaced parameters (ELM dynamic modules), so the loop re-collects them. It must
-    # resize the optimiser state itself and do the same on every rank.
-    before_step: Callable[[int, nn.Module, Any, torch.optim.Optimizer], bool] | None = None
-    # objects with JSON-safe state_dict() / load_state_dict(), saved as NAME.json in every
-    # checkpoint and restored on resume (``dynamic``: ELM dynamic modules)
-    extra_state: dict[str, Any] | None = None
-    # MLM logits only at the labelled positions when every loss of a pass reads nothing else (a
-    # model with ``supports_logits_positions``); about half of a MiniLM step at seq 128
-    masked_logits: bool = True
-
-    def validate(self) -> None:
-        """Every bad value is a ConfigError naming the field, the value and a fix."""
-        positive = ("steps", "batch_size", "grad_accumulation", "checkpoint_every", "eval_every")
-        for name in (*positive, "keep_checkpoints", "eval_batches"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"train.learning_rate={self.learning_rate} must be > 0; e.g. 5e-4")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ConfigError(f"train.warmup_fraction={self.warmup_fraction} must be in [0, 1)")
-        if self.schedule not in ("linear", "cosine", "constant"):
-            raise ConfigError(f"train.schedule={self.schedule!r} is unknown; use linear, cosine or constant")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"train.precision={self.precision!r} is unknown; use auto, fp32, bf16 or fp16")
-
-    @classmethod
-    def from_config(cls, train: Any, *, seed: int = 0, device: str = "auto", **extra: Any) -> TrainSettings:
-        """Settings from the config's ``train`` section (any object with those attributes)."""
-        names = {f.name for f in fields(cls)}
-        values = {n: getattr(train, n) for n in names if hasattr(train, n)}
-        return cls(**{**values, "seed": seed, "device": device, **extra})
-
-    def public(self) -> dict[str, Any]:
-        """The JSON-able part, for ``state.json``."""
-        skip = {"eval_archs", "collate_fn", "batch_hook", "before_step", "extra_state"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-
-@dataclass
-class TrainResult:
-    """What a run did: losses per step (of this invocation), the last validation and checkpoint."""
-
-    steps: int
-    start_step: int
-    losses: list[float]
-    val: dict[str, float] = field(default_factory=dict)
-    checkpoint: Path | None = None
-    run_dir: Path | None = None
-    # set by ``train_from_config``: the trained model (rebuilt when a resume re-shaped it) and the
-    # space after training (adjusted by dynamic modules); save this space for the search
-    model: nn.Module | None = None
-    space: Any = None
-
-
-# --- seeding and data order -------------------------------------------------------------------
-
-
-def derive_seed(*parts: object) -> int:
-    """A 63-bit seed that is a pure function of ``parts`` (same in every process and machine)."""
-    digest = hashlib.sha256(":".join(map(str, ("elastic-lm", *parts))).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class StepBatches:
-    """Global micro-batch ``k`` of a seeded, epoch-wise shuffled stream, and this rank's shard.
-
-    The stream is the concatenation of one ``randperm`` per epoch (seeded by ``(seed, epoch)``);
-    micro-batch ``k`` holds stream positions ``[k * B, (k + 1) * B)``. Every rank collates the
-    whole global batch with the RNGs seeded by ``(seed, k)`` and keeps its contiguous ``B / W`` rows
-    (:func:`shard_batch`), so padding and random MLM masking do not depend on the number of
-    processes, and a teacher cache filled from :func:`training_batches` matches. Resuming needs
-    only ``k``.
-    """
-
-    def __init__(
-        self,
-        data: Sequence[Any],
-        batch_size: int,
-        seed: int,
-        ctx: DistContext,
-        collate_fn: Callable[[list[Any]], dict[str, Any]] | None = None,
-    ) -> None:
-        if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
-            raise DataError(
-                f"train_data of type {type(data).__name__} is not indexable; pass a map-style "
-                "dataset (a list or torch Dataset with __len__ and __getitem__), not a DataLoader"
-            )
-        if len(data) == 0:
-            raise DataError("train_data is empty; give at least one example")
-        if batch_size % ctx.world_size:
-            raise ConfigError(
-                f"train.batch_size={batch_size} is not divisible by the {ctx.world_size} "
-                f"processes; use a multiple of {ctx.world_size}"
-            )
-        self.data, self.batch_size, self.seed, self.ctx = data, batch_size, seed, ctx
-        self.collate = collate_fn or default_collate
-        self._perms: dict[int, Tensor] = {}
-
-    def _perm(self, epoch: int) -> Tensor:
-        if epoch not in self._perms:
-            self._perms = {k: v for k, v in self._perms.items() if k >= epoch - 1}
-            g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
-            self._perms[epoch] = torch.randperm(len(self.data), generator=g)
-        return self._perms[epoch]
-
-    def global_indices(self, k: int) -> list[int]:
-        """The dataset rows of global micro-batch ``k``, in order."""
-        n, start = len(self.data), k * self.batch_size
-        return [int(self._perm(p // n)[p % n]) for p in range(start, start + self.batch_size)]
-
-    def indices(self, k: int) -> list[int]:
-        """This rank's share of :meth:`global_indices`."""
-        local = self.batch_size // self.ctx.world_size
-        return self.global_indices(k)[self.ctx.rank * local : (self.ctx.rank + 1) * local]
-
-    def global_batch(self, k: int) -> dict[str, Any]:
-        """Global micro-batch ``k`` collated with every RNG seeded by ``(seed, k)``."""
-        seed = derive_seed(self.seed, "batch", k)
-        seed_everything(seed)
-        reseed_collator(self.collate, seed)
-        return self.collate([self.data[i] for i in self.global_indices(k)])
-
-
-def reseed_collator(collate: Any, seed: int) -> None:
-    """Re-seed a collator's own generator (HF ``DataCollatorForLanguageModeling(seed=...)``).
-
-    Such a collator draws masks from a private generator that advances from batch to batch and is
-    in no checkpoint; seeding it per batch makes masking a function of the batch index, so resumed
-    and multi-process runs mask exactly as an uninterrupted single-process run.
-    """
-    generator = getattr(collate, "generator", None)
-    if isinstance(generator, torch.Generator):
-        generator.manual_seed(seed)
-    elif isinstance(generator, np.random.Generator):
-        collate.generator = np.random.default_rng(seed)
-    elif generator is None and getattr(collate, "seed", None) is not None:
-        if getattr(collate, "return_tensors", "pt") == "np":
-            collate.generator = np.random.default_rng(seed)
-        else:
-            collate.generator = torch.Generator().manual_seed(seed)
-
-
-def shard_batch(batch: Mapping[str, Any], rank: int, world_size: int) -> dict[str, Any]:
-    """Rank ``rank``'s contiguous rows of every per-example entry (tensors and lists)."""
-    if world_size == 1:
-        return dict(batch)
-    sizes = {len(v) for v in batch.values() if isinstance(v, Tensor | list) and len(v) > 0}
-    rows = max(sizes) if sizes else 0
-    local = rows // world_size
-    part = slice(rank * local, (rank + 1) * local)
-    return {k: v[part] if isinstance(v, Tensor | list) and len(v) == rows else v for k, v in batch.items()}
-
-
-def training_batches(
-    train_data: Sequence[Any], settings: TrainSettings, start: int = 0
-) -> Iterator[dict[str, Any]]:
-    """The global micro-batches a run sees, in order (``k = start, start + 1, ...``).
-
-    For filling a teacher cache: ``TopKLogitCache.fill(teacher_fn, training_batches(data, s))``
-    stores batch ``k`` under index ``k``; train with ``settings.batch_hook = cache.attach``.
-    """
-    batches = StepBatches(train_data, settings.batch_size, settings.seed, DistContext(), settings.collate_fn)
-    for k in range(start, settings.steps * settings.grad_accumulation):
-        yield batches.global_batch(k)
-
-
-# --- optimiser, schedule, precision -----------------------------------------------------------
-
-
-def _no_decay(name: str, param: Tensor) -> bool:
-    """Biases and normalisation weights are not decayed (decay would pull norms towards 0)."""
-    lowered = name.lower()
-    return param.ndim < 2 or lowered.endswith("bias") or "norm" in lowered or ".ln" in lowered
-
-
-def build_optimizer(
-    named: Sequence[tuple[str, nn.Parameter]], lr: float, weight_decay: float
-) -> torch.optim.AdamW:
-    decay = [p for n, p in named if not _no_decay(n, p)]
-    plain = [p for n, p in named if _no_decay(n, p)]
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": plain, "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    try:
-        # The fused kernel is several times faster than the default per-tensor loop on CPU (measured
-        # 0.05-0.16 s vs 0.4-0.9 s per step for MiniLM-L6's 22.7 M parameters on 2 cores).
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.AdamW(groups, lr=lr)
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Linear warm-up over ``warmup`` steps, then linear or cosine decay to 0 (or constant)."""
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return max(0.0, 1.0 - progress)
-
-
-def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast where asked and supported; fp32 by default on CPU."""
-    cuda = device.type == "cuda"
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        if cuda and not torch.cuda.is_bf16_supported():
-            raise ConfigError("train.precision='bf16' but this GPU lacks bf16; use fp16 or fp32")
-        return torch.bfloat16
-    if precision == "fp16":
-        if not cuda:
-            raise ConfigError("train.precision='fp16' needs a CUDA device; use bf16 or fp32 on CPU")
-        return torch.float16
-    if cuda:  # auto
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
-
-
-# --- logging ----------------------------------------------------------------------------------
-
-
-class MetricsLog:
-    """Long-format ``metrics.csv`` (step, split, name, value) plus optional TensorBoard.
-
-    On resume, rows after the resumed step (written before the interruption) are dropped so the
-    file reads as one uninterrupted run; TensorBoard gets ``purge_step`` for the same reason.
-    """
-
-    def __init__(self, folder: Path, *, enabled: bool, start_step: int, tensorboard: bool) -> None:
-        self.enabled = enabled
-        self.writer: Any = None
-        self.path = folder / "metrics.csv"
-        if not enabled:
-            return
-        folder.mkdir(parents=True, exist_ok=True)
-        kept: list[list[str]] = []
-        if start_step > 0 and self.path.exists():
-            with self.path.open(newline="") as f:
-                kept = [r for r in list(csv.reader(f))[1:] if int(r[0]) <= start_step]
-        with self.path.open("w", newline="") as f:
-            csv.writer(f).writerows([["step", "split", "name", "value"], *kept])
-        self._file = self.path.open("a", newline="")
-        self._csv = csv.writer(self._file)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                self.writer = None
-            else:
-                self.writer = SummaryWriter(str(folder / "tensorboard"), purge_step=start_step + 1)
-
-    def log(self, step: int, split: str, values: Mapping[str, float]) -> None:
-        if not self.enabled:
-            return
-        for name, value in values.items():
-            self._csv.writerow([step, split, name, f"{value:.8g}"])
-            if self.writer is not None:
-                self.writer.add_scalar(f"{split}/{name}", value, step)
-        self._file.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self._file.close()
-            if self.writer is not None:
-                self.writer.close()
-
-
 # --- the loop ---------------------------------------------------------------------------------
-
-
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
-def _detached(outputs: Any) -> Any:
-    """A copy of model outputs with every tensor detached (the in-place teacher)."""
-    if isinstance(outputs, Tensor):
-        return outputs.detach()
-    if isinstance(outputs, tuple | list):
-        return type(outputs)(_detached(o) for o in outputs)
-    if isinstance(outputs, Mapping):  # HF ModelOutput is an OrderedDict subclass
-        return type(outputs)(**{k: _detached(v) for k, v in outputs.items()})
-    if is_dataclass(outputs) and not isinstance(outputs, type):
-        return replace(outputs, **{f.name: _detached(getattr(outputs, f.name)) for f in fields(outputs)})
-    return outputs
-
-
-def _needs(losses: nn.Module, target: str, *, reference: bool = False) -> dict[str, Any]:
-    """Which extra outputs the losses applying at ``target`` read (of the reference when asked:
-    block-wise distillation reads the teacher's hidden states but runs the student's layers)."""
-    applying = [
-        loss
-        for label, loss in getattr(losses, "parts", {}).items()
-        if (reference or not getattr(loss, "layerwise_loss", False))
-        and target in getattr(losses, "when", {}).get(label, (target,))
-    ]
-    flags: dict[str, Any] = {}
-    if any(getattr(loss, "reads_hidden_states", False) for loss in applying):
-        flags["output_hidden_states"] = True
-    if any(getattr(loss, "reads_attentions", False) for loss in applying):
-        flags["output_attentions"] = True
-    return flags
-
-
-def _logits_positions(
-    model: nn.Module, losses: nn.Module, targets: Sequence[str], batch: Mapping[str, Any], enabled: bool
-) -> dict[str, Tensor]:
-    """``{"logits_positions": labels != -100}`` when the model can restrict its MLM logits and every
-    loss applying at ``targets`` reads only those; else nothing (full logits)."""
-    labels = batch.get("labels")
-    if not enabled or not getattr(model, "supports_logits_positions", False):
-        return {}
-    if not isinstance(labels, Tensor) or labels.dim() != 2:
-        return {}
-    when = getattr(losses, "when", None)
-    if when is None:
-        return {}
-    for label, loss in getattr(losses, "parts", {}).items():
-        applies = any(t in when.get(label, ()) for t in targets)
-        if applies and not getattr(loss, "labelled_positions_only", False):
-            return {}
-    return {"logits_positions": labels != -100}
-
-
-def _eval_archs(strategy: Strategy, settings: TrainSettings) -> dict[str, Architecture]:
-    if settings.eval_archs is not None:
-        return dict(settings.eval_archs)
-    space = getattr(strategy, "space", None)
-    if space is None:
-        return {}
-    archs = {"largest": space.largest(), "smallest": space.smallest()}
-    if hasattr(space, "middle"):
-        archs["middle"] = space.middle()
-    elif hasattr(space, "sample"):
-        archs["middle"] = space.sample(random.Random(f"elastic-lm:val:{settings.seed}"))
-    return archs
 
 
 class _Trainer:
@@ -489,13 +104,13 @@ class _Trainer:
             self.optimizer,
             lambda step: lr_factor(step, settings.steps, warmup, settings.schedule),
         )
-        self.amp = _amp_dtype(settings.precision, dev)
+        self.amp = amp_dtype(settings.precision, dev)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
         self.batches = StepBatches(
             train_data, settings.batch_size, settings.seed, self.ctx, settings.collate_fn
         )
         self.val_data = val_data if val_data is not None and len(val_data) > 0 else None
-        self.eval_archs = _eval_archs(strategy, settings) if self.val_data is not None else {}
+        self.eval_archs = eval_archs(strategy, settings) if self.val_data is not None else {}
         self.start = 0
         self.last_ckpt: Path | None = None
 
@@ -508,68 +123,10 @@ class _Trainer:
     # --- checkpoints --------------------------------------------------------------------------
 
     def resume(self) -> None:
-        path = latest_checkpoint(self.ckpt_dir)
-        if path is None:
-            return
-        ckpt = load_checkpoint(path, self.model, self.ctx.device)
-        saved = ckpt.state.get("settings", {})
-        for name in ("batch_size", "grad_accumulation", "seed", "steps"):
-            if name in saved and saved[name] != getattr(self.s, name):
-                raise ConfigError(
-                    f"train.{name}={getattr(self.s, name)} differs from the checkpoint's "
-                    f"{saved[name]} ({path}); resume with the same value or use a new run_dir"
-                )
-        self.optimizer.load_state_dict(ckpt.trainer["optimizer"])
-        self.scheduler.load_state_dict(ckpt.trainer["scheduler"])
-        if saved.get("learning_rate", self.s.learning_rate) != self.s.learning_rate:
-            self._rescale_learning_rate()  # resuming a diverged run with a lower rate
-        self.losses.load_state_dict(ckpt.trainer["losses"])
-        if self.scaler is not None and "scaler" in ckpt.trainer:
-            self.scaler.load_state_dict(ckpt.trainer["scaler"])
-        self.strategy.load_state_dict(ckpt.strategy)
-        for name, holder in (self.s.extra_state or {}).items():
-            saved_extra = ckpt.extra(name)
-            if saved_extra is not None:
-                holder.load_state_dict(saved_extra)
-        set_rng_state(ckpt.trainer["rng"])
-        self.start = ckpt.step
-        self.last_ckpt = path
-
-    def _rescale_learning_rate(self) -> None:
-        """Put ``train.learning_rate`` in place of the checkpoint's, at the same schedule position."""
-        factor = self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
-        self.scheduler.base_lrs = [self.s.learning_rate] * len(self.optimizer.param_groups)
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = self.s.learning_rate
-            group["lr"] = self.s.learning_rate * factor
+        restore_training(self)
 
     def save(self, step: int) -> None:
-        if self.ctx.is_main:
-            trainer = {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "losses": self.losses.state_dict(),
-                "rng": rng_state(),
-            }
-            if self.scaler is not None:
-                trainer["scaler"] = self.scaler.state_dict()
-            state = {
-                "micro_batches_done": step * self.s.grad_accumulation,
-                "world_size": self.ctx.world_size,
-                "settings": self.s.public(),
-                "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            self.last_ckpt = save_checkpoint(
-                self.ckpt_dir,
-                step,
-                model=self.model,
-                trainer=trainer,
-                strategy=self.strategy.state_dict(),
-                state=state,
-                keep=self.s.keep_checkpoints,
-                extra={name: h.state_dict() for name, h in (self.s.extra_state or {}).items()},
-            )
-        barrier(self.ctx)
+        save_training(self, step)
 
     # --- one step -----------------------------------------------------------------------------
 
@@ -599,25 +156,25 @@ class _Trainer:
                 batch = self.s.batch_hook(k, batch)
             batch = shard_batch(batch, self.ctx.rank, self.ctx.world_size)
             seed_everything(derive_seed(self.s.seed, "forward", k, self.ctx.rank))  # dropout
-            batch = _to_device(batch, self.ctx.device)
+            batch = to_device(batch, self.ctx.device)
             mask = batch.get("attention_mask", batch.get("input_ids"))
             tokens += int(mask.sum()) if "attention_mask" in batch else int(mask.numel())
             teacher_out = None
             if need_teacher:
                 with torch.no_grad(), self._autocast():
-                    flags = _needs(self.losses, "teacher", reference=True)
-                    flags |= _logits_positions(
+                    flags = needs(self.losses, "teacher", reference=True)
+                    flags |= logits_positions(
                         self.teacher, self.losses, ["teacher"], batch, self.s.masked_logits
                     )
                     teacher_out = self._forward(self.teacher, batch, flags)
             kept = None
             for task in tasks:
-                flags = _needs(self.losses, task.target)
+                flags = needs(self.losses, task.target)
                 targets = [task.target]
                 if task.keep_outputs:
-                    flags |= _needs(self.losses, "largest", reference=True)
+                    flags |= needs(self.losses, "largest", reference=True)
                     targets.append("largest")
-                flags |= _logits_positions(self.model, self.losses, targets, batch, self.s.masked_logits)
+                flags |= logits_positions(self.model, self.losses, targets, batch, self.s.masked_logits)
                 self.model.set_architecture(task.arch)
                 layerwise = bool(getattr(self.losses, "layerwise", False))
                 with self._autocast():
@@ -638,7 +195,7 @@ class _Trainer:
                 for label, value in loss_parts.items():
                     parts[f"{task.role}/{label}"] += float(value) * weight
                 if task.keep_outputs:
-                    kept = _detached(out)
+                    kept = detached(out)
                 del out, loss
         return total, dict(parts), tokens
 
@@ -664,10 +221,8 @@ class _Trainer:
                     reseed_collator(collate, seed)
                     rows = range(b * size, min(len(self.val_data), (b + 1) * size))
                     batch = collate([self.val_data[i] for i in rows])
-                    batch = _to_device(batch, self.ctx.device)
-                    flags = _logits_positions(
-                        self.model, self.losses, ["labels"], batch, self.s.masked_logits
-                    )
+                    batch = to_device(batch, self.ctx.device)
+                    flags = logits_positions(self.model, self.losses, ["labels"], batch, self.s.masked_logits)
                     with self._autocast():
                         out = self._forward(self.model, batch, flags)
                         loss, _ = self.losses(out, batch, None, target="labels")
@@ -716,7 +271,7 @@ class _Trainer:
                 if hook is not None and hook(step, self.model, self.strategy, self.optimizer):
                     self._collect_parameters()
                     if self.val_data is not None:  # the space changed: largest / smallest too
-                        self.eval_archs = _eval_archs(self.strategy, self.s)
+                        self.eval_archs = eval_archs(self.strategy, self.s)
                 tasks = self.strategy(step)
                 self.optimizer.zero_grad(set_to_none=True)
                 total, parts, tokens = self.train_step(step, tasks)
@@ -822,6 +377,7 @@ def train_supernet(
 
 __all__ = [
     "MODEL_INPUT_KEYS",
+    "MetricsLog",
     "StepBatches",
     "TrainResult",
     "TrainSettings",
@@ -829,6 +385,8 @@ __all__ = [
     "build_optimizer",
     "derive_seed",
     "lr_factor",
+    "reseed_collator",
+    "seed_everything",
     "shard_batch",
     "train_supernet",
     "training_batches",

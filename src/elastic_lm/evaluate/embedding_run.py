@@ -132,6 +132,9 @@ def run_embedding_evaluation(config: Config, run_dir: str | Path, *, progress: b
     run_dir = Path(run_dir)
     section = config.evaluate.embedding
     teacher, models = candidates(config, run_dir)
+    if progress:
+        count = len(models) + (teacher is not None)
+        print(f"sentence-embedding evaluation of {count} models (retrieval, fidelity, probes)", flush=True)
     pairs: DialogPairs = movie_dialog_pairs(section.retrieval_pairs, config.seed, training_texts(config))
     tasks = probe_tasks(config)
 

@@ -226,6 +226,17 @@ def load_encoder(folder: str | Path) -> nn.Module:
     return model.eval()
 
 
+def position_limit(config: Any) -> int | None:
+    """The longest input the model's learned positions allow (RoBERTa-style offsets subtracted)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None or getattr(config, "positions", "learned") == "rope":
+        return None
+    offset = getattr(config, "position_offset", None)
+    if offset is None:
+        offset = (config.pad_token_id or 0) + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
+    return int(positions) - int(offset)
+
+
 def non_embedding_params(model: nn.Module) -> int:
     """Parameters of the encoder outside token/position embeddings and any pooler or head."""
     backbone = backbone_of(model)
@@ -247,8 +258,10 @@ def folder_embedder(
 ) -> tuple[TextEmbedder, int]:
     """A :class:`TextEmbedder` over the model in ``folder`` and its non-embedding parameter count."""
     model = load_encoder(folder).to(device)
+    limit = position_limit(model.config)
+    length = max_length if limit is None else min(max_length, limit)
     embedder = TextEmbedder(
-        module_forward(model), tokenizer, spec, max_length=max_length, batch_size=batch_size, device=device
+        module_forward(model), tokenizer, spec, max_length=length, batch_size=batch_size, device=device
     )
     return embedder, non_embedding_params(model)
 
@@ -264,6 +277,7 @@ __all__ = [
     "non_embedding_params",
     "pool",
     "pooling_spec_for",
+    "position_limit",
     "read_pooling_spec",
     "subnetwork_forward",
 ]

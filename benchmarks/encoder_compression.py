@@ -146,6 +146,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--pairs", type=int, help="retrieval pairs (default: the config's)")
     parser.add_argument("--probe-examples", type=int, help="examples per probe task (default: the config's)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. evaluate.embedding.max_length=64 (repeatable)",
+    )
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per latency forward pass")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -158,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_pipeline(config, until="export", log=lambda line: print(line, file=sys.stderr))
         args.run = Path(config.run_dir)
     saved = args.run / "config.yaml" if args.run else None
-    overrides = []
+    overrides = list(args.overrides)
     if args.pairs:
         overrides.append(f"evaluate.embedding.retrieval_pairs={args.pairs}")
     if args.probe_examples:

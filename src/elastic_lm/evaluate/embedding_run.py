@@ -14,6 +14,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.evaluate.embedding import PoolingSpec, TextEmbedder, folder_embedder, pooling_spec_for
@@ -89,7 +91,8 @@ def _candidate(config: Config, name: str, origin: str, folder: Path, spec: Pooli
         from elastic_lm.train.build import tokenizer_from_config
 
         tokenizer = load_tokenizer(folder, functools.partial(tokenizer_from_config, config))
-        device = "cuda" if config.device == "cuda" else "cpu"
+        cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+        device = "cuda" if cuda else "cpu"
         return folder_embedder(
             folder,
             tokenizer,

@@ -11,7 +11,9 @@ untrained (``--cuts``); a run's own baselines are its exports named ``baseline-*
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_compression.py --run runs/elm-mlm-quick
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_compression.py --budget quick
 
-Still a skeleton: ``proxy_downstream_tau`` and ``deterministic`` are printed as null (not measured).
+``--tau N`` (with ``--run``) scores N searched sub-networks, spread over the search's quality objective,
+by retrieval MRR with the super-network's inherited weights and prints Kendall's tau between the two
+(``proxy_downstream_tau``; null without it). Still a skeleton: ``deterministic`` is printed as null.
 """
 
 from __future__ import annotations
@@ -130,9 +132,49 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     verdicts = [b["beats"] for b in per_budget.values()]
     out["searched_beats_handdesigned"] = all(verdicts) if all(v is not None for v in verdicts) else None
     out["searched_beats_handdesigned_per_budget"] = per_budget
-    out["proxy_downstream_tau"] = None  # not measured yet (needs >= 20 sub-networks scored by retrieval)
     out["deterministic"] = None  # not measured yet (needs two runs of the quick budget)
     return out
+
+
+def proxy_tau(config: Any, run_dir: Path, n: int, pairs: Any) -> dict[str, Any]:
+    """Kendall tau between the search's quality objective and retrieval MRR over ``n`` searched
+    sub-networks spread over that objective (inherited super-network weights, as the search saw them)."""
+    from scipy.stats import kendalltau
+
+    from elastic_lm.evaluate.embedding import subnetwork_forward
+    from elastic_lm.evaluate.retrieval import retrieval_metrics
+    from elastic_lm.export.supernet import load_supernet
+    from elastic_lm.report.inputs import find_summary, find_trials_file, load_summary, load_trials
+
+    summary = load_summary(find_summary(run_dir))
+    quality = next(o for o in summary.objectives if o.name not in ("params", "flops", "latency_ms"))
+    trials = [
+        t
+        for t in load_trials(find_trials_file(run_dir))
+        if t.usable and t.architecture is not None and quality.name in t.metrics
+    ]
+    trials.sort(key=lambda t: t.metrics[quality.name])
+    picked = [trials[round(i * (len(trials) - 1) / max(n - 1, 1))] for i in range(min(n, len(trials)))]
+    picked = list({t.number: t for t in picked}.values())
+    supernet = load_supernet(run_dir / "train" / "supernet")
+    tokenizer = supernet.tokenizer() or tokenizer_from_config(config)
+    spec = resolve_spec(config, model_folder(config.model.source))
+    section = config.evaluate.embedding
+    scores, mrrs = [], []
+    for trial in picked:
+        forward = subnetwork_forward(supernet.model, trial.architecture)
+        embedder = TextEmbedder(forward, tokenizer, spec, max_length=section.max_length, batch_size=64)
+        vectors = embedder.embed(pairs.texts)
+        mrrs.append(retrieval_metrics(vectors[: len(pairs)], vectors[len(pairs) :])["mrr"])
+        sign = -1.0 if quality.direction == "minimize" else 1.0
+        scores.append(sign * trial.metrics[quality.name])
+    tau = float(kendalltau(scores, mrrs).statistic) if len(picked) >= 3 else None
+    return {
+        "objective": quality.name,
+        "subnetworks": len(picked),
+        "tau": tau,
+        "points": [[t.number, t.metrics[quality.name], m] for t, m in zip(picked, mrrs, strict=True)],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -155,6 +197,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="config override, e.g. evaluate.embedding.max_length=64 (repeatable)",
     )
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per latency forward pass")
+    parser.add_argument("--tau", type=int, default=0, help="score N searched sub-networks for the proxy tau")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
@@ -195,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         record["latency_ms"] = latency_ms(candidate, args.seq_len, args.repeats)
         record["probe_avg"] = None if row.probe_avg is None else 100 * row.probe_avg  # points
         rows.append(record)
+    tau = proxy_tau(config, args.run, args.tau, pairs) if args.run and args.tau else None
     output = {
         "command": "python " + shlex.join(["benchmarks/encoder_compression.py", *(argv or sys.argv[1:])]),
         "run": None if args.run is None else str(args.run),
@@ -203,6 +247,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "latency": {"batch_size": 1, "threads": 1, "seq_len": args.seq_len, "repeats": args.repeats},
         "rows": rows,
         **headline(rows),
+        "proxy_downstream_tau": None if tau is None else tau["tau"],
+        "proxy_downstream": tau,
         "seconds": time.perf_counter() - start,
         "torch_threads": torch.get_num_threads(),
     }

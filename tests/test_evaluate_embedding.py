@@ -133,11 +133,12 @@ def test_rows_compare_members_with_the_teacher_and_feed_the_report(tmp_path: Pat
     pairs = DialogPairs(tuple(_texts(12, 1)), tuple(_texts(12, 2)))
     labels = tuple(i % 2 for i in range(16))
     task = ProbeTask("toy", tuple(_texts(16, 3)), labels, tuple(_texts(8, 4)), labels[:8], ("a", "b"))
+    other = ProbeTask("a-task", task.train_texts, labels, task.test_texts, labels[:8], ("a", "b"))
     results = evaluate_embeddings(
         [member("same", full), member("small", small), member("narrow", narrow)],
         member("teacher", full),
         pairs,
-        [task],
+        [task, other],
     )
     teacher, same, small_row, narrow_row = results.rows
     assert teacher.cos_to_teacher == pytest.approx(1.0)
@@ -154,6 +155,7 @@ def test_rows_compare_members_with_the_teacher_and_feed_the_report(tmp_path: Pat
     table = load_embedding_table(tmp_path / "evaluate" / "embedding.json")
     assert table is not None
     assert [r.name for r in table.rows] == ["teacher", "same", "small", "narrow"]
+    assert table.tasks == ("toy", "a-task")  # the config's order, not the JSON's sorted keys
     html = render_embedding_section(table)
     kept = small_row.retrieval_mrr / teacher.retrieval_mrr
     assert f"{small_row.retrieval_mrr:.3f} ({kept:.0%})" in html

@@ -92,6 +92,7 @@ class EmbeddingResults:
         return {
             "settings": self.settings,
             "retrieval": self.retrieval,
+            "tasks": list(self.probe_tasks),  # the config's order (the JSON's keys are sorted)
             "probe_tasks": self.probe_tasks,
             "rows": [r.to_dict() for r in self.rows],
         }

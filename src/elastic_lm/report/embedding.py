@@ -52,7 +52,7 @@ def load_embedding_table(path: Path) -> EmbeddingTable | None:
         return None
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        tasks = tuple(str(t) for t in raw.get("probe_tasks", {}))
+        tasks = tuple(str(t) for t in raw.get("tasks") or raw.get("probe_tasks", {}))
         baselines = {t: dict(v) for t, v in raw.get("probe_tasks", {}).items()}
         items = raw["rows"]
     except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as error:

@@ -111,7 +111,7 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if quarter is None
         else quarter["retrieval_mrr"] / teacher["retrieval_mrr"],
         "cos_to_teacher_at_half": None if half is None else half["cos_to_teacher"],
-        "probe_drop_at_half": None if half is None else 100 * (teacher["probe_avg"] - half["probe_avg"]),
+        "probe_drop_at_half": None if half is None else teacher["probe_avg"] - half["probe_avg"],  # points
         "speedup_at_half": None if half is None else teacher["latency_ms"] / half["latency_ms"],
         "member_at_half": None if half is None else half["name"],
     }

@@ -63,7 +63,7 @@ def resolve_spec(config: Config, folder: Path | None) -> PoolingSpec:
 
 def training_texts(config: Config) -> set[str]:
     """Every text of the run's training split (what retrieval pairs must not come from)."""
-    from elastic_lm.data.pipeline import load_splits
+    from elastic_lm.data.prepare import load_splits
 
     return set(load_splits(config.data)["train"]["text"])
 

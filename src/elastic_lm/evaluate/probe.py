@@ -47,7 +47,7 @@ def load_probe_task(name: str, config: DataConfig) -> ProbeTask:
     """A labelled ``config`` (asset or user file) as train and held-out (validation + test) lists."""
     import datasets
 
-    from elastic_lm.data.pipeline import load_splits
+    from elastic_lm.data.prepare import load_splits
     from elastic_lm.data.sources import label_names
 
     if config.task != "classification":

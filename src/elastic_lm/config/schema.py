@@ -189,6 +189,33 @@ def _default_eval_tasks() -> list[EvalTask]:
     return [EvalTask(source="movie-sentiment"), EvalTask(source="sms-spam")]
 
 
+def _default_probe_tasks() -> list[EvalTask]:
+    return [EvalTask(source=name) for name in ("movie-sentiment", "sms-spam", "bbc-topic")]
+
+
+class EmbeddingEvalSection(Section):
+    """Encoders as sentence-embedding models: retrieval, fidelity to the teacher, linear probes.
+
+    See docs/evaluate.md; results go to ``evaluate/embedding.json`` and the report's table.
+    """
+
+    enabled: bool | None = Field(None, description="None: on for encoder runs (model.task masked-lm)")
+    retrieval_pairs: int = Field(2000, ge=10, description="held-out movie-dialog pairs (seeded)")
+    probe_tasks: list[EvalTask] = Field(default_factory=_default_probe_tasks)
+    probe_max_examples: PositiveInt | None = Field(2000, description="seeded subsample of each probe task")
+    probe_c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
+    max_length: int = Field(128, gt=1, description="tokens per text (capped by the source's own limit)")
+    batch_size: PositiveInt = 64
+    teacher: str | None = Field(
+        None, description="asset or folder; default teacher.source, else model.source"
+    )
+    pooling: Literal["auto", "mean", "cls", "max", "mean_sqrt_len"] = Field(
+        "auto", description="auto: as the source's sentence-transformers config says (else mean)"
+    )
+    normalize: bool | None = Field(None, description="None: as the source says (else true)")
+    max_models: PositiveInt | None = Field(None, description="None: every exported model")
+
+
 class EvaluateSection(Section):
     """Downstream evaluation of the exported models (the papers' GLUE-style tables).
 
@@ -217,6 +244,7 @@ class EvaluateSection(Section):
         default_factory=list,
         description="extra models to evaluate alongside (asset names or folders), e.g. the source",
     )
+    embedding: EmbeddingEvalSection = Field(default_factory=EmbeddingEvalSection)
 
 
 class VocabularySection(Section):

@@ -42,7 +42,9 @@ class MetricContext:
     latency_repeats: int = 10
     device: str = "cpu"
     eval_cache: dict[str, dict[str, float]] = field(default_factory=dict)
+    teacher: Any = None  # the frozen teacher, for ``teacher_cosine``
     _predictor: Any = None
+    _teacher_embeddings: list[Any] | None = None
 
     @property
     def task_kind(self) -> str:
@@ -180,6 +182,71 @@ def _memory(ctx: MetricContext) -> ArchFn:
     return fn
 
 
+def _unmasked_inputs(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    """Model inputs with MLM-masked tokens put back: embeddings are compared on plain text."""
+    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+    labels = batch.get("labels")
+    if labels is not None and labels.shape == inputs["input_ids"].shape:
+        labels = labels.to(device)
+        inputs["input_ids"] = inputs["input_ids"].where(labels == -100, labels)
+    return inputs
+
+
+def _sentence_embeddings(model: Any, inputs: dict[str, Any]) -> Any:
+    """Mean-pooled, normalised last hidden state (the sentence-transformers embedding)."""
+    from elastic_lm.train.representation import mean_pooled
+
+    encoder = getattr(model, "backbone", None)
+    if encoder is not None:
+        hidden = encoder(**inputs).last_hidden_state
+    else:
+        hidden = [h for h in model(**inputs, output_hidden_states=True).hidden_states if h is not None][-1]
+    return mean_pooled(hidden, inputs.get("attention_mask"))
+
+
+def _teacher_cosine(ctx: MetricContext) -> ArchFn:
+    """Mean cosine between the sub-network's and the teacher's sentence embeddings on the eval
+    batches: task-agnostic, and what decides whether a member can replace the teacher in an index.
+    A narrower member meets the teacher's first channels (what elastic slicing keeps)."""
+    import torch
+
+    if ctx.teacher is None:
+        raise ConfigError(
+            "search objective 'teacher_cosine' needs a teacher; set teacher.source (e.g. minilm-l6)"
+        )
+    if ctx.batches is None:
+        raise ConfigError("search objective 'teacher_cosine' needs eval batches")
+    device = next(ctx.model.parameters()).device
+
+    def fn(arch: Architecture) -> float:
+        key = f"{arch.key()}:teacher_cosine"
+        if key in ctx.eval_cache:
+            return ctx.eval_cache[key]["teacher_cosine"]
+        with torch.inference_mode():
+            if ctx._teacher_embeddings is None:
+                ctx.teacher.to(device).eval()
+                ctx._teacher_embeddings = [
+                    _sentence_embeddings(ctx.teacher, _unmasked_inputs(b, device)) for b in ctx.batches
+                ]
+            was_training = ctx.model.training
+            ctx.model.eval()
+            total, count = 0.0, 0
+            try:
+                with ctx.model.using(arch):
+                    for batch, t in zip(ctx.batches, ctx._teacher_embeddings, strict=True):
+                        s = _sentence_embeddings(ctx.model, _unmasked_inputs(batch, device))
+                        t = torch.nn.functional.normalize(t[:, : s.shape[-1]], dim=-1)
+                        total += float((s * t).sum())
+                        count += s.shape[0]
+            finally:
+                ctx.model.train(was_training)
+        value = total / max(count, 1)
+        ctx.eval_cache[key] = {"teacher_cosine": value}
+        return value
+
+    return fn
+
+
 _CLASSIFY = ("classification",)
 METRICS: dict[str, NamedMetric] = {
     m.name: m
@@ -191,6 +258,10 @@ METRICS: dict[str, NamedMetric] = {
         NamedMetric("mse", "minimize", "squared label units", False, _eval("mse"), ("regression",)),
         NamedMetric("pearson", "maximize", "correlation", False, _eval("pearson"), ("regression",)),
         NamedMetric("spearman", "maximize", "correlation", False, _eval("spearman"), ("regression",)),
+        NamedMetric(
+            "teacher_cosine", "maximize", "mean cosine to the teacher's sentence embedding", False,
+            _teacher_cosine, help="embedding agreement with the teacher on validation text",
+        ),  # fmt: skip
         NamedMetric("params", "minimize", "count", True, _params(True)),
         NamedMetric("params_nonembedding", "minimize", "count", True, _params(False)),
         NamedMetric("flops", "minimize", "FLOPs, 1 x {seq_len} tokens", True, _flops),
@@ -203,7 +274,9 @@ METRICS: dict[str, NamedMetric] = {
         ),
     ]
 }
-EVALUATION_METRICS = frozenset({"val_loss", "perplexity", "accuracy", "f1", "mse", "pearson", "spearman"})
+EVALUATION_METRICS = frozenset(
+    {"val_loss", "perplexity", "accuracy", "f1", "mse", "pearson", "spearman", "teacher_cosine"}
+)
 
 
 def known_metric(name: str, field_name: str = "search.objectives") -> NamedMetric:
@@ -237,7 +310,7 @@ def _check_task(metric: NamedMetric, ctx: MetricContext, field_name: str) -> Non
 
 def default_bounds(metric: NamedMetric, fn: ArchFn, space: Any) -> tuple[float, float] | None:
     """Fixed hypervolume bounds where they are known a priori (sizes: smallest..largest member)."""
-    if metric.name in ("accuracy", "f1"):
+    if metric.name in ("accuracy", "f1", "teacher_cosine"):
         return (0.0, 1.0)
     if metric.name in ("params", "params_nonembedding", "flops") and space is not None:
         low, high = fn(space.smallest()), fn(space.largest())

@@ -22,13 +22,13 @@ from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.io import atomic_write_json, atomic_write_text
 from elastic_lm.metrics.size import count_params
-from elastic_lm.model import ElasticForSequenceClassification, reorder_by_importance
+from elastic_lm.importance import gradient_importance, reorder_by_importance
+from elastic_lm.model import ElasticForSequenceClassification
 from elastic_lm.pipeline.run import StageOutcome
 from elastic_lm.pipeline.rundir import StageRecord
 from elastic_lm.prune import final
 from elastic_lm.prune.data import TaskData, load_search_data
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
-from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.source import is_finetuned, load_classifier, load_tokenizer, resolve_source
 from elastic_lm.prune.stages import PRUNE_STAGES, PruneStages
 from elastic_lm.prune.training import distill_losses, has_checkpoints, train_fixed

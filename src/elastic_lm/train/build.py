@@ -206,7 +206,7 @@ def dynamic_from_config(
     options = dict(config.train.dynamic)
     if not options.pop("enabled", bool(options)):
         return None
-    n_probe = int(options.pop("probe_batches", 2))
+    n_probe = int(options.pop("probe_batches", 4))  # enough tokens that wide FFNs can show saturation
     probe_size = int(options.pop("probe_batch_size", settings.batch_size))
     try:
         dyn_settings = DynamicSettings.from_dict({"seed": config.seed, **options})
@@ -336,6 +336,26 @@ def model_from_config(config: Config, space: Any, num_labels: int | None = None)
     return model.train()
 
 
+def reorder_from_config(
+    config: Config, model: nn.Module, train_data: Sequence[Any], collate: Callable[..., Any] | None
+) -> dict[str, Any] | None:
+    """Sort heads and FFN units by ``model.importance`` measured on the training text, so each
+    smaller sub-network keeps the most important units (DynaBERT, OFA, Minitron); None when off."""
+    name = config.model.importance
+    if name == "none":
+        return None
+    if config.model.source == "scratch":
+        raise ConfigError(
+            f"model.importance={name!r} reorders inherited weights, but model.source is scratch; "
+            "set model.importance: none"
+        )
+    from elastic_lm.importance import importance_scores, reorder_by_importance
+
+    n = config.model.importance_batches
+    batches = fixed_batches(train_data, collate, n, config.train.batch_size, config.seed)
+    return reorder_by_importance(model, importance_scores(name, model, batches))
+
+
 def data_from_config(config: Config, tokenizer: Any) -> tuple[Sequence[Any], Sequence[Any], Any, int]:
     """Tokenised train / validation splits, their collator and the number of labels."""
     from elastic_lm.data.pipeline import prepare_data
@@ -378,6 +398,8 @@ def build_training(
         space = adjusted if adjusted is not None else space
     if model is None:
         model = model_from_config(config, space, num_labels)
+        if not resume:
+            reorder_from_config(config, model, train_data, settings.collate_fn)
     if dynamic is not None:
         settings.before_step = dynamic_hook(*dynamic)
         settings.extra_state = {**(settings.extra_state or {}), "dynamic": dynamic[0]}
@@ -434,6 +456,7 @@ __all__ = [
     "losses_from_config",
     "model_folder",
     "model_from_config",
+    "reorder_from_config",
     "settings_from_config",
     "size_fn_from_config",
     "space_from_config",

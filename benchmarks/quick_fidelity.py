@@ -29,7 +29,9 @@ def embed(model: torch.nn.Module, tokenizer: object, texts: list[str], batch_siz
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            enc = tokenizer(
+                texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             h = model(**enc).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).float()
             out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))

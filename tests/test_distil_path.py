@@ -42,7 +42,13 @@ def _job(tmp_path: Path, source: Path, corpus: Path, name: str) -> Path:
 def _front(run: Path) -> list[tuple[str, list[float]]]:
     summary = json.loads((run / "search" / "summary.json").read_text())
     trials = {t["number"]: t for t in json.loads((run / "search" / "trials.json").read_text())}
-    return sorted((json.dumps(trials[n]["architecture"], sort_keys=True), [trials[n]["metrics"][k] for k in ("teacher_cosine", "params_nonembedding")]) for n in summary["pareto"])
+    return sorted(
+        (
+            json.dumps(trials[n]["architecture"], sort_keys=True),
+            [trials[n]["metrics"][k] for k in ("teacher_cosine", "params_nonembedding")],
+        )
+        for n in summary["pareto"]
+    )
 
 
 def test_two_runs_of_the_distillation_path_give_the_same_front(tmp_path: Path, isolated_cache: Path) -> None:

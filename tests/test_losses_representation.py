@@ -51,7 +51,8 @@ def test_embedding_zero_for_identical_positive_otherwise_and_grad_flows(metric):
     value = loss(out(tuple(s)), batch, out(t))
     assert float(value.detach()) > 0.1
     value.backward()
-    assert s[-1].grad is not None and s[-1].grad.abs().sum() > 0
+    assert s[-1].grad is not None
+    assert s[-1].grad.abs().sum() > 0
     assert s[0].grad is None  # only the last hidden state is pooled
 
 
@@ -121,7 +122,7 @@ def test_minilm_relation_zero_for_identical_positive_for_a_subnetwork_and_grad_f
     with torch.no_grad():
         t_out = teacher(**batch)
     s_out = student(**batch)
-    total, parts = losses(s_out, batch, t_out, target="teacher")
+    total, _parts = losses(s_out, batch, t_out, target="teacher")
     assert float(total.detach()) == pytest.approx(0.0, abs=1e-6)
     # one layer, two heads: relations still compare (T x T), and differ from the teacher's
     first = dataclasses.replace(student.architecture.layers[0], heads=2, kv_heads=2)
@@ -131,7 +132,8 @@ def test_minilm_relation_zero_for_identical_positive_for_a_subnetwork_and_grad_f
     assert float(total.detach()) > 1e-3
     total.backward()
     grad = student.model.layers[0].bert.attention.q.weight.grad
-    assert grad is not None and grad.abs().sum() > 0
+    assert grad is not None
+    assert grad.abs().sum() > 0
 
 
 def test_minilm_relation_needs_attach():
@@ -170,3 +172,20 @@ def test_inherited_supernet_largest_reproduces_the_teacher(tmp_path):
     keep = batch["attention_mask"].bool()
     assert torch.allclose(ours[keep], theirs[keep], atol=1e-5)
     assert all(layer.block == "bert" for layer in space.largest().layers)
+
+
+def test_shrinking_scores_by_embedding_agreement_on_the_representation_path(tmp_path):
+    """Progressive shrinking scores sub-networks by 1 - cosine to the teacher when no head is
+    trained: 0 for the largest (the teacher), more for a one-layer member."""
+    from elastic_lm.train.build import subnet_score_fn
+
+    tiny_bert(3).save_pretrained(tmp_path / "bert")
+    space = preset("elm", layers=2, hidden=16, heads=4, ffn=32, head_step=2, ffn_step=16,
+                   blocks=("mobilebert", "bert"), hidden_choices=[16])  # fmt: skip
+    model = from_hf(tmp_path / "bert", task="masked-lm", space=space, seed=0)
+    teacher = load_teacher(tmp_path / "bert", "masked-lm")
+    batch = ids_batch(2)
+    batch["labels"] = torch.full_like(batch["input_ids"], -100)
+    score = subnet_score_fn(model, [batch], teacher)
+    assert score(space.largest()) == pytest.approx(0.0, abs=1e-5)
+    assert score(space.smallest()) > 1e-3

@@ -182,33 +182,13 @@ def _memory(ctx: MetricContext) -> ArchFn:
     return fn
 
 
-def _unmasked_inputs(batch: dict[str, Any], device: Any) -> dict[str, Any]:
-    """Model inputs with MLM-masked tokens put back: embeddings are compared on plain text."""
-    inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-    labels = batch.get("labels")
-    if labels is not None and labels.shape == inputs["input_ids"].shape:
-        labels = labels.to(device)
-        inputs["input_ids"] = inputs["input_ids"].where(labels == -100, labels)
-    return inputs
-
-
-def _sentence_embeddings(model: Any, inputs: dict[str, Any]) -> Any:
-    """Mean-pooled, normalised last hidden state (the sentence-transformers embedding)."""
-    from elastic_lm.train.representation import mean_pooled
-
-    encoder = getattr(model, "backbone", None)
-    if encoder is not None:
-        hidden = encoder(**inputs).last_hidden_state
-    else:
-        hidden = [h for h in model(**inputs, output_hidden_states=True).hidden_states if h is not None][-1]
-    return mean_pooled(hidden, inputs.get("attention_mask"))
-
-
 def _teacher_cosine(ctx: MetricContext) -> ArchFn:
     """Mean cosine between the sub-network's and the teacher's sentence embeddings on the eval
     batches: task-agnostic, and what decides whether a member can replace the teacher in an index.
     A narrower member meets the teacher's first channels (what elastic slicing keeps)."""
     import torch
+
+    from elastic_lm.train.representation import sentence_embeddings, unmasked_inputs
 
     if ctx.teacher is None:
         raise ConfigError(
@@ -226,7 +206,7 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
             if ctx._teacher_embeddings is None:
                 ctx.teacher.to(device).eval()
                 ctx._teacher_embeddings = [
-                    _sentence_embeddings(ctx.teacher, _unmasked_inputs(b, device)) for b in ctx.batches
+                    sentence_embeddings(ctx.teacher, unmasked_inputs(b, device)) for b in ctx.batches
                 ]
             was_training = ctx.model.training
             ctx.model.eval()
@@ -234,7 +214,7 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
             try:
                 with ctx.model.using(arch):
                     for batch, t in zip(ctx.batches, ctx._teacher_embeddings, strict=True):
-                        s = _sentence_embeddings(ctx.model, _unmasked_inputs(batch, device))
+                        s = sentence_embeddings(ctx.model, unmasked_inputs(batch, device))
                         t = torch.nn.functional.normalize(t[:, : s.shape[-1]], dim=-1)
                         total += float((s * t).sum())
                         count += s.shape[0]
@@ -259,9 +239,13 @@ METRICS: dict[str, NamedMetric] = {
         NamedMetric("pearson", "maximize", "correlation", False, _eval("pearson"), ("regression",)),
         NamedMetric("spearman", "maximize", "correlation", False, _eval("spearman"), ("regression",)),
         NamedMetric(
-            "teacher_cosine", "maximize", "mean cosine to the teacher's sentence embedding", False,
-            _teacher_cosine, help="embedding agreement with the teacher on validation text",
-        ),  # fmt: skip
+            "teacher_cosine",
+            "maximize",
+            "mean cosine to the teacher's sentence embedding",
+            False,
+            _teacher_cosine,
+            help="embedding agreement with the teacher on validation text",
+        ),
         NamedMetric("params", "minimize", "count", True, _params(True)),
         NamedMetric("params_nonembedding", "minimize", "count", True, _params(False)),
         NamedMetric("flops", "minimize", "FLOPs, 1 x {seq_len} tokens", True, _flops),

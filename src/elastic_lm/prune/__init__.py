@@ -10,10 +10,10 @@ See ``docs/pruning.md``.
 
 from __future__ import annotations
 
+from elastic_lm.importance import gradient_importance
 from elastic_lm.prune.data import TaskData, load_search_data
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.final import final_evaluation
-from elastic_lm.importance import gradient_importance
 from elastic_lm.prune.pipeline import PruneJob, PruneResult, run_prune
 from elastic_lm.prune.vocab import kept_token_ids, prune_vocabulary_folder
 

@@ -20,9 +20,9 @@ import torch
 from elastic_lm.architecture import Architecture
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
+from elastic_lm.importance import gradient_importance, reorder_by_importance
 from elastic_lm.io import atomic_write_json, atomic_write_text
 from elastic_lm.metrics.size import count_params
-from elastic_lm.importance import gradient_importance, reorder_by_importance
 from elastic_lm.model import ElasticForSequenceClassification
 from elastic_lm.pipeline.run import StageOutcome
 from elastic_lm.pipeline.rundir import StageRecord

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import default_collate
 
@@ -37,6 +38,7 @@ from elastic_lm.train.loop import (
     train_supernet,
 )
 from elastic_lm.train.losses import CombinedLoss
+from elastic_lm.train.representation import sentence_embeddings, unmasked_inputs
 from elastic_lm.train.strategies import ProgressiveShrinkingStrategy, Strategy, make_strategy
 
 
@@ -128,11 +130,15 @@ def size_fn_from_config(model: nn.Module, kind: str = "params", seq_len: int = 1
     return lambda arch: float(count_params(model.config, arch))
 
 
-def subnet_score_fn(model: nn.Module, batches: Sequence[dict[str, Any]]) -> Callable[[Architecture], float]:
+def subnet_score_fn(
+    model: nn.Module, batches: Sequence[dict[str, Any]], teacher: nn.Module | None = None
+) -> Callable[[Architecture], float]:
     """Validation loss of the sub-network ``arch`` on fixed batches (lower is better).
 
-    The model's own label loss, in eval mode without gradients; under ``torchrun`` rank 0's value
-    is broadcast so every rank shrinks the same way.
+    The model's own label loss, in eval mode without gradients; with a ``teacher`` (the
+    representation path, where no head is trained) 1 - the mean cosine between the sub-network's and
+    the teacher's sentence embeddings instead. Under ``torchrun`` rank 0's value is broadcast so
+    every rank shrinks the same way.
     """
     if not batches:
         raise ConfigError(
@@ -149,6 +155,12 @@ def subnet_score_fn(model: nn.Module, batches: Sequence[dict[str, Any]]) -> Call
         try:
             with model.using(arch):
                 for batch in batches:
+                    if teacher is not None:
+                        inputs = unmasked_inputs(batch, device)
+                        s = sentence_embeddings(model, inputs)
+                        t = sentence_embeddings(teacher.to(device), inputs)[:, : s.shape[-1]]
+                        total += 1.0 - float((s * F.normalize(t, dim=-1)).sum(-1).mean())
+                        continue
                     inputs = {k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
                     out = model(**inputs, labels=batch["labels"].to(device))
                     total += float(out.loss)
@@ -169,6 +181,7 @@ def strategy_from_config(
     model: nn.Module | None = None,
     val_data: Sequence[Any] | None = None,
     collate: Callable[[list[Any]], dict[str, Any]] | None = None,
+    teacher: nn.Module | None = None,
 ) -> Strategy:
     """``train.strategy`` with its options; the job seed unless the options set one.
 
@@ -192,7 +205,9 @@ def strategy_from_config(
         options.setdefault("size_fn", size_fn_from_config(model, size_kind, seq_len))
     if name == "progressive-shrinking" and options.get("shrink_at") and model is not None:
         batches = fixed_batches(val_data, collate, n_score, config.train.batch_size, config.seed)
-        options.setdefault("score_fn", subnet_score_fn(model, batches))
+        label_losses = {"mlm", "clm", "classification", "regression"}
+        scorer = None if label_losses & {s.name for s in config.train.losses} else teacher
+        options.setdefault("score_fn", subnet_score_fn(model, batches, scorer))
     return make_strategy(name, space, **options)
 
 
@@ -409,7 +424,7 @@ def build_training(
         config, n_layers=len(largest.layers), student_width=largest.hidden, teacher_width=teacher_width
     )
     strategy = strategy_from_config(
-        config, space, model=model, val_data=val_data, collate=settings.collate_fn
+        config, space, model=model, val_data=val_data, collate=settings.collate_fn, teacher=teacher
     )
     return TrainingParts(
         model=model,

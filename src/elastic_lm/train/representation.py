@@ -39,7 +39,9 @@ def _last_state(outputs: Any, what: str) -> Tensor:
                 return s
     last = getattr(outputs, "last_hidden_state", None)
     if last is None:
-        raise DataError(f"{what} outputs have no hidden_states; call the model with output_hidden_states=True")
+        raise DataError(
+            f"{what} outputs have no hidden_states; call the model with output_hidden_states=True"
+        )
     return last
 
 
@@ -51,6 +53,28 @@ def mean_pooled(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
         m = attention_mask.to(hidden.device, torch.float32).unsqueeze(-1)
         pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp_min(1e-9)
     return F.normalize(pooled, dim=-1)
+
+
+def sentence_embeddings(model: nn.Module, inputs: Mapping[str, Tensor]) -> Tensor:
+    """The pooled, normalised embedding of an elastic model (its encoder only: no vocabulary head)
+    or of any model that returns ``hidden_states``."""
+    encoder = getattr(model, "backbone", None)
+    if encoder is not None:
+        hidden = encoder(**inputs).last_hidden_state
+    else:
+        hidden = _last_state(model(**inputs, output_hidden_states=True), "model")
+    return mean_pooled(hidden, inputs.get("attention_mask"))
+
+
+def unmasked_inputs(batch: Mapping[str, Any], device: torch.device | str) -> dict[str, Tensor]:
+    """Model inputs with MLM-masked tokens put back: embeddings are compared on plain text."""
+    keys = ("input_ids", "attention_mask", "token_type_ids")
+    inputs = {k: batch[k].to(device) for k in keys if k in batch}
+    labels = batch.get("labels")
+    if labels is not None and labels.shape == inputs["input_ids"].shape:
+        labels = labels.to(device)
+        inputs["input_ids"] = inputs["input_ids"].where(labels == -100, labels)
+    return inputs
 
 
 class EmbeddingDistillation(Loss):
@@ -152,7 +176,9 @@ class MiniLMRelationDistillation(Loss):
     needs_teacher = True
     default_when = ("teacher",)
 
-    def __init__(self, relation_heads: int = 12, relations: tuple[str, ...] | list[str] = ("q", "k", "v")) -> None:
+    def __init__(
+        self, relation_heads: int = 12, relations: tuple[str, ...] | list[str] = ("q", "k", "v")
+    ) -> None:
         super().__init__()
         bad = sorted(set(relations) - {"q", "k", "v"})
         if bad or not relations:
@@ -179,7 +205,9 @@ class MiniLMRelationDistillation(Loss):
             )
         s_vals, t_vals = self._recorders["student"].values, self._recorders["teacher"].values
         if not s_vals or not t_vals:
-            raise DataError("loss minilm-relation: no attention ran in the last forward of student or teacher")
+            raise DataError(
+                "loss minilm-relation: no attention ran in the last forward of student or teacher"
+            )
         mask = batch.get("attention_mask")
         losses = []
         for key in self.relations:
@@ -203,4 +231,6 @@ __all__ = [
     "MiniLMRelationDistillation",
     "attention_relations",
     "mean_pooled",
+    "sentence_embeddings",
+    "unmasked_inputs",
 ]

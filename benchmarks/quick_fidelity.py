@@ -1,13 +1,16 @@
-"""Fidelity of exported encoders: mean cosine of each member's sentence embedding to the teacher's.
+"""Fidelity of a finished run's Pareto members: mean cosine of each member's sentence embedding to the
+teacher's (all-MiniLM-L6-v2) on held-out text.
 
-Sentence embedding = mean-pooled, L2-normalised last hidden state (as all-MiniLM-L6-v2 is used).
-Text: movie-dialog utterances, which no recipe trains on. For each member the teacher's first k
-layers (k = the member's depth, untrained) are measured too: the hand-made cut of the same depth.
+Sentence embedding = mean-pooled, L2-normalised last hidden state (how all-MiniLM-L6-v2 is used).
+Text: movie-dialog utterances, which the recipes do not train on. Each member is run as a
+sub-network of the saved super-network (exports compute the same function; tests check that). For
+each depth k on the front, the teacher's first k layers (untrained, the hand-made cut) are measured
+too.
 
     python benchmarks/quick_fidelity.py runs/elm-mlm-quick [--sentences 400]
 
-Prints JSON: one row per exported member (folder, depth, non-embedding params, cos_to_teacher,
-first_k_cos_to_teacher, first_k_params_nonembedding).
+Prints JSON: teacher params, and per front member its depth, non-embedding params, search objective
+values, whether it was exported, and cos_to_teacher; plus first_k rows.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
 from pathlib import Path
 
 import torch
@@ -23,22 +25,25 @@ from transformers import AutoModel, AutoTokenizer
 
 from elastic_lm.assets.corpora import movie_dialog_texts
 from elastic_lm.assets.registry import ASSETS
+from elastic_lm.export.pareto import pareto_trials
+from elastic_lm.export.supernet import load_supernet
+from elastic_lm.metrics.size import count_params
+from elastic_lm.train.representation import mean_pooled, sentence_embeddings
 
 
-def embed(model: torch.nn.Module, tokenizer: object, texts: list[str], batch_size: int = 32) -> torch.Tensor:
+def embed(model: torch.nn.Module, tokenizer: object, texts: list[str], hf: bool, batch_size: int = 32) -> torch.Tensor:
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(
-                texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
-            )
-            h = model(**enc).last_hidden_state
-            m = enc["attention_mask"].unsqueeze(-1).float()
-            out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))
+            enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            if hf:
+                out.append(mean_pooled(model(**enc).last_hidden_state, enc["attention_mask"]))
+            else:
+                out.append(sentence_embeddings(model, dict(enc)))
     return torch.cat(out)
 
 
-def nonembedding_params(model: torch.nn.Module) -> int:
+def hf_nonembedding(model: torch.nn.Module) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n and "pooler" not in n)
 
 
@@ -47,36 +52,35 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--sentences", type=int, default=400)
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)
     teacher_dir = ASSETS["minilm-l6"].require()
     tokenizer = AutoTokenizer.from_pretrained(str(teacher_dir))
     texts = [t for t in movie_dialog_texts() if len(t.split()) >= 4]
     texts = random.Random(0).sample(texts, args.sentences)
     teacher = AutoModel.from_pretrained(str(teacher_dir)).eval()
-    reference = embed(teacher, tokenizer, texts)
+    reference = embed(teacher, tokenizer, texts, hf=True)
+    supernet = load_supernet(args.run_dir / "train" / "supernet")
+    model = supernet.model.eval()
+    index_file = args.run_dir / "export" / "index.json"
+    exported = {e["name"] for e in json.loads(index_file.read_text())} if index_file.is_file() else set()
+    trials, _, _ = pareto_trials(args.run_dir)
     rows = []
-    folders = sorted(p.parent for p in (args.run_dir / "export").rglob("config.json"))
-    for folder in folders:
-        try:
-            member = AutoModel.from_pretrained(str(folder)).eval()
-        except (OSError, ValueError) as err:  # not a stock encoder folder (card assets, supernet)
-            print(f"skip {folder}: {err}", file=sys.stderr)
-            continue
-        if getattr(member.config, "model_type", "") != "bert":
-            continue
-        depth = member.config.num_hidden_layers
-        cut = AutoModel.from_pretrained(str(teacher_dir), num_hidden_layers=depth).eval()
-        rows.append(
-            {
-                "folder": str(folder),
-                "depth": depth,
-                "params_nonembedding": nonembedding_params(member),
-                "cos_to_teacher": float((embed(member, tokenizer, texts) * reference).sum(-1).mean()),
-                "first_k_cos_to_teacher": float((embed(cut, tokenizer, texts) * reference).sum(-1).mean()),
-                "first_k_params_nonembedding": nonembedding_params(cut),
-            }
-        )
-    print(json.dumps({"sentences": len(texts), "teacher_params_nonembedding": nonembedding_params(teacher),
-                      "members": rows}, indent=1))  # fmt: skip
+    for t in sorted(trials, key=lambda t: count_params(model.config, t.architecture, False)):
+        arch = t.architecture
+        with model.using(arch):
+            cos = float((embed(model, tokenizer, texts, hf=False) * reference).sum(-1).mean())
+        rows.append({
+            "trial": t.number, "depth": arch.depth, "params_nonembedding": count_params(model.config, arch, False),
+            "objectives": {k: v for k, v in t.metrics.items() if isinstance(v, int | float)},
+            "exported": any(f"{t.number}" in name for name in exported), "cos_to_teacher": round(cos, 4),
+        })  # fmt: skip
+    first_k = []
+    for k in sorted({r["depth"] for r in rows}):
+        cut = AutoModel.from_pretrained(str(teacher_dir), num_hidden_layers=k).eval()
+        cos = float((embed(cut, tokenizer, texts, hf=True) * reference).sum(-1).mean())
+        first_k.append({"depth": k, "params_nonembedding": hf_nonembedding(cut), "cos_to_teacher": round(cos, 4)})
+    print(json.dumps({"sentences": len(texts), "teacher_params_nonembedding": hf_nonembedding(teacher),
+                      "front": rows, "teacher_first_k": first_k}, indent=1))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,11 +31,15 @@ from elastic_lm.metrics.size import count_params
 from elastic_lm.train.representation import mean_pooled, sentence_embeddings
 
 
-def embed(model: torch.nn.Module, tokenizer: object, texts: list[str], hf: bool, batch_size: int = 32) -> torch.Tensor:
+def embed(
+    model: torch.nn.Module, tokenizer: object, texts: list[str], hf: bool, batch_size: int = 32
+) -> torch.Tensor:
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            enc = tokenizer(
+                texts[i : i + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+            )
             if hf:
                 out.append(mean_pooled(model(**enc).last_hidden_state, enc["attention_mask"]))
             else:
@@ -78,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     for k in sorted({r["depth"] for r in rows}):
         cut = AutoModel.from_pretrained(str(teacher_dir), num_hidden_layers=k).eval()
         cos = float((embed(cut, tokenizer, texts, hf=True) * reference).sum(-1).mean())
-        first_k.append({"depth": k, "params_nonembedding": hf_nonembedding(cut), "cos_to_teacher": round(cos, 4)})
+        first_k.append(
+            {"depth": k, "params_nonembedding": hf_nonembedding(cut), "cos_to_teacher": round(cos, 4)}
+        )
     print(json.dumps({"sentences": len(texts), "teacher_params_nonembedding": hf_nonembedding(teacher),
                       "front": rows, "teacher_first_k": first_k}, indent=1))  # fmt: skip
 

@@ -21,7 +21,8 @@ def _job(tmp_path: Path, source: Path, corpus: Path, name: str) -> Path:
         "model": {"source": str(source), "task": "masked-lm", "importance": "activation",
                   "importance_batches": 1},
         "space": {"preset": "elm", "options": {"layers": 2, "hidden": 32, "heads": 4, "ffn": 64,
-                  "head_step": 2, "ffn_step": 32, "hidden_choices": [32], "blocks": ["mobilebert", "bert"]}},
+                  "head_step": 2, "ffn_step": 32, "hidden_choices": [32], "blocks": ["mobilebert", "bert"],
+                  "layer_subsets": True}},
         "teacher": {"source": str(source), "retrain_steps": 0},
         "data": {"source": str(corpus), "task": "mlm", "max_length": 16, "mlm_probability": 0},
         "train": {

@@ -67,11 +67,14 @@ def elm(
     ffn_stack: int = 4,
     min_layers: int = 1,
     blocks: Sequence[str] = ("bert", "mobilebert"),
+    layer_subsets: bool = False,
 ) -> dict[str, Any]:
     """ELM: per-layer block type (BERT or MobileBERT), heads, FFN, global width and depth.
 
     Where both block types are allowed, each has its own head and FFN dimensions: they are built
-    separately, and dynamic modules resize them separately.
+    separately, and dynamic modules resize them separately. ``layer_subsets`` replaces the depth
+    (the first k layers) by a keep bit per layer, so a member may keep e.g. layers 0, 2, 4 and 5:
+    the teacher's last layers keep producing the output they were trained to produce.
     """
     mobile = ["mobilebert"]
     others = [b for b in blocks if b not in mobile]
@@ -94,6 +97,7 @@ def elm(
         "min_depth": min_layers,
         "groups": [
             _hidden_group(hidden, hidden_choices),
+            {"name": "keep", "target": "keep", "scope": "layer", "choices": [0, 1]} if layer_subsets else
             {"name": "depth", "target": "depth", "scope": "global",
              "choices": list(range(min_layers, layers + 1))},
             {"name": "block", "target": "op", "scope": "layer", "choices": list(blocks)},

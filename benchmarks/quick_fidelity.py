@@ -73,10 +73,12 @@ def main(argv: list[str] | None = None) -> None:
         arch = t.architecture
         with model.using(arch):
             cos = float((embed(model, tokenizer, texts, hf=False) * reference).sum(-1).mean())
+        params = count_params(model.config, arch, False)
+        kept = [i for i, layer in enumerate(arch.layers) if not layer.is_identity]
         rows.append({
-            "trial": t.number, "depth": arch.depth, "params_nonembedding": count_params(model.config, arch, False),
+            "trial": t.number, "depth": arch.depth, "layers": kept, "params_nonembedding": params,
             "objectives": {k: v for k, v in t.metrics.items() if isinstance(v, int | float)},
-            "exported": any(f"{t.number}" in name for name in exported), "cos_to_teacher": round(cos, 4),
+            "exported": f"trial-{t.number}" in exported, "cos_to_teacher": round(cos, 4),
         })  # fmt: skip
     first_k = []
     for k in sorted({r["depth"] for r in rows}):

@@ -38,13 +38,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from elastic_lm.config import load_config  # noqa: E402
 from elastic_lm.data import DataConfig, collator_for  # noqa: E402
+from elastic_lm.export.load import load_exported  # noqa: E402
 from elastic_lm.io import atomic_write_json  # noqa: E402
 from elastic_lm.metrics.latency import example_inputs, time_interleaved  # noqa: E402
+from elastic_lm.pipeline.recipes.prune import STAGES as PRUNE_STAGES  # noqa: E402
 from elastic_lm.prune import run_prune  # noqa: E402
 from elastic_lm.prune.evaluation import fixed_batches, logits_and_labels  # noqa: E402
 from elastic_lm.prune.final import load_test_split  # noqa: E402
-from elastic_lm.prune.pipeline import load_exported  # noqa: E402
-from elastic_lm.prune.stages import PRUNE_STAGES  # noqa: E402
 from elastic_lm.search.pareto import hypervolume, pareto_mask  # noqa: E402
 
 

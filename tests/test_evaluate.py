@@ -16,6 +16,7 @@ from elastic_lm.evaluate import (
     f1_binary,
     f1_macro,
     fixed_eval_batches,
+    mape,
     pearson,
     spearman,
 )
@@ -148,3 +149,9 @@ def test_regression_metrics() -> None:
         pred = model(input_ids=ids).logits.reshape(-1)
     assert m["mse"] == pytest.approx(float(((pred - batch["labels"]) ** 2).mean()), rel=1e-5)
     assert set(m) == {"loss", "mse", "pearson", "spearman"}
+
+
+def test_mape() -> None:
+    assert mape([110, 90], [100, 100]) == pytest.approx(0.10)
+    with pytest.raises(ValueError, match="measured value is 0"):
+        mape([1], [0])

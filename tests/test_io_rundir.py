@@ -12,7 +12,7 @@ from elastic_lm.config import load_config
 from elastic_lm.errors import ConfigError
 from elastic_lm.io import atomic_directory, atomic_write_json, atomic_write_text
 from elastic_lm.pipeline import RunDirectory
-from elastic_lm.pipeline.rundir import stages_between
+from elastic_lm.pipeline.recipes.nas import RECIPE, inputs_hash
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -42,15 +42,17 @@ def test_failed_directory_write_keeps_the_old_one(tmp_path: Path) -> None:
 def test_stage_done_only_for_the_same_inputs(tmp_path: Path) -> None:
     run = RunDirectory(tmp_path / "run")
     config = load_config(None, ["train.steps=10"])
-    assert not run.is_done("train", config)
-    run.mark_done("train", config, started_at=time.time(), outputs={"checkpoint": "x"})
-    assert run.is_done("train", config)
+    assert not run.is_done("train", inputs_hash("train", config))
+    run.mark_done("train", inputs_hash("train", config), started_at=time.time(), outputs={"checkpoint": "x"})
+    assert run.is_done("train", inputs_hash("train", config))
     assert run.record("train").outputs == {"checkpoint": "x"}
     # A search setting does not touch training, but a training setting does.
-    assert run.is_done("train", load_config(None, ["train.steps=10", "search.trials=5"]))
-    assert not run.is_done("train", load_config(None, ["train.steps=11"]))
+    assert run.is_done(
+        "train", inputs_hash("train", load_config(None, ["train.steps=10", "search.trials=5"]))
+    )
+    assert not run.is_done("train", inputs_hash("train", load_config(None, ["train.steps=11"])))
     run.invalidate("train")
-    assert not run.is_done("train", config)
+    assert not run.is_done("train", inputs_hash("train", config))
 
 
 def test_saved_config_round_trips(tmp_path: Path) -> None:
@@ -61,9 +63,9 @@ def test_saved_config_round_trips(tmp_path: Path) -> None:
 
 
 def test_stage_ranges() -> None:
-    assert stages_between("search", "export") == ("search", "export")
-    assert stages_between(None, "train") == ("teacher", "train")
-    with pytest.raises(ConfigError, match="unknown stage 'serch'"):
-        stages_between("serch", None)
+    assert RECIPE.between("search", "export") == ("search", "export")
+    assert RECIPE.between(None, "train") == ("teacher", "train")
+    with pytest.raises(ConfigError, match="stage 'serch' is not in the nas recipe"):
+        RECIPE.between("serch", None)
     with pytest.raises(ConfigError, match="comes after"):
-        stages_between("report", "train")
+        RECIPE.between("report", "train")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import pytest
 import torch
 
-from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.architecture import Architecture
 from elastic_lm.cli.main import main
 from elastic_lm.errors import ArchitectureError, UserError
 from elastic_lm.metrics.latency import (
@@ -174,14 +174,21 @@ def test_decode_uses_the_kv_cache_of_a_stock_model():
 
 
 def test_decode_without_kv_cache_says_so():
-    from elastic_lm.model import ElasticConfig, build_model
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = ElasticConfig(
-        vocab_size=40, hidden_size=16, num_layers=1, num_attention_heads=2, head_dim=8,
-        intermediate_size=16, max_position_embeddings=32, task="causal-lm",
-    )  # fmt: skip
-    model = build_model(config).extract(Architecture(hidden=16, layers=(LayerArch("bert"),)))
-    d = measure_decode_ms(model, batch_size=1, prompt_len=4, new_tokens=2, warmup=0, repeats=1)
+    class NoCache(torch.nn.Module):
+        """A causal LM that never returns past_key_values (as models without a KV cache do)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=40, n_positions=32)
+            self.lm = GPT2LMHeadModel(config)
+            self.config = self.lm.config
+
+        def forward(self, input_ids, **kwargs):
+            return self.lm(input_ids=input_ids, use_cache=False)
+
+    d = measure_decode_ms(NoCache(), batch_size=1, prompt_len=4, new_tokens=2, warmup=0, repeats=1)
     assert not d.kv_cache
     assert "no KV cache" in d.note
     assert len(d.decode.samples_ms) == 2

@@ -15,8 +15,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, GPT2
 import elastic_lm.model  # noqa: F401  (elastic exports load through the Auto classes)
 from elastic_lm.cli.main import main
 from elastic_lm.config.loading import validate_config
-from elastic_lm.prune import PruneJob, load_search_data, run_prune
 from elastic_lm.prune import data as prune_data
+from elastic_lm.prune import load_search_data, run_prune
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.vocab import kept_token_ids, prune_vocabulary_folder, token_counts
 from prune_fixtures import FILLER, WORDS, prune_config, sentiment_rows, tiny_bert, write_csv
@@ -43,7 +43,7 @@ def pruned(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ELASTIC_LM_CACHE", str(tmp / "cache"))
         mp.setattr(prune_data, "load_test_rows", refuse)
-        PruneJob(config).search()  # fine-tune, reorder, train, search: test split never touched
+        run_prune(config, until="search")  # fine-tune, reorder, train, search: test split never touched
         mp.setattr(prune_data, "load_test_rows", spy)
         result = run_prune(config)
         stamps = {
@@ -232,14 +232,14 @@ def test_config_mistakes_are_caught_before_training(
     from elastic_lm.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
-        PruneJob(validate_config(prune_config(tmp_path, **over))).finetune()
+        run_prune(validate_config(prune_config(tmp_path, **over)), until="finetune")
     for word in words:
         assert word in str(caught.value)
     assert not (tmp_path / "run" / "finetune" / "stage.json").exists()
 
 
 def test_tuning_the_supernet_or_the_search_does_not_redo_the_baselines(tmp_path: Path) -> None:
-    from elastic_lm.prune.stages import stage_hash
+    from elastic_lm.pipeline.recipes.prune import stage_hash
 
     def hashes(**over: object) -> dict[str, str]:
         config = validate_config(prune_config(tmp_path, **over))

@@ -16,11 +16,10 @@ import pytest
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.cli.main import main
 from elastic_lm.errors import DataError, UserError
-from elastic_lm.report import mape, pareto_mask, step_line, write_report
+from elastic_lm.report import write_report
 from elastic_lm.report.build import axes_for
 from elastic_lm.report.inputs import Objective
 from elastic_lm.report.labels import describe_architecture, display, format_value
-from elastic_lm.report.pareto import spread
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -156,50 +155,6 @@ def _pareto_numbers(run: Path) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------ pure maths
-
-
-def test_pareto_mask_honours_directions() -> None:
-    points = [(1, 1), (2, 2), (0, 3), (3, 0)]
-    assert pareto_mask(points, ["minimize", "minimize"]) == [True, False, True, True]
-    assert pareto_mask(points, ["maximize", "maximize"]) == [False, True, True, True]
-    assert pareto_mask(points, ["minimize", "maximize"]) == [False, False, True, False]
-
-
-def test_pareto_mask_keeps_duplicates_of_a_front_point() -> None:
-    assert pareto_mask([(1, 1), (1, 1), (2, 2)], ["minimize", "minimize"]) == [True, True, False]
-
-
-def test_spread_spaces_by_value_so_a_lone_member_in_a_gap_is_kept() -> None:
-    # a real front (millions of params): seven small members crowd one end, 3.36 sits alone in a gap
-    sizes = [0.25, 0.89, 1.49, 1.93, 1.931, 2.38, 2.82, 3.36, 7.55, 8.14, 9.61, 0.59]
-    chosen = spread(sizes, lambda v: v, 10)
-    assert 3.36 in chosen
-    assert len(chosen) == 10
-    assert chosen == sorted(chosen)
-    assert (chosen[0], chosen[-1]) == (0.25, 9.61)
-    assert set(spread(sizes, lambda v: v, 2)) == {0.25, 9.61}
-    assert spread(sizes, lambda v: v, 1) == [0.25]
-    assert spread(sizes, lambda v: v, None) == sorted(sizes)
-    assert spread([{"p": 2}, {"p": 1}], lambda t: t["p"], 5) == [{"p": 1}, {"p": 2}]
-
-
-def test_pareto_mask_rejects_unknown_direction() -> None:
-    with pytest.raises(ValueError, match="maximise"):
-        pareto_mask([(1, 2)], ["minimize", "maximise"])
-
-
-def test_step_line_is_a_staircase_best_first() -> None:
-    xs, ys = step_line([(3, 1), (1, 3), (2, 2)], ("minimize", "minimize"))
-    assert xs == [1, 2, 2, 3, 3]
-    assert ys == [3, 3, 2, 2, 1]
-    xs, ys = step_line([(1, 1), (3, 3)], ("maximize", "maximize"))
-    assert (xs, ys) == ([3, 1, 1], [3, 3, 1])
-
-
-def test_mape() -> None:
-    assert mape([110, 90], [100, 100]) == pytest.approx(10.0)
-    with pytest.raises(ValueError, match="measured value is 0"):
-        mape([1], [0])
 
 
 def test_labels_and_architecture_description() -> None:

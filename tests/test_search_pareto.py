@@ -20,7 +20,7 @@ from elastic_lm.search import (
     pareto_mask,
     to_losses,
 )
-from elastic_lm.search.pareto import crowding_distance, nondominated_ranks
+from elastic_lm.search.pareto import crowding_distance, front_mask, nondominated_ranks, spread, step_line
 from search_dummy import DummySpace
 
 
@@ -124,3 +124,44 @@ def test_user_mistakes_raise_config_errors() -> None:
         make_sampler("bayes", DummySpace())
     with pytest.raises(ConfigError, match="size function"):
         make_sampler("stratified", DummySpace())
+
+
+# --- raw values with directions (the report's and the exporters' view) ---------------------------
+
+
+def test_front_mask_honours_directions() -> None:
+    points = [(1, 1), (2, 2), (0, 3), (3, 0)]
+    assert front_mask(points, ["minimize", "minimize"]) == [True, False, True, True]
+    assert front_mask(points, ["maximize", "maximize"]) == [False, True, True, True]
+    assert front_mask(points, ["minimize", "maximize"]) == [False, False, True, False]
+
+
+def test_front_mask_keeps_duplicates_of_a_front_point() -> None:
+    assert front_mask([(1, 1), (1, 1), (2, 2)], ["minimize", "minimize"]) == [True, True, False]
+
+
+def test_spread_spaces_by_value_so_a_lone_member_in_a_gap_is_kept() -> None:
+    # a real front (millions of params): seven small members crowd one end, 3.36 sits alone in a gap
+    sizes = [0.25, 0.89, 1.49, 1.93, 1.931, 2.38, 2.82, 3.36, 7.55, 8.14, 9.61, 0.59]
+    chosen = spread(sizes, lambda v: v, 10)
+    assert 3.36 in chosen
+    assert len(chosen) == 10
+    assert chosen == sorted(chosen)
+    assert (chosen[0], chosen[-1]) == (0.25, 9.61)
+    assert set(spread(sizes, lambda v: v, 2)) == {0.25, 9.61}
+    assert spread(sizes, lambda v: v, 1) == [0.25]
+    assert spread(sizes, lambda v: v, None) == sorted(sizes)
+    assert spread([{"p": 2}, {"p": 1}], lambda t: t["p"], 5) == [{"p": 1}, {"p": 2}]
+
+
+def test_front_mask_rejects_unknown_direction() -> None:
+    with pytest.raises(ValueError, match="maximise"):
+        front_mask([(1, 2)], ["minimize", "maximise"])
+
+
+def test_step_line_is_a_staircase_best_first() -> None:
+    xs, ys = step_line([(3, 1), (1, 3), (2, 2)], ("minimize", "minimize"))
+    assert xs == [1, 2, 2, 3, 3]
+    assert ys == [3, 3, 2, 2, 1]
+    xs, ys = step_line([(1, 1), (3, 3)], ("maximize", "maximize"))
+    assert (xs, ys) == ([3, 1, 1], [3, 3, 1])

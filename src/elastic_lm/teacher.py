@@ -29,7 +29,7 @@ def teacher_folder(config: Config, *, progress: bool = True) -> Path | None:
     source = config.teacher.source
     if source == "none":
         return None
-    from elastic_lm.train.build import model_folder
+    from elastic_lm.assets.models import model_folder
 
     base = model_folder(source)
     if config.teacher.retrain_steps == 0:
@@ -76,7 +76,7 @@ def _retrain_mlm(config: Config, base: Path, out: Path, *, progress: bool) -> di
     from transformers import AutoTokenizer
 
     from elastic_lm.convert import from_hf
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
     from elastic_lm.train.loop import TrainSettings
     from elastic_lm.train.single import train_one_model
 

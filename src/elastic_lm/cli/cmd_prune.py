@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from elastic_lm.cli.common import add_config_arguments, config_from_args
 
 if TYPE_CHECKING:
-    from elastic_lm.prune import PruneResult
+    from elastic_lm.pipeline.recipes.prune import PruneResult
 
 HELP = "structural pruning of a pre-trained encoder on a labelled task (Klein et al.)"
 EXAMPLES = (
@@ -31,10 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from elastic_lm.pipeline import RunDirectory
-    from elastic_lm.prune import run_prune  # torch & co. only when pruning
+    from elastic_lm.pipeline.recipes.prune import run_prune  # torch & co. only when pruning
 
-    RunDirectory(config.run_dir).save_config(config)
     result = run_prune(config, baselines=args.baselines or None, progress=not args.no_progress)
     print_result(result)
     return 0

@@ -1,4 +1,4 @@
-"""``elastic-lm run``: the whole pipeline of a config, stage by stage, resumably.
+"""``elastic-lm run``: the whole recipe of a config, stage by stage, resumably.
 
 A pruning recipe (``pipeline: prune``) runs the stages of ``elastic-lm prune`` and then the report.
 """
@@ -10,7 +10,7 @@ import csv
 from pathlib import Path
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
-from elastic_lm.pipeline.rundir import STAGES
+from elastic_lm.pipeline.run import all_stage_names
 
 HELP = "run the whole pipeline of a config, stage by stage, resumably"
 EXAMPLES = (
@@ -22,24 +22,26 @@ EXAMPLES = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)
+    stages = all_stage_names()
     parser.add_argument(
-        "--from", dest="start", choices=STAGES, help="re-run from this stage on (not for a pruning recipe)"
+        "--from",
+        dest="start",
+        choices=stages,
+        help="redo this stage and every stage after it that reads it (a stage of the config's recipe)",
     )
-    parser.add_argument("--until", choices=STAGES, help="stop after this stage (not for a pruning recipe)")
+    parser.add_argument("--until", choices=stages, help="stop after this stage (of the config's recipe)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from elastic_lm.pipeline.run import run_pipeline, run_prune_pipeline
+    from elastic_lm.pipeline.run import run_pipeline
 
     config = config_from_args(args)
+    outcomes = run_pipeline(config, start=args.start, until=args.until)
     if config.pipeline == "prune":
         from elastic_lm.cli.cmd_prune import print_result
+        from elastic_lm.pipeline.recipes.prune import prune_result
 
-        result = run_prune_pipeline(config, start=args.start, until=args.until)
-        print_result(result)
-        outcomes = result.stages
-    else:
-        outcomes = run_pipeline(config, start=args.start, until=args.until)
+        print_result(prune_result(config, outcomes))
     print(summary(Path(config.run_dir), [(o.stage, o.status, o.seconds) for o in outcomes]))
     return 0
 

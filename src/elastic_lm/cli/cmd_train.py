@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-import time
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
-from elastic_lm.pipeline import RunDirectory
 
 HELP = "train a super-network (MLM, CLM or classification) with a teacher"
 EXAMPLES = (
@@ -29,17 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    from elastic_lm.pipeline.engine import run_recipe
+    from elastic_lm.pipeline.recipes.nas import RECIPE
     from elastic_lm.pipeline.stages import train_stage  # torch & co. only when training
 
-    started = time.time()
-    run_dir = RunDirectory(config.run_dir)
-    outputs = train_stage(config, run_dir, resume=args.resume, progress=not args.no_progress)
+    train = functools.partial(train_stage, resume=args.resume, progress=not args.no_progress)
+    outcomes = run_recipe(
+        RECIPE,
+        config,
+        start="train",
+        until="train",
+        stages={"train": train},
+        redo=False,  # a changed setting is refused, never a reason to replace checkpoints
+        resume=args.resume,
+        log=None,
+    )
+    outputs = outcomes[-1].outputs
     if outputs:  # the main process
-        run_dir.save_config(config)
-        run_dir.mark_done("train", config, started, outputs)
+        loss = outputs["final_loss"]  # None when a resume found training already finished
+        shown = f" (loss {loss:.4f})" if loss is not None else " (already finished: no step left)"
         print(
-            f"trained to step {outputs['steps']} (loss {outputs['final_loss']:.4f}); "
-            f"super-network saved in {outputs['supernet']}",
+            f"trained to step {outputs['steps']}{shown}; super-network saved in {outputs['supernet']}",
             file=sys.stderr,
         )
     return 0

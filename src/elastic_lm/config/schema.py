@@ -150,6 +150,8 @@ class SearchSection(Section):
     latency_seq_len: PositiveInt = 128
     latency_threads: PositiveInt | None = 1
     latency_repeats: PositiveInt = 10
+    decode_prompt_len: PositiveInt = Field(32, description="prompt tokens for decode / prefill latency")
+    decode_new_tokens: PositiveInt = Field(32, description="generated tokens for decode_ms_per_token")
 
 
 class ExportSection(Section):

@@ -7,6 +7,7 @@ equal the original's. Only *models and file formats* of transformers are used, n
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -257,6 +258,8 @@ def from_hf(
     make_config, convert = FAMILIES[c.model_type]
     fields = make_config(c)
     fields["tie_word_embeddings"] = bool(getattr(c, "tie_word_embeddings", True))
+    for special in ("bos_token_id", "eos_token_id"):  # generation stops where the source's does
+        fields.setdefault(special, getattr(c, special, None))
     fields["num_labels"] = c.num_labels
     fields["id2label"] = dict(c.id2label) if c.id2label else None
     fields["task"] = task or ("causal-lm" if c.model_type in ("gpt2", "llama") else "masked-lm")
@@ -306,6 +309,9 @@ def from_hf(
             f"unexpected {unexpected[:5]}"
         )
     model.load_state_dict(weights, strict=False)
+    source_generation = getattr(hf, "generation_config", None)
+    if source_generation is not None and model.can_generate():  # sampling defaults travel with it
+        model.generation_config = copy.deepcopy(source_generation)
     return model.eval() if not hf.training else model
 
 

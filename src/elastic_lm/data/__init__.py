@@ -9,7 +9,7 @@ from elastic_lm.data.collate import (
     mlm_collator,
 )
 from elastic_lm.data.config import DataConfig, TaskKind
-from elastic_lm.data.pipeline import (
+from elastic_lm.data.prepare import (
     DataLoaders,
     PreparedData,
     build_dataloaders,

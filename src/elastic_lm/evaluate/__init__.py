@@ -9,8 +9,10 @@ from elastic_lm.evaluate.metrics import (
     accuracy,
     f1_binary,
     f1_macro,
+    mape,
     mean_squared_error,
     pearson,
+    perplexity_from_nll,
     spearman,
 )
 from elastic_lm.evaluate.subnetwork import TASK_KINDS, evaluate_subnetwork, task_kind
@@ -22,8 +24,10 @@ __all__ = [
     "f1_binary",
     "f1_macro",
     "fixed_eval_batches",
+    "mape",
     "mean_squared_error",
     "pearson",
+    "perplexity_from_nll",
     "spearman",
     "task_kind",
 ]

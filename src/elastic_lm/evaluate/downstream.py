@@ -285,7 +285,7 @@ def evaluate_encoder(
     tokenizer_fallback: Callable[[], Any] | None = None,
 ) -> EncoderResult:
     """Fine-tune ``entry`` on each task and score it on that task's test split."""
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
 
     tokenizer = load_tokenizer(entry.path, tokenizer_fallback)
     scores: dict[str, TaskScore] = {}
@@ -348,8 +348,8 @@ def perplexity(model: nn.Module, blocks: Any, batch_size: int = 8) -> tuple[floa
 def greedy_continuation(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int) -> str:
     """The greedy continuation of ``prompt`` (without the prompt).
 
-    Uses ``generate`` where the model supports it (stock GPT-2 / Llama); elastic-lm's own class gets
-    a plain loop without a KV cache that picks the same tokens, only slower.
+    Uses ``generate`` where the model supports it (stock GPT-2 / Llama and elastic-lm's own causal
+    class, both with a KV cache); any other model gets a plain loop that picks the same tokens, slower.
     """
     device = next(model.parameters()).device
     ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
@@ -393,7 +393,7 @@ def evaluate_decoder(
     device: str = "auto",
 ) -> DecoderResult:
     """Held-out perplexity on ``corpus``'s test split (as causal LM) and greedy prompt continuations."""
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
 
     tokenizer = load_tokenizer(entry.path, tokenizer_fallback)
     data = prepare_data(corpus.model_copy(update={"task": "clm"}), tokenizer)
@@ -466,7 +466,7 @@ def _trial_number(entry: ModelEntry) -> int | None:
 
 def reference_models(references: Sequence[str]) -> list[ModelEntry]:
     """Reference models (asset names or folders), named by the asset or folder name."""
-    from elastic_lm.train.build import model_folder
+    from elastic_lm.assets.models import model_folder
 
     entries = []
     for ref in references:

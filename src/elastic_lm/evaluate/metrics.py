@@ -1,6 +1,12 @@
-"""Pure metric functions on predictions and targets (numpy arrays), no model involved."""
+"""Pure metric functions on predictions and targets (numpy arrays), no model involved.
+
+The one home of accuracy, F1, correlations, perplexity and prediction error: search, pruning,
+downstream evaluation, latency profiling and the report all score with these.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,6 +38,22 @@ def mean_squared_error(predictions: np.ndarray, targets: np.ndarray) -> float:
     """Mean of squared differences."""
     d = np.asarray(predictions, dtype=float) - np.asarray(targets, dtype=float)
     return float(np.mean(d * d))
+
+
+def perplexity_from_nll(mean_nll: float) -> float:
+    """exp(mean next-token negative log-likelihood), capped so a diverged model gives a huge number,
+    not an overflow."""
+    return float(np.exp(min(float(mean_nll), 700.0)))
+
+
+def mape(predicted: Sequence[float], measured: Sequence[float]) -> float:
+    """Mean absolute percentage error as a fraction (0.05 = 5 %) of ``predicted`` against ``measured``."""
+    p, m = np.asarray(predicted, dtype=np.float64), np.asarray(measured, dtype=np.float64)
+    if len(p) != len(m) or len(m) == 0:
+        raise ValueError("mape needs two non-empty sequences of the same length")
+    if np.any(m == 0):
+        raise ValueError("mape is undefined when a measured value is 0")
+    return float(np.mean(np.abs(p - m) / np.abs(m)))
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -15,6 +15,7 @@ from elastic_lm.evaluate.metrics import (
     f1_binary,
     f1_macro,
     pearson,
+    perplexity_from_nll,
     spearman,
 )
 from elastic_lm.model import ElasticForMaskedLM, ElasticPreTrainedModel
@@ -110,7 +111,7 @@ def evaluate_subnetwork(
         raise ConfigError("evaluation batches hold no labelled token or example; use more eval batches")
     loss = loss_sum / count
     if kind in ("masked-lm", "causal-lm"):
-        return {"loss": loss, "perplexity": float(np.exp(min(loss, 700.0)))}
+        return {"loss": loss, "perplexity": perplexity_from_nll(loss)}
     pred, target = np.concatenate(outputs), np.concatenate(targets)
     if kind == "classification":
         metrics = {

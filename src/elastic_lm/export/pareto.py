@@ -18,7 +18,7 @@ from elastic_lm.export.supernet import SUPERNET_SUBDIR, Supernet, check_in_space
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
 from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
-from elastic_lm.report.pareto import pareto_mask, spread
+from elastic_lm.search.pareto import front_mask, spread
 
 
 def pareto_trials(run_dir: Path) -> tuple[list[Trial], dict[str, str], str]:
@@ -39,7 +39,7 @@ def pareto_trials(run_dir: Path) -> tuple[list[Trial], dict[str, str], str]:
             f"({', '.join(directions)}); run or resume 'elastic-lm search' first"
         )
     points = [[t.metrics[n] for n in directions] for t in usable]
-    mask = pareto_mask(points, list(directions.values()))
+    mask = front_mask(points, list(directions.values()))
     return [t for t, keep in zip(usable, mask, strict=True) if keep], directions, summary.strategy
 
 

@@ -1,7 +1,8 @@
 """``export_subnetwork``: one chosen sub-network -> a normal, verified, documented model folder.
 
-The folder holds what ``from_pretrained`` reads (``config.json``, ``model.safetensors``), the tokenizer when
-given, ``architecture.json``, ``export.json`` (what this module records, machine-readable), the model card
+The folder holds what ``from_pretrained`` reads (``config.json``, ``model.safetensors``, and for causal LMs
+``generation_config.json`` with the source model's generation defaults), the tokenizer when given,
+``architecture.json``, ``export.json`` (what this module records, machine-readable), the model card
 ``README.md`` and, on request, ``model.onnx``. It is written into a staging folder and renamed into place
 (``io.atomic_directory``), so a failed export never leaves half a model behind.
 
@@ -11,6 +12,7 @@ selected; a difference above ``atol`` is a bug and raises instead of shipping a 
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -132,6 +134,8 @@ def export_subnetwork(
         assert stock is not None
         model = stock.eval()
     fmt = "stock" if model is not sub else "elastic-lm"
+    if model.can_generate() and supernet.can_generate():  # the source's generation defaults travel along
+        model.generation_config = copy.deepcopy(supernet.generation_config)
     diff = verify_export(supernet, arch, model)
     if not diff <= atol:
         raise ExportVerificationError(
@@ -170,7 +174,12 @@ def export_subnetwork(
             onnx_info = {"file": "model.onnx", "opset": done.opset, "max_abs_diff": done.max_abs_diff}
             result = replace(result, onnx_path=out_dir / "model.onnx")
         record = result.record()
-        record.update(stock_reason=fit.reason, tokenizer=tokenizer is not None, onnx=onnx_info)
+        record.update(
+            stock_reason=fit.reason,
+            tokenizer=tokenizer is not None,
+            generation_config=(staging / "generation_config.json").is_file(),
+            onnx=onnx_info,
+        )
         atomic_write_json(staging / "export.json", record)
         atomic_write_text(staging / "README.md", render_card(record))
     return result

@@ -124,6 +124,10 @@ def load_supernet(path: str | Path) -> Supernet:
         )
     model.load_state_dict(tensors, strict=True)
     model.eval()
+    if model.can_generate() and (path / "generation_config.json").is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(path)
     return Supernet(model=model, path=path, space=_read_space(path), provenance=_read_provenance(path))
 
 

@@ -1,6 +1,9 @@
-"""Importance: score heads and FFN units by name (activation, magnitude, gradient), then reorder the
-network so that "keep the first k" keeps the most important k (DynaBERT, OFA, Minitron).
+"""Importance: score the parts of a network on the user's text, then reorder it so that "keep the first
+k" keeps the most important k (DynaBERT, OFA, Minitron).
 
+Heads and FFN units of any elastic model are scored by name in :mod:`elastic_lm.importance.scores`
+(``activation``, ``magnitude``, ``gradient``) and permuted by :mod:`elastic_lm.importance.reorder`;
+decoder scores (hidden channels, blocks, removal perplexity) live in :mod:`elastic_lm.importance.decoder`.
 Every recipe that inherits weights reorders before its super-network trains; pruning reorders its
 fine-tuned model the same way. Reordering is a permutation: the full model's function is unchanged.
 """

@@ -8,6 +8,10 @@ keeps the first ``k`` KV groups; sub-group ``j`` takes the first ``h // k`` quer
 dropped groups, in order. For plain multi-head attention (``G == 1``) this is "the first h heads".
 An explicit ``head_ids`` subset keeps the groups it touches; each kept group must keep the same
 number of heads. ``heads == 0`` keeps no head (the sub-layer then adds only its output bias).
+
+With a KV cache (``LayerContext.cache``, a transformers ``Cache``), keys and values of the kept KV
+heads are appended at the layer's ``cache_index`` and attention runs over every cached token; the
+model builds the mask for queries that start after the cached ones.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +38,7 @@ class LayerContext:
     rope: tuple[torch.Tensor, torch.Tensor] | None  # (cos, sin), each (B, T, head_dim)
     token_mask: torch.Tensor | None  # (B, T) 1.0 for real tokens, for convolutions
     output_attentions: bool = False
+    cache: Any = None  # a transformers ``Cache`` (keys / values of earlier tokens), or None
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -129,6 +135,7 @@ class ElasticAttention(nn.Module):
         self.o = ElasticLinear(heads * head_dim, hidden, bias)
         self.dropout = dropout
         self.n_heads, self.n_kv = heads, kv_heads
+        self.cache_index = 0  # this layer's slot in a KV cache (set by the model per architecture)
 
     def select(
         self,
@@ -154,9 +161,9 @@ class ElasticAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: LayerContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         B, T, _ = x.shape
-        if self.n_heads == 0:
-            return self.o(x.new_zeros(B, T, 0)), None
         d = self.head_dim
+        if self.n_heads == 0:  # nothing to cache either: the model gives this layer no cache slot
+            return self.o(x.new_zeros(B, T, 0)), None
         q = self.q(x).view(B, T, self.n_heads, d).transpose(1, 2)
         k = self.k(x).view(B, T, self.n_kv, d).transpose(1, 2)
         v = self.v(x).view(B, T, self.n_kv, d).transpose(1, 2)
@@ -164,6 +171,8 @@ class ElasticAttention(nn.Module):
             cos, sin = ctx.rope[0].unsqueeze(1), ctx.rope[1].unsqueeze(1)
             q = q * cos + rotate_half(q) * sin
             k = k * cos + rotate_half(k) * sin
+        if ctx.cache is not None:  # keys / values of every token so far (this step's appended)
+            k, v = ctx.cache.update(k, v, self.cache_index)
         p = self.dropout if self.training else 0.0
         weights = None
         if ctx.output_attentions:
@@ -190,7 +199,7 @@ class ElasticAttention(nn.Module):
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
         T = q.shape[-2]
-        if ctx.is_causal:
+        if ctx.is_causal:  # only set without a cache offset, so queries and keys have one length
             causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
             scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
         if ctx.attn_bias is not None:

@@ -8,6 +8,9 @@ blocks
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -192,16 +195,19 @@ class PreNormBlock(nn.Module):
         return x + self.dropout(self.ffn(self.norm2(x))), w
 
 
+# Block type -> its module class, called as ``cls(config, shape)``. A new block type goes here, in
+# ``architecture.BLOCK_TYPES`` and in ``shapes.USES`` (which sizes it reads).
+BLOCKS: dict[str, Callable[[ElasticConfig, LayerShape], nn.Module]] = {
+    "bert": BertBlock,
+    "mobilebert": MobileBertBlock,
+    "attention": AttentionBlock,
+    "ffn": FFNBlock,
+    "sepconv": SepConvBlock,
+    "llama": functools.partial(PreNormBlock, gated=True),
+    "gpt2": functools.partial(PreNormBlock, gated=False),
+}
+
+
 def build_block(config: ElasticConfig, s: LayerShape) -> nn.Module:
     """The module for one block type at the given size."""
-    if s.block == "llama":
-        return PreNormBlock(config, s, gated=True)
-    if s.block == "gpt2":
-        return PreNormBlock(config, s, gated=False)
-    return {
-        "bert": BertBlock,
-        "attention": AttentionBlock,
-        "ffn": FFNBlock,
-        "sepconv": SepConvBlock,
-        "mobilebert": MobileBertBlock,
-    }[s.block](config, s)
+    return BLOCKS[s.block](config, s)

@@ -4,7 +4,7 @@ model)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
@@ -33,6 +33,8 @@ class ElasticConfig(PreTrainedConfig):
     """
 
     model_type = "elastic-lm"
+    # the standard name transformers' generation and cache code reads (one KV-cache slot per position)
+    attribute_map: ClassVar[dict[str, str]] = {"num_hidden_layers": "num_layers"}
 
     vocab_size: int = 30522
     max_position_embeddings: int = 512

@@ -11,9 +11,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import GenerationMixin
 from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache
 from transformers.modeling_outputs import (
-    CausalLMOutput,
+    CausalLMOutputWithPast,
     MaskedLMOutput,
     SequenceClassifierOutput,
 )
@@ -89,8 +91,12 @@ class ElasticForMaskedLM(ElasticPreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits, **_outputs(out))
 
 
-class ElasticForCausalLM(ElasticPreTrainedModel):
-    """LM head tied to the word embeddings (``tie_word_embeddings``) or its own ``lm_head``."""
+class ElasticForCausalLM(ElasticPreTrainedModel, GenerationMixin):
+    """LM head tied to the word embeddings (``tie_word_embeddings``) or its own ``lm_head``.
+
+    A transformers ``GenerationMixin``: ``generate()`` runs the selected sub-network with a KV cache
+    (``DynamicCache``), so each new token costs one single-token pass, as in a stock Llama.
+    """
 
     def __init__(self, config: ElasticConfig) -> None:
         super().__init__(config)
@@ -112,11 +118,29 @@ class ElasticForCausalLM(ElasticPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
         **kwargs: Any,
-    ) -> CausalLMOutput:
-        """``labels`` are the input ids (-100 to ignore); they are shifted inside."""
-        out = self.model(input_ids, attention_mask, token_type_ids, **kwargs)
+    ) -> CausalLMOutputWithPast:
+        """``labels`` are the input ids (-100 to ignore); they are shifted inside.
+
+        ``logits_to_keep`` > 0 projects only the last that many positions onto the vocabulary
+        (``generate`` asks for 1); ``past_key_values`` / ``use_cache`` as in :class:`ElasticModel`.
+        """
+        out = self.model(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
         h = out.last_hidden_state
+        if logits_to_keep:
+            h = h[:, -logits_to_keep:]
         if self.lm_head is None:
             logits = F.linear(h, self.model.embeddings.word.active_weight)
         else:
@@ -125,7 +149,9 @@ class ElasticForCausalLM(ElasticPreTrainedModel):
         if labels is not None:
             shift = logits[:, :-1].reshape(-1, logits.shape[-1])
             loss = F.cross_entropy(shift, labels[:, 1:].reshape(-1))
-        return CausalLMOutput(loss=loss, logits=logits, **_outputs(out))
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, **_outputs(out)
+        )
 
 
 class ElasticForSequenceClassification(ElasticPreTrainedModel):

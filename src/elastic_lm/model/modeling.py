@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.cache_utils import Cache, DynamicCache
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
@@ -171,6 +172,7 @@ class ElasticModel(ElasticPreTrainedModel):
             RotaryEmbedding(config.head_dim, config.rope_theta) if config.positions == "rope" else None
         )
         self._plan: list[tuple[nn.Module, int] | None] = []
+        self._cacheable = True
         self._arch = self.largest()
         self._width = config.hidden_size
         self.post_init()
@@ -219,6 +221,21 @@ class ElasticModel(ElasticPreTrainedModel):
             plan.append((module, s.hidden))
         self.embeddings.select(arch.hidden)
         self._plan, self._width, self._arch = plan, arch.hidden, arch
+        self._number_cache_slots()
+
+    def _number_cache_slots(self) -> None:
+        """Give each kept attention layer its KV-cache slot (0, 1, ... in order); layers without
+        attention (or without heads) take none, so slot 0 always holds the sequence length."""
+        slot, self._cacheable = 0, True
+        for step in self._plan:
+            if step is None:
+                continue
+            attention = getattr(step[0], "attention", None)
+            if attention is not None and attention.n_heads > 0:
+                attention.cache_index = slot
+                slot += 1
+            elif hasattr(step[0], "conv"):  # a convolution reads neighbouring tokens, not cached
+                self._cacheable = False
 
     def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.word
@@ -231,25 +248,43 @@ class ElasticModel(ElasticPreTrainedModel):
         position_ids: torch.Tensor | None,
         dtype: torch.dtype,
         output_attentions: bool = False,
+        cache: Cache | None = None,
     ) -> LayerContext:
-        """Masks and RoPE tables for one forward pass (shared by every layer)."""
+        """Masks and RoPE tables for one forward pass (shared by every layer).
+
+        With a ``cache`` holding ``P`` earlier tokens, the ``T`` new queries sit at positions
+        ``P..P+T-1`` and see ``P + T`` keys; ``attention_mask`` then covers all of them (as
+        ``generate`` passes it).
+        """
         B, T = shape
         causal = self.config.is_causal
+        past = cache.get_seq_length() if cache is not None else 0
+        keys = past + T
+        if attention_mask is not None and attention_mask.shape[-1] != keys:
+            raise ArchitectureError(
+                f"attention_mask covers {attention_mask.shape[-1]} tokens but the cache holds {past} and "
+                f"the input adds {T}; pass a mask over all {keys} tokens"
+            )
         bias = token_mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            token_mask = attention_mask
-            allowed = attention_mask.bool()[:, None, None, :]
-            if causal:
-                tril = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        if padded or (causal and past and T > 1):
+            allowed = torch.ones(B, 1, 1, keys, dtype=torch.bool, device=device)
+            if padded:
+                assert attention_mask is not None
+                token_mask = attention_mask[:, past:]
+                allowed = attention_mask.bool()[:, None, None, :]
+            if causal:  # query i (at position past + i) sees keys 0..past + i
+                tril = torch.ones(T, keys, dtype=torch.bool, device=device).tril(diagonal=past)
                 allowed = allowed & tril
             bias = torch.zeros(allowed.shape, dtype=dtype, device=device)
             bias = bias.masked_fill(~allowed, torch.finfo(dtype).min)
         rope = None
         if self.rotary is not None:
             if position_ids is None:
-                position_ids = torch.arange(T, device=device).unsqueeze(0).expand(B, T)
+                position_ids = torch.arange(past, keys, device=device).unsqueeze(0).expand(B, T)
             rope = self.rotary(position_ids, dtype)
-        return LayerContext(bias, causal and bias is None, rope, token_mask, output_attentions)
+        is_causal = causal and bias is None and past == 0
+        return LayerContext(bias, is_causal, rope, token_mask, output_attentions, cache)
 
     def forward(
         self,
@@ -260,11 +295,28 @@ class ElasticModel(ElasticPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
         **kwargs: Any,
-    ) -> BaseModelOutput:
+    ) -> BaseModelOutputWithPast:
         """``hidden_states`` has the embedding output and one entry per layer position (a dropped
-        layer repeats its input), each in that layer's width."""
+        layer repeats its input), each in that layer's width.
+
+        ``use_cache`` (or a ``past_key_values`` cache) keeps every attention layer's keys and values,
+        so the next call feeds only the new tokens: what ``generate`` does for causal models.
+        """
+        cache = past_key_values
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        if cache is not None and not self._cacheable:
+            raise ArchitectureError(
+                "a KV cache cannot hold separable-convolution layers; run without use_cache "
+                "(generate(..., use_cache=False))"
+            )
+        past = cache.get_seq_length() if cache is not None else 0
         learned = self.embeddings.position is not None
+        if learned and position_ids is None and past:
+            position_ids = torch.arange(past, past + input_ids.shape[1], device=input_ids.device)[None]
         x = self.embeddings(input_ids, token_type_ids, position_ids if learned else None)
         ctx = self.context(
             (x.shape[0], x.shape[1]),
@@ -273,6 +325,7 @@ class ElasticModel(ElasticPreTrainedModel):
             None if learned else position_ids,
             x.dtype,
             bool(output_attentions),
+            cache,
         )
         states: tuple[torch.Tensor, ...] | None = (x,) if output_hidden_states else None
         attns: tuple[torch.Tensor | None, ...] | None = () if output_attentions else None
@@ -287,7 +340,9 @@ class ElasticModel(ElasticPreTrainedModel):
         x = fit_width(x, self._width)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return BaseModelOutput(last_hidden_state=x, hidden_states=states, attentions=attns)
+        return BaseModelOutputWithPast(
+            last_hidden_state=x, past_key_values=cache, hidden_states=states, attentions=attns
+        )
 
     def forward_layer(
         self,

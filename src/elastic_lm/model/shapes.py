@@ -3,14 +3,13 @@
 ``heads`` and ``ffn`` are counts (0 keeps none: a pruned sub-layer). ``kernel``, ``bottleneck`` and
 ``ffn_stack`` cannot be 0, so there 0 means the largest; ``kv_heads`` 0 is derived from ``heads``.
 
-Shared by the model (to build an extracted layer at exactly its size) and by the analytic size
-metrics,
-so that both agree on the same rules.
+The one home of shape arithmetic: shared by the model (to build an extracted layer at exactly its
+size), the analytic size metrics and the latency predictors, so that all agree on the same rules.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
@@ -33,16 +32,7 @@ class LayerShape:
 
     def to_layer_arch(self) -> LayerArch:
         """Explicit sizes (what an extracted model's config records)."""
-        return LayerArch(
-            block=self.block,
-            hidden=self.hidden,
-            heads=self.heads,
-            kv_heads=self.kv_heads,
-            ffn=self.ffn,
-            kernel=self.kernel,
-            bottleneck=self.bottleneck,
-            ffn_stack=self.ffn_stack,
-        )
+        return LayerArch(**asdict(self))
 
     def layer_sizes_entry(self) -> dict[str, dict[str, int]]:
         """This layer's ``ElasticConfig.layer_sizes`` entry: an extracted model records its layers'

@@ -1,5 +1,8 @@
-"""The pipeline: stages that hand each other saved artefacts inside one run directory."""
+"""The pipeline: one engine (:mod:`~elastic_lm.pipeline.engine`) runs every recipe
+(:mod:`~elastic_lm.pipeline.recipes`), stage by stage, inside one locked run directory."""
 
-from elastic_lm.pipeline.rundir import STAGES, RunDirectory, StageRecord
+from elastic_lm.pipeline.engine import Recipe, Stage, StageOutcome, run_recipe
+from elastic_lm.pipeline.recipes.nas import STAGES
+from elastic_lm.pipeline.rundir import RunDirectory, StageRecord
 
-__all__ = ["STAGES", "RunDirectory", "StageRecord"]
+__all__ = ["STAGES", "Recipe", "RunDirectory", "Stage", "StageOutcome", "StageRecord", "run_recipe"]

@@ -40,8 +40,11 @@ class MetricContext:
     latency_seq_len: int = 128
     latency_threads: int | None = 1
     latency_repeats: int = 10
+    decode_prompt_len: int = 32
+    decode_new_tokens: int = 32
     device: str = "cpu"
     eval_cache: dict[str, dict[str, float]] = field(default_factory=dict)
+    decode_cache: dict[str, dict[str, float]] = field(default_factory=dict)
     teacher: Any = None  # the frozen teacher, for ``teacher_cosine``
     _predictor: Any = None
     _teacher_embeddings: list[Any] | None = None
@@ -84,6 +87,36 @@ class MetricContext:
             self._predictor = load_predictor(path)
         return self._predictor
 
+    def decoding(self, arch: Architecture) -> dict[str, float]:
+        """Prefill and per-token decode latency of the exported model, measured once per architecture.
+
+        What a user deploys is the stock class (``LlamaForCausalLM``) where the shape has one, else the
+        extracted elastic model; both decode with a KV cache.
+        """
+        key = arch.key()
+        if key not in self.decode_cache:
+            from elastic_lm.export.stock import to_stock
+            from elastic_lm.metrics.latency import measure_decode_ms
+
+            sub = self.model.extract(arch)
+            exported = to_stock(sub) or sub
+            m = measure_decode_ms(
+                exported,
+                batch_size=self.latency_batch_size,
+                prompt_len=self.decode_prompt_len,
+                new_tokens=self.decode_new_tokens,
+                device=self.device,
+                threads=self.latency_threads,
+                repeats=self.latency_repeats,
+            )
+            per_token = float(m.decode.median_ms)
+            self.decode_cache[key] = {
+                "decode_ms_per_token": per_token,
+                "decode_tokens_per_s": 1000.0 / per_token,
+                "prefill_ms": float(m.prefill.median_ms),
+            }
+        return self.decode_cache[key]
+
     def predictor_settings(self) -> Any:
         from elastic_lm.profile import ProfileSettings
 
@@ -108,12 +141,20 @@ class NamedMetric:
 
     def unit_for(self, ctx: MetricContext) -> str:
         return self.unit.format(
-            batch_size=ctx.latency_batch_size, seq_len=ctx.latency_seq_len, kind=ctx.task_kind
+            batch_size=ctx.latency_batch_size,
+            seq_len=ctx.latency_seq_len,
+            kind=ctx.task_kind,
+            prompt_len=ctx.decode_prompt_len,
+            new_tokens=ctx.decode_new_tokens,
         )
 
 
 def _eval(metric: str) -> Callable[[MetricContext], ArchFn]:
     return lambda ctx: lambda arch: ctx.evaluation(arch)[metric]
+
+
+def _decode(metric: str) -> Callable[[MetricContext], ArchFn]:
+    return lambda ctx: lambda arch: ctx.decoding(arch)[metric]
 
 
 def _params(include_embeddings: bool) -> Callable[[MetricContext], ArchFn]:
@@ -228,6 +269,8 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
 
 
 _CLASSIFY = ("classification",)
+_CAUSAL = ("causal-lm",)
+_DECODE_UNIT = "batch {batch_size}, prompt {prompt_len} tokens, {new_tokens} new, KV cache"
 METRICS: dict[str, NamedMetric] = {
     m.name: m
     for m in [
@@ -255,6 +298,33 @@ METRICS: dict[str, NamedMetric] = {
         ),
         NamedMetric(
             "peak_memory_mb", "minimize", "MiB, batch {batch_size} x {seq_len} tokens", False, _memory
+        ),
+        NamedMetric(
+            "decode_ms_per_token",
+            "minimize",
+            "ms per generated token, " + _DECODE_UNIT,
+            False,
+            _decode("decode_ms_per_token"),
+            _CAUSAL,
+            "median time of one cached decoding step of the exported model",
+        ),
+        NamedMetric(
+            "decode_tokens_per_s",
+            "maximize",
+            "generated tokens/s, " + _DECODE_UNIT,
+            False,
+            _decode("decode_tokens_per_s"),
+            _CAUSAL,
+            "1000 / decode_ms_per_token",
+        ),
+        NamedMetric(
+            "prefill_ms",
+            "minimize",
+            "ms, batch {batch_size} x prompt {prompt_len} tokens",
+            False,
+            _decode("prefill_ms"),
+            _CAUSAL,
+            "time to process the prompt (the first token's latency), measured with the decode steps",
         ),
     ]
 }

@@ -29,6 +29,7 @@ from elastic_lm.pipeline.objectives import (
     needs_evaluation,
     units,
 )
+from elastic_lm.pipeline.recipes.nas import inputs_hash
 from elastic_lm.pipeline.rundir import RunDirectory
 
 STUDY_NAME = "search"
@@ -143,6 +144,8 @@ def run_search_stage(
         latency_seq_len=section.latency_seq_len,
         latency_threads=section.latency_threads,
         latency_repeats=section.latency_repeats,
+        decode_prompt_len=section.decode_prompt_len,
+        decode_new_tokens=section.decode_new_tokens,
         device=device,
         eval_cache=eval_cache if eval_cache is not None else {},
         teacher=teacher,
@@ -175,7 +178,7 @@ def run_search_stage(
         "hypervolume": result.hypervolume(),
         "storage": store,
     }
-    run_dir.mark_done("search", config, started, outputs)
+    run_dir.mark_done("search", inputs_hash("search", config), started, outputs)
     return SearchStageResult(search_dir, files["n_trials"], files["pareto"], result.hypervolume(), check)
 
 

@@ -1,4 +1,4 @@
-"""The stage implementations behind ``elastic-lm run``: thin calls into the subsystems.
+"""The stages of the NAS recipe (:mod:`elastic_lm.pipeline.recipes.nas`): thin calls into the subsystems.
 
 Each takes the validated config and the run directory and returns a small dict of headline outputs
 that is stored in the stage's record.
@@ -6,13 +6,10 @@ that is stored in the stage's record.
 
 from __future__ import annotations
 
-import json
-import shutil
 from typing import Any
 
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError, UserError
-from elastic_lm.io import atomic_write_json
 from elastic_lm.pipeline.rundir import RunDirectory
 
 
@@ -33,21 +30,14 @@ def train_stage(
 ) -> dict[str, Any]:
     """Train the super-network and save it (model, tokenizer, space) for search and export.
 
-    Checkpoints left by an interrupted run with the same inputs are resumed exactly; checkpoints of
-    a run with other training inputs are stale and removed first. With ``resume=False`` existing
-    checkpoints are an error rather than silently continued.
+    Checkpoints left by an interrupted run are resumed exactly; the engine has already refused
+    checkpoints of other settings (:func:`elastic_lm.pipeline.engine.check_resumable`), so nothing
+    is removed here. With ``resume=False`` existing checkpoints are an error rather than continued.
     """
     from elastic_lm.export.supernet import save_supernet
-    from elastic_lm.pipeline.rundir import inputs_hash
     from elastic_lm.train.build import tokenizer_from_config, train_from_config
 
     folder = run_dir.stage_dir("train")
-    marker = folder / "inputs.json"
-    wanted = {"inputs_hash": inputs_hash("train", config)}
-    if resume and marker.is_file() and json.loads(marker.read_text()) != wanted:
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)
-    if _is_main_rank():
-        atomic_write_json(marker, wanted)
     result = train_from_config(config, resume=resume, progress=progress)
     if not _is_main_rank():
         return {}

@@ -47,13 +47,15 @@ def prediction_errors(predicted_ms: Sequence[float], measured_ms: Sequence[float
     """MAPE (fraction, 0.05 = 5 %), Kendall's tau of the ranking, and max absolute error in ms."""
     from scipy.stats import kendalltau
 
+    from elastic_lm.evaluate.metrics import mape
+
     p = np.asarray(predicted_ms, dtype=np.float64)
     m = np.asarray(measured_ms, dtype=np.float64)
     if len(p) != len(m) or len(m) == 0:
         raise ValueError("predicted and measured must be non-empty and of equal length")
     tau = float(kendalltau(p, m).statistic) if len(m) >= 2 else float("nan")
     return {
-        "mape": float(np.mean(np.abs(p - m) / m)),
+        "mape": mape(p, m),
         "kendall_tau": tau,
         "max_abs_error_ms": float(np.max(np.abs(p - m))),
         "n": len(m),

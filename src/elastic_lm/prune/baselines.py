@@ -28,7 +28,7 @@ from elastic_lm.prune.source import ensure_label_maps
 from elastic_lm.prune.training import train_fixed
 
 if TYPE_CHECKING:
-    from elastic_lm.prune.pipeline import PruneJob
+    from elastic_lm.prune.parts import PruneParts
 
 MAX_SUBSETS = 64
 
@@ -88,14 +88,14 @@ def uniform_arch(config: Any, fraction: float) -> Architecture:
     return Architecture(hidden=config.hidden_size, layers=(layer,) * config.num_layers)
 
 
-def run_baselines(job: PruneJob) -> list[dict[str, Any]]:
+def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
     """Train, export and score every baseline; returns ``baselines.json`` points."""
     from elastic_lm.export import export_subnetwork
-    from elastic_lm.prune.pipeline import load_exported, measure_ms
+    from elastic_lm.export.load import load_exported, measure_ms
 
     config, d, p = job.config, job.data, job.config.prune
     steps = p.baseline_steps if p.baseline_steps is not None else config.train.steps
-    root = job.stages.dir("baselines")
+    root = job.dir("baselines")
     teacher = job.finetuned()
     original = job.finetuned(original=True)
     c = teacher.config

@@ -15,7 +15,7 @@ ENCODER_TYPES: tuple[str, ...] = ("bert", "roberta")
 
 def resolve_source(source: str) -> Path:
     """``model.source`` (asset name or folder) as a folder, refusing anything but an encoder."""
-    from elastic_lm.train.build import model_folder
+    from elastic_lm.assets.models import model_folder
 
     folder = model_folder(source)
     config = AutoConfig.from_pretrained(folder)

@@ -103,7 +103,7 @@ def prune_vocabulary_folder(
     folder: Path, data: Any, *, reserve: int = 0, min_count: int = 1
 ) -> tuple[int, int]:
     """Prune an exported model folder in place (model + tokenizer); returns (params before, after)."""
-    from elastic_lm.prune.pipeline import load_exported
+    from elastic_lm.export.load import load_exported
 
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))

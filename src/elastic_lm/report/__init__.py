@@ -1,7 +1,7 @@
 """The report a person reads after a search: Pareto plots, hypervolume, tables, one HTML page.
 
-Input is only the plain files a run directory holds (``docs/report.md``); the search engine is never
-imported, so a report can be rebuilt from a copied run folder on any machine with matplotlib::
+Input is only the plain files a run directory holds (``docs/report.md``); no study is opened, so a
+report can be rebuilt from a copied run folder on any machine with matplotlib::
 
     from elastic_lm.report import write_report
     index = write_report(Path("runs/elm-mlm"))   # runs/elm-mlm/report/index.html
@@ -20,17 +20,12 @@ from elastic_lm.report.build import (
 )
 from elastic_lm.report.inputs import RunData, load_run
 from elastic_lm.report.page import render_html
-from elastic_lm.report.pareto import dominates, mape, pareto_mask, step_line
 
 __all__ = [
     "RunData",
     "best_per_objective",
-    "dominates",
     "load_run",
-    "mape",
-    "pareto_mask",
     "pareto_trials",
-    "step_line",
     "write_report",
 ]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from elastic_lm.report.inputs import Objective, RunData, Trial
 from elastic_lm.report.labels import describe_architecture, display
-from elastic_lm.report.pareto import pareto_mask
+from elastic_lm.search.pareto import front_mask
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def pareto_trials(trials: Sequence[Trial], objectives: Sequence[Objective]) -> l
     """The non-dominated usable trials over all objectives, ordered by the first objective's best."""
     candidates = ranked(trials, objectives)
     points = [[t.metrics[o.name] for o in objectives] for t in candidates]
-    mask = pareto_mask(points, [o.direction for o in objectives])
+    mask = front_mask(points, [o.direction for o in objectives])
     members = [t for t, keep in zip(candidates, mask, strict=True) if keep]
     first = objectives[0]
     sign = 1.0 if first.direction == "minimize" else -1.0

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from elastic_lm.errors import UserError
+from elastic_lm.evaluate.metrics import mape
 from elastic_lm.report.inputs import LatencyCheck, NamedPoint, Objective, Summary, Trial
 from elastic_lm.report.labels import objective_display
-from elastic_lm.report.pareto import mape, pareto_mask, step_line
+from elastic_lm.search.pareto import front_mask, step_line
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -85,7 +86,7 @@ def plot_pareto(
         s=20,
         label=f"evaluated ({len(usable)})",
     )
-    mask = pareto_mask(points, (x.direction, y.direction)) if points else []
+    mask = front_mask(points, (x.direction, y.direction)) if points else []
     front = [p for p, keep in zip(points, mask, strict=True) if keep]
     if front:
         xs, ys = step_line(front, (x.direction, y.direction))
@@ -157,7 +158,7 @@ def plot_latency(checks: Sequence[LatencyCheck]) -> bytes:
     """Predicted vs measured latency with the y = x line; the title gives the MAPE."""
     predicted = [c.predicted_ms for c in checks]
     measured = [c.measured_ms for c in checks]
-    error = mape(predicted, measured)
+    error = 100.0 * mape(predicted, measured)
     fig, ax = _figure(f"Latency predictor vs measurement (MAPE {error:.1f}%, {len(checks)} models)")
     ax.scatter(measured, predicted, color=POINT_COLOR, s=30, zorder=3, label="architecture")
     low = min([*predicted, *measured])

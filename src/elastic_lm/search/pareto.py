@@ -1,13 +1,18 @@
-"""Pareto dominance, non-dominated sorting, crowding and hypervolume on *loss* vectors.
+"""The one home of Pareto arithmetic: dominance, fronts, non-dominated sorting, crowding, hypervolume,
+and the two helpers the report and the exporters need (the staircase through a 2-D front, picking
+members spread along it).
 
 Everything here works on losses (lower is better): callers turn maximised objectives into losses
-with :func:`to_losses` first, so "maximise" is honoured in one place only. The hypervolume itself is
-Optuna's exact implementation (WFG; 2-D and 3-D special cases), not ours.
+with :func:`to_losses` first (or call :func:`front_mask` with directions), so "maximise" is honoured
+in one place only. The hypervolume itself is Optuna's exact implementation (WFG; 2-D and 3-D special
+cases), not ours; Optuna 5 has no public helper for it or for a front mask, hence the private import.
+Pure numpy, no study and no files, so the report can use it on a copied run folder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from optuna._hypervolume import compute_hypervolume
@@ -16,13 +21,22 @@ from elastic_lm.errors import ConfigError
 
 MINIMIZE = "minimize"
 MAXIMIZE = "maximize"
+DIRECTIONS: tuple[str, ...] = (MINIMIZE, MAXIMIZE)
+T = TypeVar("T")
+
+
+def _signs(directions: Sequence[str]) -> np.ndarray:
+    """+1 for minimise, -1 for maximise: after multiplying, smaller is always better."""
+    for direction in directions:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be 'minimize' or 'maximize', got {direction!r}")
+    return np.array([-1.0 if d == MAXIMIZE else 1.0 for d in directions])
 
 
 def to_losses(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     """Negate maximised columns so that every column is minimised."""
     values = np.asarray(values, dtype=float).reshape(-1, len(directions))
-    signs = np.array([-1.0 if d == MAXIMIZE else 1.0 for d in directions])
-    return values * signs
+    return values * _signs(directions)
 
 
 def dominates(a: np.ndarray, b: np.ndarray) -> bool:
@@ -40,6 +54,14 @@ def pareto_mask(losses: np.ndarray) -> np.ndarray:
         dominated = np.all(others <= losses[i], axis=1) & np.any(others < losses[i], axis=1)
         mask[i] = not dominated.any()
     return mask
+
+
+def front_mask(points: Sequence[Sequence[float]], directions: Sequence[str]) -> list[bool]:
+    """For each point (raw objective values), whether no other point dominates it under ``directions``."""
+    for point in points:
+        if len(point) != len(directions):
+            raise ValueError(f"point {list(point)} has {len(point)} values for {len(directions)} directions")
+    return [bool(m) for m in pareto_mask(to_losses(np.asarray(points, dtype=float), directions))]
 
 
 def nondominated_ranks(losses: np.ndarray) -> np.ndarray:
@@ -103,3 +125,49 @@ def hypervolume(normalised_losses: np.ndarray, reference: float = 1.0) -> float:
     if inside.size == 0:
         return 0.0
     return float(compute_hypervolume(inside, ref))
+
+
+def step_line(
+    front: Sequence[tuple[float, float]], directions: tuple[str, str]
+) -> tuple[list[float], list[float]]:
+    """The staircase through a 2-D front, so the region it dominates reads at a glance.
+
+    Points are sorted along x from best to worst; between two members the line first moves along x and
+    then along y, the shape of the attainment surface.
+    """
+    sx = float(_signs(directions)[0])
+    ordered = sorted(set(front), key=lambda p: (sx * p[0], p[1]))
+    xs: list[float] = []
+    ys: list[float] = []
+    for x, y in ordered:
+        if xs:
+            xs.append(x)
+            ys.append(ys[-1])
+        xs.append(x)
+        ys.append(y)
+    return xs, ys
+
+
+def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | None) -> list[T]:
+    """At most ``max_items`` of ``items``, their ``value``s evenly spaced from the lowest to the
+    highest (both kept), sorted by value.
+
+    For each of ``max_items`` evenly spaced targets the nearest item not yet taken is picked:
+    spacing by value, not by rank, so a crowd of near-identical small members does not push out the
+    one member in a wide gap of the front (often the one a user wants).
+    """
+    ordered = sorted(items, key=value)
+    if max_items is None or len(ordered) <= max_items:
+        return ordered
+    if max_items <= 1:
+        return ordered[:max_items]
+    values = [value(item) for item in ordered]
+    low, high = values[0], values[-1]
+    left = list(range(len(ordered)))
+    taken = []
+    for i in range(max_items):
+        target = low + (high - low) * i / (max_items - 1)
+        nearest = min(left, key=lambda j: (abs(values[j] - target), j))
+        left.remove(nearest)
+        taken.append(nearest)
+    return [ordered[j] for j in sorted(taken)]

@@ -16,7 +16,7 @@ from typing import Any
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
-from elastic_lm.space.model import UNIT_TARGETS, Group, SpaceData
+from elastic_lm.space.model import UNIT_TARGETS, Group, SpaceData, field_values
 
 _IDENTITY = LayerArch(block="identity")
 
@@ -36,24 +36,6 @@ def dimension_table(space: SpaceData) -> tuple[tuple[Group, Any, tuple[Any, ...]
 
 def choices_of(space: SpaceData, group: Group, position: Any) -> tuple[Any, ...]:
     return group.choices_at(space.position_index(group, position))
-
-
-def field_values(space: SpaceData, layer: int, name: str) -> set[int]:
-    """Every value searched groups or rules can give field ``name`` at ``layer`` (empty: none)."""
-    out: set[int] = set()
-    for g in space.groups:
-        if g.target != name:
-            continue
-        if g.scope == "global":
-            out.update(g.choices)
-        elif g.scope == "layer":
-            out.update(g.choices_at(layer))
-        elif g.scope == "block":
-            out.update(g.choices_at(space.block_of(layer)))
-    for rule in space.rules:
-        if rule.field == name:
-            out.update(rule.evaluate(w) for w in field_values(space, layer, "hidden") or {space.hidden})
-    return out
 
 
 def _values(space: SpaceData, vector: Sequence[int]) -> dict[tuple[str, Any], Any]:

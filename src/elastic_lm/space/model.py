@@ -348,8 +348,6 @@ class SpaceData:
     def _check_divisible(self, a: str, b: str, where: str) -> None:
         if a not in _INT_FIELDS or b not in _INT_FIELDS:
             raise ConfigError(f"{where}: divisible ({a!r}, {b!r}) must name int layer fields")
-        from elastic_lm.space.codec import field_values  # local: codec reads this module
-
         for layer in range(self.num_layers):
             a_values = field_values(self, layer, a)
             b_values = field_values(self, layer, b)
@@ -361,6 +359,24 @@ class SpaceData:
                         f"{where}: layer {layer}: no {a} choice in {sorted(a_values)} is a "
                         f"multiple of {b}={vb}; add one"
                     )
+
+
+def field_values(space: SpaceData, layer: int, name: str) -> set[int]:
+    """Every value searched groups or rules can give field ``name`` at ``layer`` (empty: none)."""
+    out: set[int] = set()
+    for g in space.groups:
+        if g.target != name:
+            continue
+        if g.scope == "global":
+            out.update(g.choices)
+        elif g.scope == "layer":
+            out.update(g.choices_at(layer))
+        elif g.scope == "block":
+            out.update(g.choices_at(space.block_of(layer)))
+    for rule in space.rules:
+        if rule.field == name:
+            out.update(rule.evaluate(w) for w in field_values(space, layer, "hidden") or {space.hidden})
+    return out
 
 
 def _check_keys(what: str, data: dict[str, Any], known: set[str]) -> None:

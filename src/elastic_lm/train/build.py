@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from elastic_lm.architecture import Architecture
+from elastic_lm.assets.models import model_folder
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.train.checkpoint import latest_checkpoint, rng_state, set_rng_state
@@ -295,25 +296,6 @@ def space_from_config(config: Config) -> Any:
     return preset(config.space.preset, **config.space.options)
 
 
-def model_folder(source: str) -> Path:
-    """The Hugging Face folder ``model.source`` names: an asset (SmolLM2 converted once) or a path."""
-    from elastic_lm.assets.registry import ASSETS
-
-    if source == "smollm2-135m":
-        from elastic_lm.assets.smollm2 import smollm2_path
-
-        return smollm2_path()
-    if source in ASSETS:
-        return ASSETS[source].require()
-    folder = Path(source)
-    if not (folder / "config.json").is_file():
-        raise ConfigError(
-            f"model.source={source!r} is neither a known asset ({', '.join(ASSETS)}) nor a folder "
-            "with config.json; give an asset name or a Hugging Face model folder"
-        )
-    return folder
-
-
 def tokenizer_from_config(config: Config) -> Any:
     """``model.tokenizer`` when set, else the source model's own tokenizer."""
     from transformers import AutoTokenizer
@@ -373,7 +355,7 @@ def reorder_from_config(
 
 def data_from_config(config: Config, tokenizer: Any) -> tuple[Sequence[Any], Sequence[Any], Any, int]:
     """Tokenised train / validation splits, their collator and the number of labels."""
-    from elastic_lm.data.pipeline import prepare_data
+    from elastic_lm.data.prepare import prepare_data
 
     prepared = prepare_data(config.data, tokenizer)
     return prepared.splits["train"], prepared.splits["validation"], prepared.collator, prepared.num_labels

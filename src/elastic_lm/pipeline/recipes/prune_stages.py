@@ -1,0 +1,217 @@
+"""The stages of the pruning recipe (:mod:`elastic_lm.pipeline.recipes.prune`).
+
+Each takes the run's :class:`~elastic_lm.prune.parts.PruneParts`, writes its files under its own
+folder of the run directory and returns the headline outputs kept in its ``stage.json``. Whether a
+stage runs at all, and what of an earlier attempt is kept, is the engine's business.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from elastic_lm.architecture import Architecture
+from elastic_lm.export.load import load_exported, measure_ms, update_card
+from elastic_lm.io import atomic_write_json
+from elastic_lm.importance import gradient_importance, reorder_by_importance
+from elastic_lm.prune import final
+from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
+from elastic_lm.prune.objectives import UNITS, prune_objectives
+from elastic_lm.prune.parts import PruneParts
+from elastic_lm.prune.source import is_finetuned, load_classifier
+from elastic_lm.prune.training import distill_losses, has_checkpoints, train_fixed
+
+
+def finetune(parts: PruneParts) -> dict[str, Any]:
+    """Fine-tune the full model unless it already is a classifier for this task; reorder it."""
+    d, p, folder = parts.data, parts.config.prune, parts.dir("finetune")
+    model = load_classifier(parts.folder, d.num_labels, d.label_names)
+    trained = False
+    if p.finetune_steps > 0 and not is_finetuned(parts.folder, d.num_labels):
+        train_fixed(
+            model,
+            parts.config,
+            d.train,
+            d.validation,
+            d.collator,
+            d.task,
+            folder,
+            steps=p.finetune_steps,
+            learning_rate=p.finetune_learning_rate,
+            progress=parts.progress,
+        )
+        trained = True
+    model.eval()
+    model.save_pretrained(folder / "model-original")
+    if p.importance == "gradient":
+        train_batches = fixed_batches(d.train, d.collator, parts.config.train.batch_size)
+        reorder_by_importance(model, gradient_importance(model, train_batches[: p.importance_batches]))
+    else:
+        reorder_by_importance(model)
+    model.save_pretrained(folder / "model")
+    parts.tokenizer.save_pretrained(folder / "model")
+    metrics = {f"val_{k}": v for k, v in evaluate_model(model, parts.val_batches(), d.task).items()}
+    return {"finetuned": trained, **metrics}
+
+
+def train(parts: PruneParts) -> dict[str, Any]:
+    """Sandwich + in-place distillation by default (the largest learns the labels, others it)."""
+    from elastic_lm.train.build import strategy_from_config
+    from elastic_lm.train.loop import TrainSettings, train_supernet
+    from elastic_lm.train.losses import CombinedLoss
+
+    d, t, folder = parts.data, parts.config.train, parts.dir("train")
+    model = parts.finetuned().train()
+    space = parts.space(model)
+    config = parts.config.model_copy(deep=True)
+    if "strategy" not in t.model_fields_set:
+        config.train.strategy = "inplace-distill"
+    strategy = strategy_from_config(config, space)
+    if "losses" in t.model_fields_set:
+        spec = [{"name": s.name, "weight": s.weight, **s.options} for s in t.losses]
+    else:
+        spec = distill_losses(d.task)
+    teacher = parts.finetuned() if getattr(strategy, "target", "labels") == "teacher" else None
+    settings = TrainSettings.from_config(
+        t,
+        seed=parts.config.seed,
+        device=parts.config.device,
+        collate_fn=d.collator,
+        progress=parts.progress,
+        tensorboard=False,
+        resume=has_checkpoints(folder),
+    )
+    result = train_supernet(
+        model,
+        strategy,
+        CombinedLoss(spec),
+        d.train,
+        val_data=d.validation,
+        teacher=teacher,
+        settings=settings,
+        run_dir=folder,  # the loop's own files go to train/train/
+    )
+    model.eval()
+    model.save_pretrained(folder / "supernet")
+    parts.tokenizer.save_pretrained(folder / "supernet")
+    return {"steps": result.steps, "strategy": config.train.strategy, "val": result.val}
+
+
+def search(parts: PruneParts) -> dict[str, Any]:
+    """Multi-objective search on the validation split carved from the training data."""
+    import time
+
+    from elastic_lm.search import run_search
+
+    folder, s = parts.dir("search"), parts.config.search
+    supernet = parts.supernet()
+    space = parts.space(supernet)
+    objectives, metrics = prune_objectives(parts, supernet)
+    result = run_search(
+        space,
+        objectives,
+        strategy=s.strategy,
+        n_trials=s.trials,
+        storage=s.storage or str(folder / "study.db"),
+        seed=parts.config.seed,
+        progress=parts.progress,
+    )
+    pareto = {e.number for e in result.pareto()}
+    trials = [
+        {
+            "number": e.number,
+            "architecture": e.arch.to_dict(),
+            "metrics": {**metrics(e.arch), **e.metrics},
+            "feasible": e.feasible,
+            "state": "COMPLETE" if e.feasible else "PRUNED",
+        }
+        for e in result.evaluations
+    ]
+    history = result.hypervolume_history()
+    summary = {
+        "objectives": [
+            {"name": o.name, "direction": o.direction, "unit": UNITS.get(o.name, "")} for o in objectives
+        ],
+        "strategy": s.strategy,
+        "pareto": sorted(pareto),
+        "hypervolume": [[i + 1, h] for i, h in enumerate(history)],
+        "reference_point": {
+            o.name: b[1] if o.direction == "minimize" else b[0]
+            for o, b in zip(objectives, result.bounds(), strict=True)
+        },
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "unpruned": parts.unpruned(),
+    }
+    atomic_write_json(folder / "trials.json", trials)
+    atomic_write_json(folder / "summary.json", summary)
+    return {"trials": len(trials), "pareto": sorted(pareto), "hypervolume": history[-1] if history else 0.0}
+
+
+def evaluate(parts: PruneParts) -> dict[str, Any]:
+    """Test metrics of the Pareto members and of the unpruned fine-tuned model (the only test read)."""
+    supernet = parts.supernet()
+    models: dict[str, Any] = {"unpruned": parts.finetuned()}
+    for t in parts.pareto_members():
+        models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
+    config = parts.config
+    scores = final.final_evaluation(models, config.data, parts.tokenizer, config.search.eval_batch_size)
+    atomic_write_json(parts.dir("evaluate") / "test_metrics.json", scores)
+    return {"models": len(scores)}
+
+
+def export(parts: PruneParts) -> dict[str, Any]:
+    """Each Pareto member as a model folder with its card and measured numbers."""
+    from elastic_lm.export import export_subnetwork
+    from elastic_lm.prune.vocab import prune_vocabulary_folder
+
+    config, folder = parts.config, parts.dir("export")
+    supernet = parts.supernet()
+    tests = json.loads((parts.dir("evaluate") / "test_metrics.json").read_text())
+    p = config.prune
+    index = []
+    for t in parts.pareto_members():
+        name = f"trial-{t['number']}"
+        arch = Architecture.from_dict(t["architecture"])
+        out = folder / name
+        metrics = {**t["metrics"], **tests[name]}
+        provenance = {
+            "run_dir": str(parts.root),
+            "supernet": str(parts.dir("train") / "supernet"),
+            "trial": t["number"],
+            "source_model": config.model.source,
+            "strategy": config.search.strategy,
+        }
+        export_subnetwork(
+            supernet, arch, out, tokenizer=parts.tokenizer, metrics=metrics, provenance=provenance
+        )
+        if p.vocabulary.enabled:
+            before, after = prune_vocabulary_folder(
+                out, parts.data, reserve=p.vocabulary.reserve, min_count=p.vocabulary.min_count
+            )
+            metrics.update(params_before_vocabulary=before, params=after, vocabulary_pruned=True)
+        metrics["latency_ms"] = measure_ms(load_exported(out), config.search)
+        update_card(out, metrics)
+        index.append({"name": name, "path": f"export/{name}", "metrics": metrics})
+    atomic_write_json(folder / "index.json", index)
+    return {"models": len(index)}
+
+
+def baselines(parts: PruneParts) -> dict[str, Any]:
+    """Layer-drop, head-prune, uniform and unpruned points at the same budgets (``search/baselines.json``)."""
+    from elastic_lm.prune.baselines import run_baselines
+
+    points = run_baselines(parts)
+    atomic_write_json(parts.dir("search") / "baselines.json", points)
+    return {"points": len(points)}
+
+
+def report(parts: PruneParts) -> dict[str, Any]:
+    """``report/index.html`` of the run (Pareto plots with the baselines)."""
+    from elastic_lm.report import write_report
+
+    page: Path = write_report(parts.root)
+    return {"report": str(page)}
+
+
+__all__ = ["baselines", "evaluate", "export", "finetune", "report", "search", "train"]

@@ -1,0 +1,113 @@
+"""What every stage of a prune run shares: the source model, its tokenizer, the task data, the space.
+
+Built once per run by the pruning recipe (:mod:`elastic_lm.pipeline.recipes.prune`) and handed to
+its stages and to the baselines; loading is lazy, so a run whose stages are all done reads no data.
+Constructing it checks the config first (a regression task with a class objective, a NAS space),
+so those mistakes are one-line errors before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from elastic_lm.config import Config
+from elastic_lm.errors import ConfigError
+from elastic_lm.model import ElasticForSequenceClassification
+from elastic_lm.prune.data import TaskData, load_search_data
+from elastic_lm.prune.evaluation import fixed_batches
+from elastic_lm.prune.source import load_tokenizer, resolve_source
+from elastic_lm.search.pareto import spread
+
+
+class PruneParts:
+    """The shared inputs of one prune run over a validated config."""
+
+    def __init__(
+        self, config: Config, *, progress: bool = False, log: Callable[[str], None] | None = None
+    ) -> None:
+        self.config = config
+        self.root = Path(config.run_dir)
+        self.log = log
+        self.progress = progress
+        check_prune_config(config)
+        self.folder = resolve_source(config.model.source)
+        self.tokenizer = load_tokenizer(self.folder)
+        self._data: TaskData | None = None
+
+    def dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    @property
+    def data(self) -> TaskData:
+        if self._data is None:
+            self._data = load_search_data(self.config.data, self.tokenizer)
+        return self._data
+
+    def val_batches(self) -> list[dict[str, torch.Tensor]]:
+        return fixed_batches(self.data.validation, self.data.collator, self.config.search.eval_batch_size)
+
+    def quality_name(self) -> str:
+        return f"val_{self.config.prune.quality_objective}"
+
+    def space(self, model: ElasticForSequenceClassification) -> Any:
+        """The pruning space (``space.preset``, default prune-small) at the model's own shape."""
+        from elastic_lm.space import preset
+
+        c = model.config
+        name = self.config.space.preset if "preset" in self.config.space.model_fields_set else "prune-small"
+        shape = {
+            "layers": c.num_layers,
+            "hidden": c.hidden_size,
+            "heads": c.num_attention_heads,
+            "ffn": c.intermediate_size,
+        }
+        shape.update(self.config.space.options)
+        return preset(name, **shape)
+
+    def finetuned(self, original: bool = False) -> ElasticForSequenceClassification:
+        sub = "model-original" if original else "model"
+        return ElasticForSequenceClassification.from_pretrained(self.dir("finetune") / sub).eval()
+
+    def supernet(self) -> ElasticForSequenceClassification:
+        return ElasticForSequenceClassification.from_pretrained(self.dir("train") / "supernet").eval()
+
+    def unpruned(self) -> dict[str, Any]:
+        """The fine-tune stage's recorded outputs (validation metrics of the full model)."""
+        return json.loads((self.dir("finetune") / "stage.json").read_text())["outputs"]
+
+    def pareto_members(self) -> list[dict[str, Any]]:
+        return pareto_members(self.root, self.config.export.max_models)
+
+
+def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
+    """Pareto members from ``search/trials.json`` (at most ``max_models``, spread over size)."""
+    search_dir = Path(run_dir) / "search"
+    trials = json.loads((search_dir / "trials.json").read_text())
+    summary = json.loads((search_dir / "summary.json").read_text())
+    front = [t for t in trials if t["number"] in set(summary["pareto"])]
+    size = summary["objectives"][0]["name"]
+    return spread(front, lambda t: t["metrics"][size], max_models)
+
+
+def check_prune_config(config: Config) -> None:
+    """Mistakes only a prune run can see, before anything is loaded or written."""
+    p, task = config.prune, config.data.task
+    if task == "regression" and p.quality_objective != "loss":
+        raise ConfigError(
+            f"prune.quality_objective={p.quality_objective!r} needs classes; data.task is regression: "
+            "set prune.quality_objective to loss"
+        )
+    space = config.space
+    if "preset" in space.model_fields_set and not space.preset.startswith("prune-"):
+        raise ConfigError(
+            f"space.preset={space.preset!r} is not a pruning space; use prune-small, "
+            "prune-medium, prune-layer or prune-large"
+        )
+
+
+__all__ = ["PruneParts", "check_prune_config", "pareto_members"]

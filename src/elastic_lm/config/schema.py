@@ -33,6 +33,10 @@ class ModelSection(Section):
     task: Task = "masked-lm"
     num_labels: PositiveInt = 2
     tokenizer: str | None = Field(None, description="asset or folder; default: the source's own")
+    importance: Literal["none", "activation", "magnitude", "gradient"] = Field(
+        "none", description="reorder heads and FFN units by this score before training (most important first)"
+    )
+    importance_batches: PositiveInt = Field(4, description="training batches the importance is measured on")
 
 
 class SpaceSection(Section):

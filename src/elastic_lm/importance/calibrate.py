@@ -1,0 +1,49 @@
+"""Reorder a seeded decoder super-network by importance on the config's own text, before training.
+
+Why: the super-network's sub-networks keep "the first k" units, heads and channels. Sorting the
+pre-trained weights by importance first (a permutation: the full model's output is unchanged) makes
+every smaller member start from the parts that carry the signal, so search and healing start from
+meaningful perplexities (``model.importance`` in the config names the scores).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from elastic_lm.config import Config
+from elastic_lm.errors import ConfigError
+
+
+def calibration_batches(config: Config, n_batches: int, batch_size: int = 8) -> list[dict[str, Any]]:
+    """The first ``n_batches`` collated batches of the training split (seeded, padding masked)."""
+    from elastic_lm.train.build import data_from_config, fixed_batches, tokenizer_from_config
+
+    train, _, collate, _ = data_from_config(config, tokenizer_from_config(config))
+    batches = fixed_batches(train, collate, n_batches, batch_size, config.seed)
+    return [{k: v for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in batches]
+
+
+def reorder_from_config(model: torch.nn.Module, config: Config) -> dict[str, int]:
+    """Apply ``model.importance`` to a freshly seeded causal LM in place; returns what was reordered."""
+    names = list(config.model.importance)
+    if not names:
+        return {}
+    if config.model.task != "causal-lm":
+        raise ConfigError(
+            f"model.importance={names} reorders decoders; model.task is {config.model.task!r}: "
+            "use causal-lm or leave model.importance empty"
+        )
+    from elastic_lm.importance.decoder import decoder_importance, reorder_decoder
+
+    batches = calibration_batches(config, config.model.importance_batches)
+    was_training = model.training
+    model.eval()
+    scores = decoder_importance(model, batches, names)
+    done = reorder_decoder(model, scores, dims=names)
+    model.train(was_training)
+    return done
+
+
+__all__ = ["calibration_batches", "reorder_from_config"]

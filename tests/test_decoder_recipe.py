@@ -138,3 +138,23 @@ def test_prune_on_a_causal_lm_writes_stock_folders(
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == "LlamaForCausalLM"
+
+
+def test_search_seeds_keep_the_best_layers_and_spread_over_size() -> None:
+    from elastic_lm.importance.seeds import seed_architectures
+    from elastic_lm.metrics.size import count_params
+    from elastic_lm.model import ElasticConfig, build_model
+    from elastic_lm.space import preset
+
+    space = preset("llama", layers=4, hidden=32, heads=4, kv_heads=2, ffn=64, ffn_step=16, uniform=True)
+    model = build_model(ElasticConfig.from_space(space, vocab_size=28, task="causal-lm"))
+    scores = torch.tensor([0.9, 0.1, 0.5, 0.7])  # layer 1 matters least, then layer 2
+    seeds = seed_architectures(space, model, scores, n=6)
+    assert len(seeds) == 6
+    sizes = [count_params(model.config, a, False) for a in seeds]
+    assert sizes == sorted(sizes)
+    assert len(set(sizes)) == 6
+    for arch in seeds:
+        space.validate(arch)
+        kept = [i for i, la in enumerate(arch.layers) if not la.is_identity]
+        assert kept in ([0, 1, 2, 3], [0, 2, 3], [0, 3])  # dropped in order of the scores

@@ -173,8 +173,12 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
     h = config.heal
     records = []
     members = chosen_members(run_root, list(h.targets), healer.teacher_params)
-    for name, folder, target in members:
-        records.append(healer.heal(name, "ours", load_causal(folder), folder, target))
+    done: dict[str, dict[str, Any]] = {}
+    for name, folder, target in members:  # one member may be the choice for two targets: healed once
+        record = {**done[name], "target": target} if name in done else None
+        record = record or healer.heal(name, "ours", load_causal(folder), folder, target)
+        done[name] = record
+        records.append(record)
     if h.baselines:
         records += _baselines(healer, [r["target"] or r["fraction"] for r in records])
     teacher = None

@@ -28,6 +28,18 @@ def heal_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     return run_heal(config, run_dir.path)
 
 
+def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
+    """The NAS search, its study seeded first with importance-guided members (when it is new)."""
+    from elastic_lm.importance.seeds import enqueue_seeds
+    from elastic_lm.pipeline.search_stage import STUDY_NAME
+    from elastic_lm.pipeline.stages import search_stage as nas_search
+
+    storage = config.search.storage or str(run_dir.stage_dir("search") / "study.db")
+    run_dir.stage_dir("search").mkdir(parents=True, exist_ok=True)
+    seeded = enqueue_seeds(config, storage, STUDY_NAME) if config.model.importance else 0
+    return {**nas_search(config, run_dir), "seeded": seeded}
+
+
 _BY_NAME = {s.name: s for s in NAS_STAGES}
 HEAL = Stage(
     "heal",
@@ -38,7 +50,9 @@ HEAL = Stage(
     required=("heal/results.json",),
 )
 STAGE_LIST: tuple[Stage, ...] = (
-    *(_BY_NAME[n] for n in ("teacher", "train", "profile", "search", "export")),
+    *(_BY_NAME[n] for n in ("teacher", "train", "profile")),
+    replace(_BY_NAME["search"], run=search_stage),
+    _BY_NAME["export"],
     HEAL,
     replace(_BY_NAME["report"], after=("heal",), reads=(*_BY_NAME["report"].reads, "heal/")),
 )

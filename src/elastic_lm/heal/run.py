@@ -45,20 +45,35 @@ def load_causal(folder: Path) -> torch.nn.Module:
 def chosen_members(
     run_root: Path, targets: list[float], teacher_params: int
 ) -> list[tuple[str, Path, float | None]]:
-    """``(name, export folder, target)``: every export, or the largest at or under each target."""
+    """``(name, export folder, target)``: every export, or for each target the largest Pareto member at
+    or under it (exported now into ``export/trial-N/`` when the export stage had not chosen it)."""
     index_file = run_root / "export" / "index.json"
     if not index_file.is_file():
         raise DataError(f"{index_file} does not exist; run the export stage first")
-    entries = [(e["name"], run_root / e["path"]) for e in json.loads(index_file.read_text())]
     if not targets:
-        return [(name, path, None) for name, path in entries]
-    sized = [(nonembedding_params(load_causal(path)), name, path) for name, path in entries]
-    out = []
+        return [(e["name"], run_root / e["path"], None) for e in json.loads(index_file.read_text())]
+    from elastic_lm.export import export_subnetwork
+    from elastic_lm.export.pareto import pareto_trials
+    from elastic_lm.export.supernet import load_supernet
+    from elastic_lm.metrics.size import count_params
+
+    front, _, _ = pareto_trials(run_root)
+    supernet = load_supernet(run_root / "train" / "supernet")
+    sized = [(count_params(supernet.model.config, t.architecture, False), t) for t in front]
+    out: list[tuple[str, Path, float | None]] = []
     for target in targets:
         fitting = [s for s in sized if s[0] <= target * teacher_params]
-        if fitting:
-            _, name, path = max(fitting, key=lambda s: s[0])
-            out.append((name, path, target))
+        if not fitting:
+            continue
+        _, trial = max(fitting, key=lambda s: s[0])
+        folder = run_root / "export" / f"trial-{trial.number}"
+        if not (folder / "config.json").is_file():
+            provenance = {**supernet.provenance, "trial": trial.number, "run_dir": str(run_root)}
+            export_subnetwork(
+                supernet.model, trial.architecture, folder, tokenizer=supernet.tokenizer(),
+                provenance=provenance, metrics=trial.metrics,
+            )  # fmt: skip
+        out.append((folder.name, folder, target))
     return out
 
 

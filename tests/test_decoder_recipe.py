@@ -141,9 +141,9 @@ def test_prune_on_a_causal_lm_writes_stock_folders(
 
 
 def test_search_seeds_keep_the_best_layers_and_spread_over_size() -> None:
-    from elastic_lm.importance.seeds import seed_architectures
     from elastic_lm.metrics.size import count_params
     from elastic_lm.model import ElasticConfig, build_model
+    from elastic_lm.pipeline.recipes.decoder_seeds import seed_architectures
     from elastic_lm.space import preset
 
     space = preset("llama", layers=4, hidden=32, heads=4, kv_heads=2, ffn=64, ffn_step=16, uniform=True)

@@ -155,7 +155,7 @@ def heal_model(
             result.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
             result.losses.append(float(loss.detach()))
             if log is not None and result.steps % 10 == 0:
-                log(f"  heal step {result.steps}: loss {float(loss):.4f}, {result.tokens} tokens")
+                log(f"  heal step {result.steps}: loss {result.losses[-1]:.4f}, {result.tokens} tokens")
         if budget.batch_size > len(order):
             raise ConfigError(f"heal.batch_size={budget.batch_size} exceeds the {len(order)} training rows")
 

@@ -220,8 +220,8 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
 def _baselines(healer: Healer, fractions: list[float]) -> list[dict[str, Any]]:
     from elastic_lm.export import export_subnetwork
     from elastic_lm.heal.baselines import baseline_members
-    from elastic_lm.importance.calibrate import calibration_batches
     from elastic_lm.importance.decoder import decoder_importance, layer_scores
+    from elastic_lm.train.calibrate import calibration_batches
 
     config = healer.config
     h = config.heal

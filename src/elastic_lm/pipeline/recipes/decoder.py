@@ -30,7 +30,7 @@ def heal_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
 def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     """The NAS search, its study seeded first with importance-guided members (when it is new)."""
-    from elastic_lm.importance.seeds import enqueue_seeds
+    from elastic_lm.pipeline.recipes.decoder_seeds import enqueue_seeds
     from elastic_lm.pipeline.search_stage import STUDY_NAME
     from elastic_lm.pipeline.stages import search_stage as nas_search
 

@@ -17,12 +17,23 @@ from elastic_lm.errors import ConfigError
 
 
 def calibration_batches(config: Config, n_batches: int, batch_size: int = 8) -> list[dict[str, Any]]:
-    """The first ``n_batches`` collated batches of the training split (seeded, padding masked)."""
-    from elastic_lm.train.build import data_from_config, fixed_batches, tokenizer_from_config
+    """The first ``n_batches`` collated batches of the training split (causal LM text: no masking, so
+    the same rows give the same batches every time; padding is masked)."""
+    from transformers import AutoTokenizer
 
-    train, _, collate, _ = data_from_config(config, tokenizer_from_config(config))
-    batches = fixed_batches(train, collate, n_batches, batch_size, config.seed)
-    return [{k: v for k, v in b.items() if k in ("input_ids", "attention_mask")} for b in batches]
+    from elastic_lm.assets.models import model_folder
+    from elastic_lm.data.prepare import prepare_data
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(model_folder(config.model.tokenizer or config.model.source))
+    )
+    prepared = prepare_data(config.data, tokenizer)
+    train = prepared.splits["train"]
+    batches = []
+    for first in range(0, min(len(train), n_batches * batch_size), batch_size):
+        batch = prepared.collator([train[i] for i in range(first, min(len(train), first + batch_size))])
+        batches.append({k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")})
+    return batches
 
 
 def reorder_from_config(model: torch.nn.Module, config: Config) -> dict[str, int]:

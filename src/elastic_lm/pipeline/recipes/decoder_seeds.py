@@ -49,10 +49,10 @@ def enqueue_seeds(config: Config, storage: str, study_name: str) -> int:
     import optuna
 
     from elastic_lm.export.supernet import load_supernet
-    from elastic_lm.importance.calibrate import calibration_batches
     from elastic_lm.importance.decoder import decoder_importance, layer_scores
     from elastic_lm.pipeline.objectives import known_metric
     from elastic_lm.search.study import create_or_load_study, params_of
+    from elastic_lm.train.calibrate import calibration_batches
 
     section = config.search
     directions = [o.direction or known_metric(o.name).direction for o in section.objectives]

@@ -237,8 +237,14 @@ def llama(
     ffn_step: int = 256,
     hidden_choices: Sequence[int] | None = None,
     min_layers: int = 1,
+    uniform: bool = False,
 ) -> dict[str, Any]:
-    """Llama-style decoder (SmolLM2-135M): any layer subset, width, GQA heads/groups, FFN."""
+    """Llama-style decoder (SmolLM2-135M): any layer subset, width, GQA heads/groups, FFN.
+
+    ``uniform``: heads, KV groups and FFN width are one choice for every kept layer, so every member
+    exports as a stock ``LlamaForCausalLM`` (per-layer choices need elastic-lm's class).
+    """
+    scope = "global" if uniform else "layer"
     return {
         "name": "llama",
         "description": "Llama-style decoder: any layer subset, hidden, query heads, KV groups, FFN",
@@ -251,11 +257,11 @@ def llama(
             {"name": "hidden", "target": "hidden", "scope": "global",
              "choices": _widths(hidden, hidden_choices, (1, 2, 3))},
             {"name": "keep", "target": "keep", "scope": "layer", "choices": [0, 1]},
-            {"name": "heads", "target": "heads", "scope": "layer",
+            {"name": "heads", "target": "heads", "scope": scope,
              "choices": _steps(heads, head_step)},
-            {"name": "kv_heads", "target": "kv_heads", "scope": "layer",
+            {"name": "kv_heads", "target": "kv_heads", "scope": scope,
              "choices": list(range(1, kv_heads + 1))},
-            {"name": "ffn", "target": "ffn", "scope": "layer", "choices": _steps(ffn, ffn_step)},
+            {"name": "ffn", "target": "ffn", "scope": scope, "choices": _steps(ffn, ffn_step)},
         ],
     }  # fmt: skip
 

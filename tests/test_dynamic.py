@@ -330,3 +330,35 @@ def test_mobilebert_stack_grows_together_and_keeps_its_function() -> None:
     assert model.config.layer_sizes[0]["mobilebert"]["intermediate_size"] == 12
     torch.testing.assert_close(logits(model, mobile), before, rtol=0, atol=1e-5)
     assert dimension_choices(adj.space, "layer0.ffn") == (4, 8, 12)
+
+
+def test_heads_removed_from_mobilebert_do_not_cap_the_bert_block() -> None:
+    """Each block type has its own head dimension: losing MobileBERT heads (random-init blocks often
+    look redundant) leaves the inherited BERT block's head choices whole."""
+    from elastic_lm.train.dynamic import _adjust_space
+    from elastic_lm.train.resize import attentions_at, remove_heads
+
+    space = preset("elm", layers=2, hidden=16, heads=4, ffn=8, ffn_step=4, head_step=1, hidden_choices=(16,))
+    model = tiny_model(space)
+    assert layer_dimension(space, 0, "heads", "bert") == "layer0.heads"
+    assert layer_dimension(space, 0, "heads", "mobilebert") == "layer0.mobile_heads"
+    remove_heads(dict(attentions_at(model, 0))["mobilebert"], [1, 2, 3])
+    adjusted = _adjust_space(space, model)
+    assert dimension_choices(adjusted, "layer0.heads") == (1, 2, 3, 4)
+    assert dimension_choices(adjusted, "layer0.mobile_heads") == (1,)
+    assert dimension_choices(adjusted, "layer1.mobile_heads") == (1, 2, 3, 4)
+
+
+def test_saturation_is_relative_to_what_the_sample_can_show() -> None:
+    """A full-rank FFN probed with fewer tokens than units still reads as saturated."""
+    from elastic_lm.train.dynamic_stats import ModuleStats
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(100, 300, generator=g)  # 100 tokens, 300 units: rank 99 after centring
+    comps = pca_components(x, 0.99)
+    few = ModuleStats(0, "bert", "ffn", 300, comps, samples=100)
+    assert comps <= 99
+    assert few.saturation >= 0.9
+    assert ModuleStats(0, "bert", "ffn", 300, comps).saturation < 0.34  # the old reading
+    many = ModuleStats(0, "bert", "ffn", 30, 15, samples=100)
+    assert many.saturation == 0.5  # enough tokens: relative to the width, as before

@@ -204,6 +204,7 @@ def _config(tmp_path: Path, run: Path) -> Config:
             max_length=16,
             prompts=["the dog"],
             max_new_tokens=3,
+            embedding={"enabled": False},  # tests/test_evaluate_embedding.py covers that half
         ),
     )
 

@@ -8,14 +8,13 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForSequenceC
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError, ConfigError
+from elastic_lm.importance import register_measure, reorder_by_importance
 from elastic_lm.model import (
     ElasticConfig,
     ElasticForCausalLM,
     ElasticForMaskedLM,
     ElasticForSequenceClassification,
     ElasticModel,
-    register_measure,
-    reorder_by_importance,
 )
 from elastic_lm.model.attention import ElasticAttention
 from elastic_lm.model.feedforward import ElasticFFN
@@ -163,7 +162,7 @@ def test_reordering_with_given_scores_and_a_custom_measure() -> None:
 
     @register_measure("negative-magnitude")
     def negative(module: torch.nn.Module) -> torch.Tensor:
-        from elastic_lm.model.importance import magnitude
+        from elastic_lm.importance.reorder import magnitude
 
         return -magnitude(module)
 

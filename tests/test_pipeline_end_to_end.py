@@ -46,7 +46,9 @@ def _job(tmp_path: Path, *, steps: int = 4) -> Path:
         "search": {"strategy": "random", "trials": 6, "eval_batches": 1, "eval_batch_size": 8},
         "export": {"max_models": 2},
         "evaluate": {"tasks": [{"source": str(labelled), "name": "synthetic"}], "steps": 3, "batch_size": 8,
-                     "max_length": 16, "max_examples": 120, "max_models": 2},
+                     "max_length": 16, "max_examples": 120, "max_models": 2,
+                     "embedding": {"retrieval_pairs": 40, "probe_max_examples": 120, "max_length": 16,
+                                   "probe_tasks": [{"source": str(labelled), "name": "synthetic"}]}},
     }  # fmt: skip
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
@@ -71,9 +73,14 @@ def test_every_stage_runs_and_leaves_its_output(tmp_path: Path, isolated_cache: 
         assert (run / entry["path"] / "README.md").is_file()
     downstream = json.loads((run / "evaluate" / "downstream.json").read_text())
     assert downstream
+    embedding = json.loads((run / "evaluate" / "embedding.json").read_text())
+    assert [r["name"] for r in embedding["rows"]] == ["teacher (tiny-bert)", *(e["name"] for e in index)]
     page = (run / "report" / "index.html").read_text()
+    assert "<h2>Sentence embeddings</h2>" in page
     for entry in index:
         assert entry["name"] in page
+    for row in embedding["rows"]:
+        assert f"{row['retrieval_mrr']:.3f}" in page
     again = run_pipeline(config, log=lambda _: None)
     assert [o.status for o in again] == ["skipped"] * len(STAGES)
 

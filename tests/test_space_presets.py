@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
@@ -203,3 +204,21 @@ def test_largest_layer_per_block_type() -> None:
     assert large.ffn == 1536
     with pytest.raises(ArchitectureError, match="cannot hold block 'sepconv'"):
         elm.largest_layer(0, "sepconv")
+
+
+def test_elm_layer_subsets_keep_any_layers() -> None:
+    """``layer_subsets``: keep bits instead of a depth, so the last layers can stay in a member."""
+    space = preset("elm", layer_subsets=True, blocks=("bert",), hidden_choices=(384,))
+    names = [d.name for d in space.dimensions()]
+    assert "depth" not in names
+    assert "layer5.keep" in names
+    assert space.largest().depth == 6
+    assert space.smallest().depth == 1
+    vector = space.encode(space.largest())
+    keep = [i for i, d in enumerate(space.dimensions()) if d.name.endswith(".keep")]
+    for i in keep[1:5]:
+        vector[i] = 0
+    arch = space.decode(vector)
+    assert [layer.is_identity for layer in arch.layers] == [False, True, True, True, True, False]
+    # per layer: 6 head counts x 6 FFN widths; any non-empty subset of the six layers
+    assert space.size() == sum(math.comb(6, d) * 36**d for d in range(1, 7))

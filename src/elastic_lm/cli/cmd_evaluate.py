@@ -1,4 +1,5 @@
-"""``elastic-lm evaluate``: fine-tune the exported models on labelled tasks; decoder perplexity."""
+"""``elastic-lm evaluate``: sentence-embedding scores and fine-tuning of exported encoders; decoder
+perplexity."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
-HELP = "fine-tune exported models on classification tasks (same budget each); decoder perplexity"
+HELP = (
+    "score exported encoders as sentence embeddings (retrieval, fidelity, probes), fine-tune them on "
+    "classification tasks (same budget each); decoder perplexity"
+)
 EXAMPLES = (
     "  elastic-lm evaluate runs/elm-mlm\n"
     "  elastic-lm evaluate runs/elm-mlm --set evaluate.steps=300 --set 'evaluate.references=[minilm-l6]'"
@@ -51,4 +55,6 @@ def run(args: argparse.Namespace) -> int:
     for row in data["decoders"]:
         print(f"{row['name']}: {row['params']:,} params, perplexity {row['perplexity']:.2f}")
     print(f"downstream evaluation written: {outputs['downstream']} and {outputs['csv']}")
+    if outputs.get("embedding"):
+        print(f"sentence-embedding evaluation written: {outputs['embedding']}")
     return 0

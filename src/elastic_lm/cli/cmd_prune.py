@@ -11,10 +11,11 @@ from elastic_lm.cli.common import add_config_arguments, config_from_args
 if TYPE_CHECKING:
     from elastic_lm.pipeline.recipes.prune import PruneResult
 
-HELP = "structural pruning of a pre-trained encoder on a labelled task (Klein et al.)"
+HELP = "structural pruning: an encoder on a labelled task (Klein et al.), or a causal LM on a corpus"
 EXAMPLES = (
     "  elastic-lm prune configs/prune-sentiment.yaml --budget quick --baselines\n"
     "  elastic-lm prune configs/prune-sentiment.yaml --set space.preset=prune-medium\n"
+    "  elastic-lm prune configs/prune-smollm2.yaml --budget quick --baselines\n"
     "  elastic-lm report runs/prune-sentiment"
 )
 
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.model.task == "causal-lm":  # decoders: the decoder recipe (search, heal, baselines)
+        from elastic_lm.pipeline.recipes.decoder import run_decoder_prune
+
+        run_decoder_prune(config, baselines=args.baselines or None)
+        return 0
     from elastic_lm.pipeline.recipes.prune import run_prune  # torch & co. only when pruning
 
     result = run_prune(config, baselines=args.baselines or None, progress=not args.no_progress)

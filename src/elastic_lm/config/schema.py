@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from elastic_lm.data.config import DataConfig
 
 Task = Literal["masked-lm", "causal-lm", "sequence-classification"]
-Pipeline = Literal["nas", "prune"]
+Pipeline = Literal["nas", "prune", "decoder"]
 
 
 class Section(BaseModel):
@@ -33,6 +33,15 @@ class ModelSection(Section):
     task: Task = "masked-lm"
     num_labels: PositiveInt = 2
     tokenizer: str | None = Field(None, description="asset or folder; default: the source's own")
+    importance: Literal["none", "activation", "magnitude", "gradient"] = Field(
+        "none", description="reorder heads and FFN units by this score before training (most important first)"
+    )
+    importance_batches: PositiveInt = Field(4, description="training batches the importance is measured on")
+    decoder_importance: list[Literal["ffn", "heads", "hidden"]] = Field(
+        default_factory=list,
+        description="decoders: reorder the seeded super-network by these decoder importance scores (measured on "
+        "the training text) before anything trains or is searched; empty: keep the source's order",
+    )
 
 
 class SpaceSection(Section):
@@ -189,6 +198,33 @@ def _default_eval_tasks() -> list[EvalTask]:
     return [EvalTask(source="movie-sentiment"), EvalTask(source="sms-spam")]
 
 
+def _default_probe_tasks() -> list[EvalTask]:
+    return [EvalTask(source=name) for name in ("movie-sentiment", "sms-spam", "bbc-topic")]
+
+
+class EmbeddingEvalSection(Section):
+    """Encoders as sentence-embedding models: retrieval, fidelity to the teacher, linear probes.
+
+    See docs/evaluate.md; results go to ``evaluate/embedding.json`` and the report's table.
+    """
+
+    enabled: bool | None = Field(None, description="None: on for encoder runs (model.task masked-lm)")
+    retrieval_pairs: int = Field(2000, ge=10, description="held-out movie-dialog pairs (seeded)")
+    probe_tasks: list[EvalTask] = Field(default_factory=_default_probe_tasks)
+    probe_max_examples: PositiveInt | None = Field(2000, description="seeded subsample of each probe task")
+    probe_c: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic regression")
+    max_length: int = Field(128, gt=1, description="tokens per text (capped by the source's own limit)")
+    batch_size: PositiveInt = 64
+    teacher: str | None = Field(
+        None, description="asset or folder; default teacher.source, else model.source"
+    )
+    pooling: Literal["auto", "mean", "cls", "max", "mean_sqrt_len"] = Field(
+        "auto", description="auto: as the source's sentence-transformers config says (else mean)"
+    )
+    normalize: bool | None = Field(None, description="None: as the source says (else true)")
+    max_models: PositiveInt | None = Field(None, description="None: every exported model")
+
+
 class EvaluateSection(Section):
     """Downstream evaluation of the exported models (the papers' GLUE-style tables).
 
@@ -217,6 +253,7 @@ class EvaluateSection(Section):
         default_factory=list,
         description="extra models to evaluate alongside (asset names or folders), e.g. the source",
     )
+    embedding: EmbeddingEvalSection = Field(default_factory=EmbeddingEvalSection)
 
 
 class VocabularySection(Section):
@@ -249,6 +286,36 @@ class PruneSection(Section):
     vocabulary: VocabularySection = Field(default_factory=VocabularySection)
 
 
+class HealSection(Section):
+    """Healing by distillation (decoder recipe): chosen members trained from the full model, re-evaluated.
+
+    The budget is ``tokens`` and / or ``minutes`` (whichever ends first), the same for every member,
+    baseline and the teacher itself (so adapting to the corpus is not counted as compression).
+    """
+
+    enabled: bool = True
+    targets: list[float] = Field(
+        default_factory=list,
+        description="fractions of the teacher's non-embedding parameters (e.g. [0.75, 0.6]): heal the "
+        "largest exported member at or under each; empty: every exported member",
+    )
+    tokens: PositiveInt | None = Field(20000, description="training tokens per model (None: no limit)")
+    minutes: float | None = Field(None, gt=0, description="wall-clock minutes per model (None: no limit)")
+    batch_size: PositiveInt = 4
+    max_length: PositiveInt | None = Field(None, description="tokens per sequence; default data.max_length")
+    learning_rate: float = Field(1e-4, gt=0)
+    top_k: PositiveInt | None = Field(64, description="topk-kd keeps the teacher's k largest logits")
+    losses: list[LossSpec] = Field(
+        default_factory=lambda: [LossSpec(name="topk-kd"), LossSpec(name="clm", weight=0.5)],
+        description="logit-kd / topk-kd / clm / relational / hidden-state ... (train.losses names)",
+    )
+    baselines: bool = Field(False, description="also heal layer dropping (ShortGPT) and uniform width")
+    layer_score: Literal["block", "removal_perplexity"] = "block"
+    teacher: bool = Field(True, description="also train the full model with the same budget (ppl ratios)")
+    eval_batches: PositiveInt = Field(16, description="test-split batches for perplexity")
+    importance_batches: PositiveInt = Field(4, description="batches for the baselines' block scores")
+
+
 class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""
 
@@ -257,7 +324,8 @@ class Config(Section):
     pipeline: Pipeline = Field(
         "nas",
         description="what 'elastic-lm run' does: 'nas' (teacher, train, profile, search, export, evaluate, "
-        "report) or 'prune' (the stages of 'elastic-lm prune', then the report); omitted: 'prune' when "
+        "report), 'prune' (the stages of 'elastic-lm prune', then the report) or 'decoder' (nas with a heal "
+        "stage after export, and no downstream evaluate); omitted: 'prune' when "
         "model.task is sequence-classification and the config has a prune section, else 'nas'",
     )
     seed: int = 0
@@ -272,6 +340,7 @@ class Config(Section):
     export: ExportSection = Field(default_factory=ExportSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     prune: PruneSection = Field(default_factory=PruneSection)
+    heal: HealSection = Field(default_factory=HealSection)
 
     @model_validator(mode="before")
     @classmethod

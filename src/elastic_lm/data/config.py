@@ -29,7 +29,9 @@ class DataConfig(BaseModel):
     test_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = Field(0, description="seed of the split, the subsample and the masking")
     max_examples: int | None = Field(None, gt=0, description="use a seeded subsample of this size")
-    mlm_probability: float = Field(0.15, gt=0.0, lt=1.0)
+    mlm_probability: float = Field(
+        0.15, ge=0.0, lt=1.0, description="0: plain text (representation distillation reads no masks)"
+    )
 
     @model_validator(mode="after")
     def _ratios_leave_training_data(self) -> DataConfig:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from elastic_lm.errors import DataError
+from elastic_lm.export.sentence import export_sentence_transformer, sentence_spec_of
 from elastic_lm.export.subnet import ExportedModel, export_subnetwork
 from elastic_lm.export.supernet import SUPERNET_SUBDIR, Supernet, check_in_space, load_supernet
 from elastic_lm.io import atomic_write_json
@@ -94,6 +95,7 @@ def export_pareto(
     first = next(iter(directions))
     chosen = spread(chosen, lambda t: t.metrics[first], max_models)
     tokenizer = supernet.tokenizer()
+    sentence = sentence_spec_of(supernet.provenance.get("source_model"))  # None: not an embedding model
     exported: list[ExportedModel] = []
     index: list[dict[str, Any]] = []
     for trial in sorted(chosen, key=lambda t: t.number):
@@ -122,6 +124,9 @@ def export_pareto(
         index.append(
             {"name": name, "path": f"export/{name}", "metrics": trial.metrics, "format": done.format}
         )
+        if sentence is not None and done.task != "causal-lm" and tokenizer is not None:
+            st = export_sentence_transformer(done.path, sentence)
+            index[-1]["sentence_transformers"] = f"export/{st.name}"
     atomic_write_json(run_dir / "export" / "index.json", index)
     return exported
 

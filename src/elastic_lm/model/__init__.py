@@ -20,7 +20,6 @@ from elastic_lm.model.heads import (
     ElasticForMaskedLM,
     ElasticForSequenceClassification,
 )
-from elastic_lm.model.importance import IMPORTANCE_MEASURES, register_measure, reorder_by_importance
 from elastic_lm.model.modeling import ElasticModel, ElasticPreTrainedModel
 
 TASK_MODELS: dict[str, type[ElasticPreTrainedModel]] = {
@@ -48,7 +47,6 @@ def _register() -> None:
 _register()
 
 __all__ = [
-    "IMPORTANCE_MEASURES",
     "TASKS",
     "TASK_MODELS",
     "ElasticConfig",
@@ -58,6 +56,4 @@ __all__ = [
     "ElasticModel",
     "ElasticPreTrainedModel",
     "build_model",
-    "register_measure",
-    "reorder_by_importance",
 ]

@@ -45,7 +45,9 @@ class MetricContext:
     device: str = "cpu"
     eval_cache: dict[str, dict[str, float]] = field(default_factory=dict)
     decode_cache: dict[str, dict[str, float]] = field(default_factory=dict)
+    teacher: Any = None  # the frozen teacher, for ``teacher_cosine``
     _predictor: Any = None
+    _teacher_embeddings: list[Any] | None = None
 
     @property
     def task_kind(self) -> str:
@@ -221,6 +223,51 @@ def _memory(ctx: MetricContext) -> ArchFn:
     return fn
 
 
+def _teacher_cosine(ctx: MetricContext) -> ArchFn:
+    """Mean cosine between the sub-network's and the teacher's sentence embeddings on the eval
+    batches: task-agnostic, and what decides whether a member can replace the teacher in an index.
+    A narrower member meets the teacher's first channels (what elastic slicing keeps)."""
+    import torch
+
+    from elastic_lm.train.representation import sentence_embeddings, unmasked_inputs
+
+    if ctx.teacher is None:
+        raise ConfigError(
+            "search objective 'teacher_cosine' needs a teacher; set teacher.source (e.g. minilm-l6)"
+        )
+    if ctx.batches is None:
+        raise ConfigError("search objective 'teacher_cosine' needs eval batches")
+    device = next(ctx.model.parameters()).device
+
+    def fn(arch: Architecture) -> float:
+        key = f"{arch.key()}:teacher_cosine"
+        if key in ctx.eval_cache:
+            return ctx.eval_cache[key]["teacher_cosine"]
+        with torch.inference_mode():
+            if ctx._teacher_embeddings is None:
+                ctx.teacher.to(device).eval()
+                ctx._teacher_embeddings = [
+                    sentence_embeddings(ctx.teacher, unmasked_inputs(b, device)) for b in ctx.batches
+                ]
+            was_training = ctx.model.training
+            ctx.model.eval()
+            total, count = 0.0, 0
+            try:
+                with ctx.model.using(arch):
+                    for batch, t in zip(ctx.batches, ctx._teacher_embeddings, strict=True):
+                        s = sentence_embeddings(ctx.model, unmasked_inputs(batch, device))
+                        t = torch.nn.functional.normalize(t[:, : s.shape[-1]], dim=-1)
+                        total += float((s * t).sum())
+                        count += s.shape[0]
+            finally:
+                ctx.model.train(was_training)
+        value = total / max(count, 1)
+        ctx.eval_cache[key] = {"teacher_cosine": value}
+        return value
+
+    return fn
+
+
 _CLASSIFY = ("classification",)
 _CAUSAL = ("causal-lm",)
 _DECODE_UNIT = "batch {batch_size}, prompt {prompt_len} tokens, {new_tokens} new, KV cache"
@@ -234,6 +281,14 @@ METRICS: dict[str, NamedMetric] = {
         NamedMetric("mse", "minimize", "squared label units", False, _eval("mse"), ("regression",)),
         NamedMetric("pearson", "maximize", "correlation", False, _eval("pearson"), ("regression",)),
         NamedMetric("spearman", "maximize", "correlation", False, _eval("spearman"), ("regression",)),
+        NamedMetric(
+            "teacher_cosine",
+            "maximize",
+            "mean cosine to the teacher's sentence embedding",
+            False,
+            _teacher_cosine,
+            help="embedding agreement with the teacher on validation text",
+        ),
         NamedMetric("params", "minimize", "count", True, _params(True)),
         NamedMetric("params_nonembedding", "minimize", "count", True, _params(False)),
         NamedMetric("flops", "minimize", "FLOPs, 1 x {seq_len} tokens", True, _flops),
@@ -273,7 +328,9 @@ METRICS: dict[str, NamedMetric] = {
         ),
     ]
 }
-EVALUATION_METRICS = frozenset({"val_loss", "perplexity", "accuracy", "f1", "mse", "pearson", "spearman"})
+EVALUATION_METRICS = frozenset(
+    {"val_loss", "perplexity", "accuracy", "f1", "mse", "pearson", "spearman", "teacher_cosine"}
+)
 
 
 def known_metric(name: str, field_name: str = "search.objectives") -> NamedMetric:
@@ -307,7 +364,7 @@ def _check_task(metric: NamedMetric, ctx: MetricContext, field_name: str) -> Non
 
 def default_bounds(metric: NamedMetric, fn: ArchFn, space: Any) -> tuple[float, float] | None:
     """Fixed hypervolume bounds where they are known a priori (sizes: smallest..largest member)."""
-    if metric.name in ("accuracy", "f1"):
+    if metric.name in ("accuracy", "f1", "teacher_cosine"):
         return (0.0, 1.0)
     if metric.name in ("params", "params_nonembedding", "flops") and space is not None:
         low, high = fn(space.smallest()), fn(space.largest())

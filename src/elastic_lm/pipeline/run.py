@@ -46,7 +46,7 @@ def all_stage_names() -> tuple[str, ...]:
     from elastic_lm.pipeline.recipes.nas import STAGES as NAS
     from elastic_lm.pipeline.recipes.prune import STAGES as PRUNE
 
-    return tuple(dict.fromkeys((*NAS, *PRUNE)))
+    return tuple(dict.fromkeys((*NAS, *PRUNE, "heal")))
 
 
 __all__ = ["all_stage_names", "recipe_for", "run_pipeline"]

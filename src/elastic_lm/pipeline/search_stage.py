@@ -130,6 +130,12 @@ def run_search_stage(
     names = [o.name for o in section.objectives] + [c.name for c in section.constraints]
     if batches is None and needs_evaluation(names):
         batches = eval_batches_from_config(config, tokenizer)
+    teacher = None
+    if "teacher_cosine" in names:
+        from elastic_lm.teacher import load_teacher, teacher_folder
+
+        folder = teacher_folder(config, progress=progress)
+        teacher = load_teacher(folder, config.model.task) if folder is not None else None
     ctx = MetricContext(
         model,
         batches,
@@ -142,6 +148,7 @@ def run_search_stage(
         decode_new_tokens=section.decode_new_tokens,
         device=device,
         eval_cache=eval_cache if eval_cache is not None else {},
+        teacher=teacher,
     )
     objectives = build_objectives(section.objectives, ctx, space)
     constraints = build_constraints(section.constraints, ctx)

@@ -104,9 +104,11 @@ def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 
 
 def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    """Fine-tune every exported encoder on the configured tasks (one fixed budget), score decoders.
+    """Score exported encoders as sentence embeddings (encoder runs), fine-tune them on the configured
+    tasks (one fixed budget), score decoders.
 
-    Writes ``RUN_DIR/evaluate/downstream.json`` and ``downstream.csv``, which the report shows.
+    Writes ``RUN_DIR/evaluate/embedding.json``, ``downstream.json`` and ``downstream.csv`` (the report
+    shows them).
     """
     from elastic_lm.evaluate.downstream import (
         FineTuneBudget,
@@ -115,10 +117,12 @@ def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
         reference_models,
         write_downstream,
     )
+    from elastic_lm.evaluate.embedding_run import embedding_enabled, run_embedding_evaluation
 
     section = config.evaluate
     if not section.enabled:
         return {"downstream": None}
+    embedding = run_embedding_evaluation(config, run_dir.path) if embedding_enabled(config) else None
     models = exported_models(run_dir.path, section.models, section.max_models)
     models += reference_models(section.references)
     tasks = [(t.display_name, t.data_config(section.max_length, section.max_examples)) for t in section.tasks]
@@ -157,6 +161,7 @@ def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     return {
         "downstream": str(json_path),
         "csv": str(csv_path),
+        "embedding": None if embedding is None else str(embedding),
         "encoders": len(results.encoders),
         "decoders": len(results.decoders),
         "best_average_accuracy": None if best is None else {best.name: best.average["accuracy"]},

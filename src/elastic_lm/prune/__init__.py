@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from elastic_lm.importance import gradient_importance
 from elastic_lm.prune.data import TaskData, load_search_data
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.final import final_evaluation
-from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.vocab import kept_token_ids, prune_vocabulary_folder
 
 _FROM_RECIPE = ("PruneResult", "run_prune")

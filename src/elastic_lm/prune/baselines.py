@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.importance import gradient_importance
 from elastic_lm.metrics.size import count_params
 from elastic_lm.prune import final
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
-from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.source import ensure_label_maps
 from elastic_lm.prune.training import train_fixed
 

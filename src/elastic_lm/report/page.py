@@ -14,6 +14,7 @@ from pathlib import Path
 
 from elastic_lm import __version__
 from elastic_lm.report.build import FigurePng, best_per_objective
+from elastic_lm.report.embedding import embedding_section
 from elastic_lm.report.inputs import Downstream, NamedPoint, Objective, RunData, Trial
 from elastic_lm.report.labels import describe_architecture, format_value
 
@@ -213,6 +214,7 @@ def render_html(
         parts += ["<h2>Exported models</h2>", _named_table(run.exports, objectives, with_path=True)]
         if missing:
             parts.append(f"<div class='warn'>⚠ {_e('exported paths not found: ' + ', '.join(missing))}</div>")
+    parts.append(embedding_section(run.run_dir))
     if run.downstream is not None:
         parts.append(_downstream_section(run.downstream))
     parts += [

@@ -6,8 +6,8 @@ tests use tiny shapes and users their own model. Sizes at the default shape (``s
 =============  ========================================================  ========================
 preset         dimensions (default shape)                                members
 =============  ========================================================  ========================
-elm            hidden, depth; per layer block, heads, ffn, bottleneck,   3,481,238,708,192,700
-               ffn_stack (32 dims)
+elm            hidden, depth; per layer block, heads, ffn (one pair per  3,481,238,708,192,700
+               block type), bottleneck, ffn_stack (44 dims)
 nasbert        per layer op (6 choices), per block hidden (5); 28 dims   9.09e19
 prune-small    depth, heads, ffn shared by all layers (3 dims)           1,728
 prune-medium   per layer heads 0-12, ffn 0-1536 step 64 (12 dims)        325^6 ~ 1.18e15
@@ -67,9 +67,27 @@ def elm(
     ffn_stack: int = 4,
     min_layers: int = 1,
     blocks: Sequence[str] = ("bert", "mobilebert"),
+    layer_subsets: bool = False,
 ) -> dict[str, Any]:
-    """ELM: per-layer block type (BERT or MobileBERT), heads, FFN, global width and depth."""
+    """ELM: per-layer block type (BERT or MobileBERT), heads, FFN, global width and depth.
+
+    Where both block types are allowed, each has its own head and FFN dimensions: they are built
+    separately, and dynamic modules resize them separately. ``layer_subsets`` replaces the depth
+    (the first k layers) by a keep bit per layer, so a member may keep e.g. layers 0, 2, 4 and 5:
+    the teacher's last layers keep producing the output they were trained to produce.
+    """
     mobile = ["mobilebert"]
+    others = [b for b in blocks if b not in mobile]
+    split = bool(others) and "mobilebert" in blocks
+    width_groups: list[dict[str, Any]] = [
+        {"name": "heads", "target": "heads", "scope": "layer", "choices": _steps(heads, head_step)},
+        {"name": "ffn", "target": "ffn", "scope": "layer", "choices": _steps(ffn, ffn_step)},
+    ]
+    if split:
+        width_groups = [
+            *({**g, "when": others} for g in width_groups),
+            *({**g, "name": f"mobile_{g['name']}", "when": mobile} for g in width_groups),
+        ]
     return {
         "name": "elm",
         "description": "ELM (Wang 2025): per-layer BERT/MobileBERT blocks, elastic width and depth",
@@ -79,12 +97,11 @@ def elm(
         "min_depth": min_layers,
         "groups": [
             _hidden_group(hidden, hidden_choices),
+            {"name": "keep", "target": "keep", "scope": "layer", "choices": [0, 1]} if layer_subsets else
             {"name": "depth", "target": "depth", "scope": "global",
              "choices": list(range(min_layers, layers + 1))},
             {"name": "block", "target": "op", "scope": "layer", "choices": list(blocks)},
-            {"name": "heads", "target": "heads", "scope": "layer",
-             "choices": _steps(heads, head_step)},
-            {"name": "ffn", "target": "ffn", "scope": "layer", "choices": _steps(ffn, ffn_step)},
+            *width_groups,
             {"name": "bottleneck", "target": "bottleneck", "scope": "layer", "when": mobile,
              "choices": _widths(hidden, bottleneck_choices, (1, 2, 4))[:2]},
             {"name": "ffn_stack", "target": "ffn_stack", "scope": "layer", "when": mobile,
@@ -220,8 +237,14 @@ def llama(
     ffn_step: int = 256,
     hidden_choices: Sequence[int] | None = None,
     min_layers: int = 1,
+    uniform: bool = False,
 ) -> dict[str, Any]:
-    """Llama-style decoder (SmolLM2-135M): any layer subset, width, GQA heads/groups, FFN."""
+    """Llama-style decoder (SmolLM2-135M): any layer subset, width, GQA heads/groups, FFN.
+
+    ``uniform``: heads, KV groups and FFN width are one choice for every kept layer, so every member
+    exports as a stock ``LlamaForCausalLM`` (per-layer choices need elastic-lm's class).
+    """
+    scope = "global" if uniform else "layer"
     return {
         "name": "llama",
         "description": "Llama-style decoder: any layer subset, hidden, query heads, KV groups, FFN",
@@ -234,11 +257,11 @@ def llama(
             {"name": "hidden", "target": "hidden", "scope": "global",
              "choices": _widths(hidden, hidden_choices, (1, 2, 3))},
             {"name": "keep", "target": "keep", "scope": "layer", "choices": [0, 1]},
-            {"name": "heads", "target": "heads", "scope": "layer",
+            {"name": "heads", "target": "heads", "scope": scope,
              "choices": _steps(heads, head_step)},
-            {"name": "kv_heads", "target": "kv_heads", "scope": "layer",
+            {"name": "kv_heads", "target": "kv_heads", "scope": scope,
              "choices": list(range(1, kv_heads + 1))},
-            {"name": "ffn", "target": "ffn", "scope": "layer", "choices": _steps(ffn, ffn_step)},
+            {"name": "ffn", "target": "ffn", "scope": scope, "choices": _steps(ffn, ffn_step)},
         ],
     }  # fmt: skip
 

@@ -5,6 +5,7 @@ and add ``combined_loss(outputs, batch, teacher, target=task.target)``. See ``do
 """
 
 from elastic_lm.train.losses import LOSSES, CombinedLoss, blockwise_loss, make_loss
+from elastic_lm.train.representation import EmbeddingDistillation, MiniLMRelationDistillation
 from elastic_lm.train.strategies import STRATEGIES, Strategy, SubnetTask, make_strategy
 from elastic_lm.train.teacher_cache import TopKLogitCache
 
@@ -12,6 +13,8 @@ __all__ = [
     "LOSSES",
     "STRATEGIES",
     "CombinedLoss",
+    "EmbeddingDistillation",
+    "MiniLMRelationDistillation",
     "Strategy",
     "SubnetTask",
     "TopKLogitCache",

@@ -23,13 +23,11 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from elastic_lm.architecture import Architecture
 from elastic_lm.assets.models import model_folder
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.train.checkpoint import latest_checkpoint, rng_state, set_rng_state
 from elastic_lm.train.loop import (
-    MODEL_INPUT_KEYS,
     TrainResult,
     TrainSettings,
     derive_seed,
@@ -38,6 +36,7 @@ from elastic_lm.train.loop import (
     train_supernet,
 )
 from elastic_lm.train.losses import CombinedLoss
+from elastic_lm.train.scoring import subnet_score_fn
 from elastic_lm.train.strategies import ProgressiveShrinkingStrategy, Strategy, make_strategy
 
 
@@ -129,40 +128,6 @@ def size_fn_from_config(model: nn.Module, kind: str = "params", seq_len: int = 1
     return lambda arch: float(count_params(model.config, arch))
 
 
-def subnet_score_fn(model: nn.Module, batches: Sequence[dict[str, Any]]) -> Callable[[Architecture], float]:
-    """Validation loss of the sub-network ``arch`` on fixed batches (lower is better).
-
-    The model's own label loss, in eval mode without gradients; under ``torchrun`` rank 0's value
-    is broadcast so every rank shrinks the same way.
-    """
-    if not batches:
-        raise ConfigError(
-            "progressive-shrinking scores sub-networks on validation data, but there is none; "
-            "set data.validation_ratio > 0 (or pass val_data)"
-        )
-
-    @torch.no_grad()
-    def score(arch: Architecture) -> float:
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        total = 0.0
-        try:
-            with model.using(arch):
-                for batch in batches:
-                    inputs = {k: batch[k].to(device) for k in MODEL_INPUT_KEYS if k in batch}
-                    out = model(**inputs, labels=batch["labels"].to(device))
-                    total += float(out.loss)
-        finally:
-            model.train(was_training)
-        value = torch.tensor(total / len(batches), dtype=torch.float64, device=device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.broadcast(value, src=0)
-        return float(value)
-
-    return score
-
-
 def strategy_from_config(
     config: Config,
     space: Any,
@@ -170,6 +135,7 @@ def strategy_from_config(
     model: nn.Module | None = None,
     val_data: Sequence[Any] | None = None,
     collate: Callable[[list[Any]], dict[str, Any]] | None = None,
+    teacher: nn.Module | None = None,
 ) -> Strategy:
     """``train.strategy`` with its options; the job seed unless the options set one.
 
@@ -193,7 +159,9 @@ def strategy_from_config(
         options.setdefault("size_fn", size_fn_from_config(model, size_kind, seq_len))
     if name == "progressive-shrinking" and options.get("shrink_at") and model is not None:
         batches = fixed_batches(val_data, collate, n_score, config.train.batch_size, config.seed)
-        options.setdefault("score_fn", subnet_score_fn(model, batches))
+        label_losses = {"mlm", "clm", "classification", "regression"}
+        scorer = None if label_losses & {s.name for s in config.train.losses} else teacher
+        options.setdefault("score_fn", subnet_score_fn(model, batches, scorer))
     return make_strategy(name, space, **options)
 
 
@@ -207,7 +175,7 @@ def dynamic_from_config(
     options = dict(config.train.dynamic)
     if not options.pop("enabled", bool(options)):
         return None
-    n_probe = int(options.pop("probe_batches", 2))
+    n_probe = int(options.pop("probe_batches", 4))  # enough tokens that wide FFNs can show saturation
     probe_size = int(options.pop("probe_batch_size", settings.batch_size))
     try:
         dyn_settings = DynamicSettings.from_dict({"seed": config.seed, **options})
@@ -315,7 +283,31 @@ def model_from_config(config: Config, space: Any, num_labels: int | None = None)
     model = from_hf(
         model_folder(config.model.source), task=config.model.task, space=space, seed=config.seed, **extra
     )
+    if config.model.decoder_importance:  # decoders: most important units/heads/channels first, before training
+        from elastic_lm.train.calibrate import reorder_from_config
+
+        reorder_from_config(model, config)
     return model.train()
+
+
+def reorder_from_config(
+    config: Config, model: nn.Module, train_data: Sequence[Any], collate: Callable[..., Any] | None
+) -> dict[str, Any] | None:
+    """Sort heads and FFN units by ``model.importance`` measured on the training text, so each
+    smaller sub-network keeps the most important units (DynaBERT, OFA, Minitron); None when off."""
+    name = config.model.importance
+    if name == "none":
+        return None
+    if config.model.source == "scratch":
+        raise ConfigError(
+            f"model.importance={name!r} reorders inherited weights, but model.source is scratch; "
+            "set model.importance: none"
+        )
+    from elastic_lm.importance import importance_scores, reorder_by_importance
+
+    n = config.model.importance_batches
+    batches = fixed_batches(train_data, collate, n, config.train.batch_size, config.seed)
+    return reorder_by_importance(model, importance_scores(name, model, batches))
 
 
 def data_from_config(config: Config, tokenizer: Any) -> tuple[Sequence[Any], Sequence[Any], Any, int]:
@@ -360,6 +352,8 @@ def build_training(
         space = adjusted if adjusted is not None else space
     if model is None:
         model = model_from_config(config, space, num_labels)
+        if not resume:
+            reorder_from_config(config, model, train_data, settings.collate_fn)
     if dynamic is not None:
         settings.before_step = dynamic_hook(*dynamic)
         settings.extra_state = {**(settings.extra_state or {}), "dynamic": dynamic[0]}
@@ -369,7 +363,7 @@ def build_training(
         config, n_layers=len(largest.layers), student_width=largest.hidden, teacher_width=teacher_width
     )
     strategy = strategy_from_config(
-        config, space, model=model, val_data=val_data, collate=settings.collate_fn
+        config, space, model=model, val_data=val_data, collate=settings.collate_fn, teacher=teacher
     )
     return TrainingParts(
         model=model,
@@ -416,6 +410,7 @@ __all__ = [
     "losses_from_config",
     "model_folder",
     "model_from_config",
+    "reorder_from_config",
     "settings_from_config",
     "size_fn_from_config",
     "space_from_config",

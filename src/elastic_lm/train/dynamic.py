@@ -46,15 +46,16 @@ from elastic_lm.train.resize import (
 FFN_FIELD, HEADS_FIELD = "ffn", "heads"
 
 
-def layer_dimension(space: SearchSpace, layer: int, field_name: str) -> str | None:
+def layer_dimension(space: SearchSpace, layer: int, field_name: str, block: str | None = None) -> str | None:
     """The space's dimension that sets LayerArch field ``field_name`` at ``layer`` (None: not searched).
 
     The one place that maps a layer to a dimension: a per-layer group gives ``layer{i}.<group>``,
     a global group its name (shared by all layers), a per-block group ``block{b}.<group>``; per-unit
-    keep bits (prune-large) are not widths and give None.
+    keep bits (prune-large) are not widths and give None. ``block`` picks the group that applies to
+    that block type (ELM: BERT and MobileBERT blocks have their own head and FFN dimensions).
     """
     for g in space.groups:
-        if g.target != field_name:
+        if g.target != field_name or (block is not None and not g.applies(block)):
             continue
         position = {"global": 0, "layer": layer, "block": space.block_of(layer)}.get(g.scope)
         return None if position is None else space.dimension_name(g, position)
@@ -240,7 +241,7 @@ class DynamicModules:
     ) -> list[Change]:
         by_dim: dict[str, list[ModuleStats]] = {}
         for m in (m for m in stats.modules if m.kind == "ffn"):
-            name = layer_dimension(space, m.layer, FFN_FIELD)
+            name = layer_dimension(space, m.layer, FFN_FIELD, m.block)
             if name is None:
                 raise ConfigError(
                     f"space {space.name!r} searches no FFN width at layer {m.layer}; set widen: false"
@@ -258,7 +259,12 @@ class DynamicModules:
         out: list[Change] = []
         for ratio, name, ms in saturated:
             layers = sorted({m.layer for m in ms} | self._layers_of(space, name, model))
-            ffns = [(i, b, f) for i in layers for b, f in ffns_at(model, i)]
+            ffns = [
+                (i, b, f)
+                for i in layers
+                for b, f in ffns_at(model, i)
+                if layer_dimension(space, i, FFN_FIELD, b) == name
+            ]
             cost = inc * sum(_unit_params(f) for _, _, f in ffns)
             fits = budget is None or total + cost <= budget
             seen: set[tuple[int, str]] = set()
@@ -277,7 +283,11 @@ class DynamicModules:
 
     @staticmethod
     def _layers_of(space: SearchSpace, name: str, model: ElasticPreTrainedModel) -> set[int]:
-        return {i for i in range(len(model.backbone.layers)) if layer_dimension(space, i, FFN_FIELD) == name}
+        return {
+            i
+            for i in range(len(model.backbone.layers))
+            if any(layer_dimension(space, i, FFN_FIELD, b) == name for b, _ in ffns_at(model, i))
+        }
 
     # ---- apply --------------------------------------------------------------------------------
     def apply(
@@ -319,7 +329,8 @@ class DynamicModules:
         with self.log_path.open("a", encoding="utf-8") as handle:
             for c in changes:
                 line = c.to_dict()
-                dim = layer_dimension(old, c.layer, FFN_FIELD if "widen" in c.what else HEADS_FIELD)
+                field_name = FFN_FIELD if "widen" in c.what else HEADS_FIELD
+                dim = layer_dimension(old, c.layer, field_name, c.block)
                 if dim is not None:
                     line["choices"] = [list(dimension_choices(old, dim)), list(dimension_choices(new, dim))]
                 handle.write(json.dumps(line, sort_keys=True) + "\n")
@@ -354,16 +365,22 @@ def _unit_params(ffn: Any) -> int:
 
 
 def _adjust_space(space: SearchSpace, model: ElasticPreTrainedModel) -> SearchSpace:
-    """Choices that match the model's new widths: the widened FFN width added, head counts capped."""
+    """Choices that match the model's new widths: the widened FFN width added, head counts capped.
+
+    Each block type is matched against its own dimension: a MobileBERT block that lost heads caps
+    MobileBERT's head choices, never the BERT block's at the same position.
+    """
     widths: dict[str, list[int]] = {}
     heads: dict[str, list[int]] = {}
     for i in range(len(model.backbone.layers)):
-        ffn_dim = layer_dimension(space, i, FFN_FIELD)
-        if ffn_dim is not None:
-            widths.setdefault(ffn_dim, []).extend(f.inner for _, f in ffns_at(model, i))
-        head_dim = layer_dimension(space, i, HEADS_FIELD)
-        if head_dim is not None:
-            heads.setdefault(head_dim, []).extend(a.max_heads for _, a in attentions_at(model, i))
+        for block, f in ffns_at(model, i):
+            ffn_dim = layer_dimension(space, i, FFN_FIELD, block)
+            if ffn_dim is not None:
+                widths.setdefault(ffn_dim, []).append(f.inner)
+        for block, a in attentions_at(model, i):
+            head_dim = layer_dimension(space, i, HEADS_FIELD, block)
+            if head_dim is not None:
+                heads.setdefault(head_dim, []).append(a.max_heads)
     for name, ws in widths.items():
         old = dimension_choices(space, name)
         if ws and max(ws) > max(old):

@@ -33,10 +33,14 @@ class ModuleStats:
     width: int  # FFN units or attention heads
     components: int = 0  # FFN: principal components for the requested variance
     cka: torch.Tensor | None = None  # attention: (heads, heads) linear CKA
+    samples: int = 0  # FFN: sampled tokens the components were counted on (0: unknown)
 
     @property
     def saturation(self) -> float:
-        return self.components / self.width if self.width else 0.0
+        """Components over the most the sample can show: with n tokens, centred activations have
+        rank at most n - 1, so 1,024 tokens of a 1,536-unit FFN could never pass 0.67 of the width."""
+        measurable = min(self.width, self.samples - 1) if self.samples > 1 else self.width
+        return self.components / measurable if measurable > 0 else 0.0
 
 
 @dataclass
@@ -160,7 +164,9 @@ def collect_statistics(
             continue
         x = sampler.matrix(key)
         if kind == "ffn":
-            stats.modules.append(ModuleStats(layer, block, kind, module.inner, pca_components(x, variance)))
+            stats.modules.append(
+                ModuleStats(layer, block, kind, module.inner, pca_components(x, variance), samples=len(x))
+            )
         else:
             ctx = x.reshape(len(x), module.max_heads, module.head_dim)
             stats.modules.append(

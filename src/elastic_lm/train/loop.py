@@ -93,6 +93,8 @@ class _Trainer:
         losses.to(dev)
         if teacher is not None:
             teacher.to(dev).eval().requires_grad_(False)
+        if hasattr(losses, "attach"):  # losses that hook the modules (MiniLM relations)
+            losses.attach(model, teacher)
         self._collect_parameters()
         broadcast_parameters(
             [*model.parameters(), *model.buffers(), *losses.parameters(), *losses.buffers()],
@@ -270,6 +272,8 @@ class _Trainer:
                 hook = self.s.before_step
                 if hook is not None and hook(step, self.model, self.strategy, self.optimizer):
                     self._collect_parameters()
+                    if hasattr(self.losses, "attach"):  # resized modules lost their hooks
+                        self.losses.attach(self.model, self.teacher)
                     if self.val_data is not None:  # the space changed: largest / smallest too
                         self.eval_archs = eval_archs(self.strategy, self.s)
                 tasks = self.strategy(step)

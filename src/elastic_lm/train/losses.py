@@ -577,6 +577,12 @@ class CombinedLoss(nn.Module):
             raise ConfigError(f"no loss applies at target {target!r}; add one whose 'when' includes it")
         return total, parts
 
+    def attach(self, model: nn.Module, teacher: nn.Module | None) -> None:
+        """Let parts that read modules through hooks (``minilm-relation``) register them."""
+        for loss in self.parts.values():
+            if hasattr(loss, "attach"):
+                loss.attach(model, teacher)
+
     @property
     def layerwise(self) -> bool:
         """Whether some part runs the model's layers itself (block-wise distillation)."""

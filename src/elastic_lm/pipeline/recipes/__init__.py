@@ -10,6 +10,7 @@ from __future__ import annotations
 RECIPES: dict[str, str] = {
     "nas": "elastic_lm.pipeline.recipes.nas:recipe",
     "prune": "elastic_lm.pipeline.recipes.prune:recipe",
+    "decoder": "elastic_lm.pipeline.recipes.decoder:recipe",
 }
 
 __all__ = ["RECIPES"]

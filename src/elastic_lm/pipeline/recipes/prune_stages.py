@@ -13,11 +13,10 @@ from typing import Any
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.export.load import load_exported, measure_ms, update_card
+from elastic_lm.importance import gradient_importance, reorder_by_importance
 from elastic_lm.io import atomic_write_json
-from elastic_lm.model import reorder_by_importance
 from elastic_lm.prune import final
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
-from elastic_lm.prune.importance import gradient_importance
 from elastic_lm.prune.objectives import UNITS, prune_objectives
 from elastic_lm.prune.parts import PruneParts
 from elastic_lm.prune.source import is_finetuned, load_classifier

@@ -1,0 +1,242 @@
+"""The ``heal`` stage of the decoder recipe: heal chosen exports (and baselines, and the teacher) with one
+budget, then measure them as a user gets them (held-out perplexity, decode latency, greedy samples).
+
+Writes ``heal/<name>/`` (the healed model: the same stock folder as its export, new weights) and
+``heal/results.json``. The test split is read here only for the final numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from elastic_lm.config import Config
+from elastic_lm.errors import DataError
+from elastic_lm.heal.distill import HealBudget, heal_model, kd_divergence, perplexity
+from elastic_lm.io import atomic_write_json
+
+
+def nonembedding_params(model: torch.nn.Module) -> int:
+    """Parameters other than the token embeddings (a tied LM head counted with them)."""
+    unique = {id(p): p.numel() for p in model.parameters()}
+    embeddings = {id(model.get_input_embeddings().weight)}
+    out = model.get_output_embeddings()
+    if out is not None:
+        embeddings.add(id(out.weight))
+    return sum(unique.values()) - sum(unique.get(i, 0) for i in embeddings)
+
+
+def load_causal(folder: Path) -> torch.nn.Module:
+    """An exported causal LM (stock class, or elastic-lm's for non-uniform shapes), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    import elastic_lm.model  # noqa: F401  (registers elastic-lm's class)
+
+    return AutoModelForCausalLM.from_pretrained(folder).eval()
+
+
+def chosen_members(
+    run_root: Path, targets: list[float], teacher_params: int
+) -> list[tuple[str, Path, float | None]]:
+    """``(name, export folder, target)``: every export, or for each target the largest Pareto member at
+    or under it (exported now into ``export/trial-N/`` when the export stage had not chosen it)."""
+    index_file = run_root / "export" / "index.json"
+    if not index_file.is_file():
+        raise DataError(f"{index_file} does not exist; run the export stage first")
+    if not targets:
+        return [(e["name"], run_root / e["path"], None) for e in json.loads(index_file.read_text())]
+    from elastic_lm.export import export_subnetwork
+    from elastic_lm.export.pareto import pareto_trials
+    from elastic_lm.export.supernet import load_supernet
+    from elastic_lm.metrics.size import count_params
+
+    front, _, _ = pareto_trials(run_root)
+    supernet = load_supernet(run_root / "train" / "supernet")
+    sized = [(count_params(supernet.model.config, t.architecture, False), t) for t in front]
+    out: list[tuple[str, Path, float | None]] = []
+    for target in targets:
+        fitting = [s for s in sized if s[0] <= target * teacher_params]
+        if not fitting:
+            continue
+        _, trial = max(fitting, key=lambda s: s[0])
+        folder = run_root / "export" / f"trial-{trial.number}"
+        if not (folder / "config.json").is_file():
+            provenance = {**supernet.provenance, "trial": trial.number, "run_dir": str(run_root)}
+            export_subnetwork(
+                supernet.model, trial.architecture, folder, tokenizer=supernet.tokenizer(),
+                provenance=provenance, metrics=trial.metrics,
+            )  # fmt: skip
+        out.append((folder.name, folder, target))
+    return out
+
+
+class Healer:
+    """Everything one ``heal`` stage shares: data, teacher, budget; :meth:`measure` / :meth:`heal`."""
+
+    def __init__(self, config: Config, run_root: Path, log: Callable[[str], None] | None = print) -> None:
+        from elastic_lm.data.prepare import prepare_data
+        from elastic_lm.teacher import load_teacher, teacher_folder
+        from elastic_lm.train.build import fixed_batches, tokenizer_from_config
+
+        self.config, self.root, self.log = config, run_root, log or (lambda _: None)
+        h = config.heal
+        data_config = config.data
+        if h.max_length is not None:
+            data_config = data_config.model_copy(update={"max_length": h.max_length})
+        self.tokenizer = tokenizer_from_config(config)
+        prepared = prepare_data(data_config, self.tokenizer)
+        self.train, self.collate = prepared.splits["train"], prepared.collator
+        test = prepared.splits["test"]
+        if len(test) == 0:
+            raise DataError("heal: the test split is empty; set data.test_ratio above 0")
+        self.test = fixed_batches(test, self.collate, h.eval_batches, h.batch_size, config.seed)
+        self.kd_batches = self.test[: max(1, len(self.test) // 4)]
+        source = config.teacher.source if config.teacher.source != "none" else config.model.source
+        teacher_section = config.teacher.model_copy(update={"source": source})
+        teacher_config = config.model_copy(update={"teacher": teacher_section})
+        self.teacher = load_teacher(teacher_folder(teacher_config, progress=False), "causal-lm").eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.teacher_params = nonembedding_params(self.teacher)
+        self.budget = HealBudget.from_section(h, config.seed)
+        self.losses = [{"name": s.name, "weight": s.weight, **s.options} for s in h.losses]
+
+    def samples(self, model: torch.nn.Module) -> list[dict[str, str]]:
+        e = self.config.evaluate
+        out = []
+        for prompt in e.prompts:
+            encoded = self.tokenizer(prompt, return_tensors="pt")
+            ids = {k: encoded[k] for k in ("input_ids", "attention_mask") if k in encoded}
+            with torch.no_grad():
+                tokens = model.generate(**ids, max_new_tokens=e.max_new_tokens, do_sample=False)
+            text = self.tokenizer.decode(tokens[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+            out.append({"prompt": prompt, "completion": text})
+        return out
+
+    def latency(self, model: torch.nn.Module) -> dict[str, float]:
+        from elastic_lm.metrics.latency import measure_decode_ms
+
+        s = self.config.search
+        m = measure_decode_ms(
+            copy.deepcopy(model),
+            batch_size=1,
+            prompt_len=s.decode_prompt_len,
+            new_tokens=s.decode_new_tokens,
+            threads=s.latency_threads,
+            repeats=s.latency_repeats,
+            warmup=1,
+        )
+        return {"decode_ms_per_token": m.decode.median_ms, "prefill_ms": m.prefill.median_ms}
+
+    def heal(
+        self, name: str, kind: str, model: torch.nn.Module, folder: Path | None, target: float | None
+    ) -> dict[str, Any]:
+        """Measure ``model``, heal it with the shared budget, measure again, save it to ``heal/<name>/``."""
+        self.log(f"[heal] {name} ({kind})")
+        params = nonembedding_params(model)
+        before = {
+            "perplexity": perplexity(model, self.test),
+            "kd": kd_divergence(model, self.teacher, self.kd_batches),
+        }
+        record: dict[str, Any] = {"name": name, "kind": kind, "target": target, "params_nonembedding": params}
+        record.update(fraction=params / self.teacher_params, before=before)
+        record.update(self.latency(model))
+        started = time.perf_counter()
+        result = heal_model(model, self.teacher, self.train, self.collate, self.budget, self.losses, self.log)
+        record["heal"] = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 2)}
+        record["after"] = {
+            "perplexity": perplexity(model, self.test),
+            "kd": kd_divergence(model, self.teacher, self.kd_batches),
+            "samples": self.samples(model),
+        }
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        out = self.root / "heal" / name
+        save_model(model, self.tokenizer, out, template=folder)
+        record["path"] = f"heal/{name}"
+        ppl = (record["before"]["perplexity"], record["after"]["perplexity"])
+        self.log(f"[heal] {name}: perplexity {ppl[0]:.1f} -> {ppl[1]:.1f}")
+        return record
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, out: Path, template: Path | None) -> None:
+    """Write ``out`` through a temporary folder (a copy of ``template`` with the new weights)."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if template is not None:
+        shutil.copytree(template, tmp)
+        for old in tmp.glob("*.safetensors"):
+            old.unlink()
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """The heal stage: members, then (``heal.baselines``) layer dropping and uniform width, then the
+    teacher itself with the same budget."""
+    healer = Healer(config, run_root, log)
+    h = config.heal
+    records = []
+    members = chosen_members(run_root, list(h.targets), healer.teacher_params)
+    done: dict[str, dict[str, Any]] = {}
+    for name, folder, target in members:  # one member may be the choice for two targets: healed once
+        record = {**done[name], "target": target} if name in done else None
+        record = record or healer.heal(name, "ours", load_causal(folder), folder, target)
+        done[name] = record
+        records.append(record)
+    if h.baselines:
+        records += _baselines(healer, [r["target"] or r["fraction"] for r in records])
+    teacher = None
+    if h.teacher:
+        from elastic_lm.export import export_subnetwork
+
+        folder = run_root / "heal" / "baselines" / "teacher"  # the full model, stock class, as members are
+        full = healer.teacher.backbone.largest()
+        export_subnetwork(
+            healer.teacher, full, folder, tokenizer=healer.tokenizer, provenance={"baseline": "teacher"}
+        )
+        teacher = healer.heal("teacher", "teacher", load_causal(folder), folder, 1.0)
+    results = {
+        "teacher_params_nonembedding": healer.teacher_params,
+        "teacher_perplexity": perplexity(healer.teacher, healer.test),
+        "teacher_healed_perplexity": None if teacher is None else teacher["after"]["perplexity"],
+        "budget": {"tokens": h.tokens, "minutes": h.minutes, "batch_size": h.batch_size, "top_k": h.top_k},
+        "members": records + ([teacher] if teacher else []),
+    }
+    atomic_write_json(run_root / "heal" / "results.json", results)
+    return {"healed": len(results["members"]), "teacher_perplexity": results["teacher_perplexity"]}
+
+
+def _baselines(healer: Healer, fractions: list[float]) -> list[dict[str, Any]]:
+    from elastic_lm.export import export_subnetwork
+    from elastic_lm.heal.baselines import baseline_members
+    from elastic_lm.importance.decoder import decoder_importance, layer_scores
+    from elastic_lm.train.calibrate import calibration_batches
+
+    config = healer.config
+    h = config.heal
+    source = copy.deepcopy(healer.teacher).eval()
+    scores = decoder_importance(source, calibration_batches(config, h.importance_batches), [h.layer_score])
+    ranking = layer_scores(scores, h.layer_score)
+    records = []
+    for fraction in dict.fromkeys(fractions):
+        target = fraction * healer.teacher_params
+        for kind, (model, arch) in baseline_members(source, ranking, target).items():
+            name = f"{kind}-{round(100 * fraction)}"
+            folder = healer.root / "heal" / "baselines" / name
+            export_subnetwork(model, arch, folder, tokenizer=healer.tokenizer, provenance={"baseline": kind})
+            records.append(healer.heal(name, kind, load_causal(folder), folder, fraction))
+    return records
+
+
+__all__ = ["Healer", "chosen_members", "load_causal", "nonembedding_params", "run_heal", "save_model"]

@@ -40,7 +40,8 @@ class ModelSection(Section):
     decoder_importance: list[Literal["ffn", "heads", "hidden"]] = Field(
         default_factory=list,
         description="decoders: reorder the seeded super-network by these decoder importance scores "
-        "(measured on the training text) before anything trains or is searched; empty: keep the source's order",
+        "(measured on the training text) before anything trains or is searched; "
+        "empty: keep the source's order",
     )
 
 

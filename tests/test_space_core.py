@@ -37,7 +37,7 @@ def test_space_json_and_yaml_round_trip(name: str) -> None:
 
 
 def test_round_trip_keeps_per_dimension_overrides() -> None:
-    space = preset("elm").with_choices("layer3.heads", (2, 4))
+    space = preset("elm", blocks=["bert"]).with_choices("layer3.heads", (2, 4))
     again = SearchSpace.from_dict(json.loads(json.dumps(space.to_dict())))
     assert again == space
     assert {d.name: d.choices for d in again.dimensions()}["layer3.heads"] == (2, 4)
@@ -72,7 +72,7 @@ def test_malformed_space_dicts_raise_config_errors() -> None:
 
 # ---- with_choices --------------------------------------------------------------------------------
 def test_with_choices_on_a_group_keeps_the_encoding_length() -> None:
-    space = preset("elm")
+    space = preset("elm", blocks=["bert"])  # the "ffn" group is the BERT blocks' (MobileBERT: mobile_ffn)
     narrow = space.with_choices("ffn", (128, 256))
     assert narrow is not space
     assert len(narrow.dimensions()) == len(space.dimensions())
@@ -84,10 +84,10 @@ def test_with_choices_on_a_group_keeps_the_encoding_length() -> None:
 
 
 def test_with_choices_on_one_dimension() -> None:
-    space = preset("elm").with_choices("layer3.heads", (2, 4))
+    space = preset("elm", blocks=["bert"]).with_choices("layer3.heads", (2, 4))
     large = space.largest()
     assert [la.heads for la in large.layers] == [12, 12, 12, 4, 12, 12]
-    assert space.size() < preset("elm").size()
+    assert space.size() < preset("elm", blocks=["bert"]).size()
 
 
 def test_with_choices_grows_widths() -> None:
@@ -189,7 +189,7 @@ def test_validate_names_layer_field_value_and_allowed() -> None:
 
 def test_validate_explains_constraints() -> None:
     elm = preset("elm")
-    bert = elm.decode([2, 5, *[0] * 30])  # all six layers bert
+    bert = elm.decode([2, 5, *[0] * (len(elm.dimensions()) - 2)])  # all six layers bert
     with pytest.raises(ArchitectureError, match=r"layer 0\.bottleneck=96 .*does not apply"):
         elm.validate(_layers(elm, bert, 0, bottleneck=96))
     with pytest.raises(ArchitectureError, match=r"layer 1\.block='identity' .*only trailing layers"):

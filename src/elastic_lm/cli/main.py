@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "profile",
     "report",
     "run",
+    "recipes",
 )
 
 
@@ -69,6 +70,7 @@ _SHORT_HELP: dict[str, str] = {
     "profile": "measure latency on this machine and fit a latency predictor",
     "report": "write the Pareto plots and the HTML report of a run directory",
     "run": "run the whole pipeline of a config, stage by stage, resumably",
+    "recipes": "list the shipped recipes (run one by name: elastic-lm run NAME --budget quick)",
 }
 
 

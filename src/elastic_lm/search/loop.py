@@ -45,6 +45,7 @@ from elastic_lm.search.study import (
     metrics_of,
     param_distributions,
     params_of,
+    stores_values,
 )
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -158,6 +159,7 @@ def run_search(
     seed: int | None = None,
     study_name: str = "search",
     initial_design: bool = True,
+    study_attrs: dict[str, Any] | None = None,
     progress: bool = True,
     strategy_options: dict[str, Any] | None = None,
     size_fn: Callable[[Architecture], float] | None = None,
@@ -171,6 +173,7 @@ def run_search(
     Optuna storage URL. ``seed`` makes one worker reproducible; give each worker its own seed.
     A RUNNING trial whose worker died (its process is gone, or no heartbeat for
     ``5 * heartbeat_s``) is failed and its architecture retried; see :func:`reclaim_stale`.
+    ``study_attrs`` are extra study user attributes (e.g. the config hash) written at creation.
     """
     stale_after = 5 * heartbeat_s if heartbeat_s else None
     if n_trials < 1:
@@ -194,15 +197,17 @@ def run_search(
         [o.direction for o in objectives],
         sampler,
         metric_names=[o.name for o in objectives],
+        user_attrs=_describe(space, objectives, constraints, strategy) | dict(study_attrs or {}),
     )
     reclaim_stale(study, reclaim, stale_after)
+    values = stores_values(study)
     if initial_design and not study.get_trials(deepcopy=False):
-        _enqueue_initial_design(study, space, constraints)
+        _enqueue_initial_design(study, space, constraints, values)
 
-    evaluator = _Evaluator(space, objectives, constraints, poll_s)
+    evaluator = _Evaluator(space, objectives, constraints, poll_s, values)
     evaluator.heartbeat_s = heartbeat_s
     evaluator.on_wait = lambda: reclaim_stale(study, reclaim, stale_after)
-    distributions = param_distributions(space)
+    distributions = param_distributions(space, values)
     bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=study_name)
     try:
         while True:
@@ -249,14 +254,16 @@ def _claim(study: optuna.Study, trial: Trial) -> bool:
     return min(claims.items(), key=lambda kv: (kv[1], kv[0]))[0] == mine
 
 
-def _enqueue_initial_design(study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint]) -> None:
+def _enqueue_initial_design(
+    study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint], values: bool = True
+) -> None:
     """Smallest, largest and middle members first: they anchor the front and the bounds."""
     seen: set[str] = set()
     for arch in (space.smallest(), space.largest(), space.middle()):
         if arch.key() in seen or not feasible(arch, constraints):
             continue
         seen.add(arch.key())
-        study.enqueue_trial(params_of(space, arch))
+        study.enqueue_trial(params_of(space, arch, values))
 
 
 class _Evaluator:
@@ -268,16 +275,18 @@ class _Evaluator:
         objectives: Sequence[Objective],
         constraints: Sequence[Constraint],
         poll_s: float,
+        values: bool = True,
     ) -> None:
         self.space = space
         self.objectives = list(objectives)
         self.constraints = list(constraints)
         self.poll_s = poll_s
+        self.values = values
         self.heartbeat_s: float | None = None
         self.on_wait: Callable[[], object] = lambda: None
 
     def run(self, study: optuna.Study, trial: Trial) -> None:
-        arch = arch_of(self.space, trial.params)
+        arch = arch_of(self.space, trial.params, self.values)
         key = arch.key()
         trial.set_user_attr(ARCH_ATTR, arch.to_json())
         trial.set_user_attr(KEY_ATTR, key)
@@ -298,6 +307,8 @@ class _Evaluator:
                 trial.set_user_attr(METRIC_PREFIX + name, value)
             trial.set_user_attr(FEASIBLE_ATTR, previous.user_attrs.get(FEASIBLE_ATTR, True))
             trial.set_user_attr(CACHED_ATTR, previous.number)
+            for name, value in previous.constraints.items():
+                trial.set_constraint(name, value)
             if previous.state == TrialState.COMPLETE:
                 study.tell(trial, list(previous.values))
             else:
@@ -306,9 +317,12 @@ class _Evaluator:
         for name, value in metric_attrs(metrics).items():
             trial.set_user_attr(name, value)
         trial.set_user_attr(FEASIBLE_ATTR, ok)
-        if ok:
+        for c in self.constraints:
+            violation = c.violation(metrics[c.name])
+            trial.set_constraint(c.name, violation if math.isfinite(violation) else 1e12)
+        if all(o.name in metrics for o in self.objectives):  # feasible, or every objective cheap
             study.tell(trial, [metrics[o.name] for o in self.objectives])
-        else:
+        else:  # stopped before its expensive objectives: its constraints tell samplers why
             study.tell(trial, state=TrialState.PRUNED)
 
     def evaluate(self, arch: Architecture) -> tuple[dict[str, float], bool]:
@@ -346,9 +360,8 @@ class _Evaluator:
 
 def _summary(trials: Sequence[FrozenTrial], objectives: Sequence[Objective]) -> str:
     """Best value per objective and the hypervolume so far, for the progress bar."""
-    values = np.array([t.values for t in trials if t.state == TrialState.COMPLETE], dtype=float).reshape(
-        -1, len(objectives)
-    )
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(FEASIBLE_ATTR, True)]
+    values = np.array([t.values for t in done], dtype=float).reshape(-1, len(objectives))
     if not len(values):
         return "no feasible evaluation yet"
     directions = [o.direction for o in objectives]
@@ -363,3 +376,20 @@ def _summary(trials: Sequence[FrozenTrial], objectives: Sequence[Objective]) -> 
     hv = hypervolume(normalise(to_losses(values, directions), bounds, directions))
     parts.append(f"hv={hv:.4f}" if math.isfinite(hv) else "hv=?")
     return " ".join(parts)
+
+
+def _describe(
+    space: SpaceLike,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    strategy: str | optuna.samplers.BaseSampler,
+) -> dict[str, Any]:
+    """Study user attributes that say what the search is, for optuna-dashboard and later readers."""
+    dims = space.dimensions()
+    return {
+        "objectives": [f"{o.name} ({o.direction})" for o in objectives],
+        "constraints": [c.name for c in constraints],
+        "strategy": strategy if isinstance(strategy, str) else type(strategy).__name__,
+        "space_dimensions": len(dims),
+        "space": {d.name: list(d.choices) for d in dims[:64]},
+    }

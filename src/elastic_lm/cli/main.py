@@ -42,6 +42,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="Run 'elastic-lm COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"elastic-lm {__version__}")
+    add_verbosity_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if name != command:
@@ -56,7 +57,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(child)
+        add_verbosity_arguments(child)
     return parser
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, accepted before or after the command."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+        help="warnings and errors only: no progress bars or progress lines",
+    )  # fmt: skip
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="debug messages, and the INFO lines of Optuna, transformers and datasets",
+    )  # fmt: skip
 
 
 # One-line help shown by the top-level --help without importing every command's dependencies.
@@ -83,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from elastic_lm.progress import configure_logging
+
+    quiet = getattr(args, "quiet", False)
+    configure_logging(-1 if quiet else 1 if getattr(args, "verbose", False) else 0)
+    if quiet and hasattr(args, "no_progress"):
+        args.no_progress = True  # commands whose bars are drawn outside elastic_lm.progress
     try:
         return int(_command_module(args.command).run(args) or 0)
     except UserError as error:

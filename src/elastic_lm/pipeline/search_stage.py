@@ -107,9 +107,10 @@ def run_search_stage(
     """
     import optuna
 
+    from elastic_lm.progress import quiet_optuna
     from elastic_lm.search import run_search
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     started = time.time()
     section = config.search
     check_metric_names(section.objectives, section.constraints)  # before anything slow

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,10 +20,10 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
-from tqdm.auto import tqdm
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import ConfigError
+from elastic_lm.progress import Progress, quiet_optuna
 from elastic_lm.search.objectives import Constraint, Objective, check_names, feasible
 from elastic_lm.search.pareto import hypervolume, normalise, to_losses
 from elastic_lm.search.result import SearchResult
@@ -176,6 +175,7 @@ def run_search(
     ``study_attrs`` are extra study user attributes (e.g. the config hash) written at creation.
     """
     stale_after = 5 * heartbeat_s if heartbeat_s else None
+    quiet_optuna()  # Optuna's per-trial INFO lines would drown the progress (shown under --verbose)
     if n_trials < 1:
         raise ConfigError(f"n_trials={n_trials} must be at least 1")
     check_names(objectives, constraints)
@@ -208,15 +208,16 @@ def run_search(
     evaluator.heartbeat_s = heartbeat_s
     evaluator.on_wait = lambda: reclaim_stale(study, reclaim, stale_after)
     distributions = param_distributions(space, values)
-    bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=study_name)
+    already = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    bar = Progress(n_trials, "search", initial=min(already, n_trials), unit="trial", enabled=progress)
     try:
         while True:
             trials = study.get_trials(deepcopy=False)
             finished = sum(t.state in FINISHED for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            bar.n = min(finished, n_trials)
             if progress:
-                bar.set_postfix_str(_summary(trials, objectives), refresh=True)
+                bar.set_postfix(_summary(trials, objectives))
+            bar.set(min(finished, n_trials))
             if finished >= n_trials:
                 break
             if finished + running >= n_trials:  # the rest of the budget is being run elsewhere

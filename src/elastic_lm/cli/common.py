@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import yaml
+
 from elastic_lm.config import Config, load_config
+from elastic_lm.errors import ConfigError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """CONFIG (a YAML file), repeated ``--set section.key=value`` overrides, and ``--run-dir``."""
-    parser.add_argument("config", nargs="?", help="YAML config file (defaults apply when omitted)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG|RUN_DIR",
+        help="a YAML config, a shipped recipe's name (elastic-lm recipes) or a run directory (its saved "
+        "config.yaml); the defaults apply when omitted",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -23,11 +32,32 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", help="apply a named budget of the recipe, e.g. quick (CPU, minutes) or full (GPU)"
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (file, budget, --set, --run-dir) as YAML and exit",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The validated config the user asked for: file, its --budget, --set overrides, then --run-dir."""
     overrides = list(args.overrides)
+    source = args.config
+    if source is not None and Path(source).is_dir():
+        saved = Path(source) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(
+                f"{source} is a folder without config.yaml; pass a YAML config or a run directory "
+                "that a command has written"
+            )
+        source = saved
+        if getattr(args, "run_dir", None) is None:
+            overrides.insert(0, f"run_dir={args.config}")  # the folder itself, wherever it is now
     if getattr(args, "run_dir", None) is not None:
         overrides.append(f"run_dir={args.run_dir}")
-    return load_config(args.config, overrides, budget=getattr(args, "budget", None))
+    return load_config(source, overrides, budget=getattr(args, "budget", None))
+
+
+def config_yaml(config: Config) -> str:
+    """The resolved config as the YAML a run directory saves (``--print-config``)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

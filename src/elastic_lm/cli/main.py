@@ -105,6 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quiet and hasattr(args, "no_progress"):
         args.no_progress = True  # commands whose bars are drawn outside elastic_lm.progress
     try:
+        if getattr(args, "print_config", False):
+            from elastic_lm.cli.common import config_from_args, config_yaml
+
+            print(config_yaml(config_from_args(args)), end="")
+            return 0
         return int(_command_module(args.command).run(args) or 0)
     except UserError as error:
         print(f"elastic-lm {args.command}: error: {error}", file=sys.stderr)

@@ -71,3 +71,19 @@ def test_run_json_is_a_machine_readable_summary(tmp_path: Path) -> None:
         "pareto": [{"trial": "3", "val_loss": "6.5", "params": "1200"}],
         "exported": [{"name": "trial-3", "path": "export/trial-3"}],
     }
+
+
+def test_evaluate_takes_the_same_grammar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"evaluate": {"steps": 9}}))
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"evaluate": {"steps": 4}}))
+    assert main(["evaluate", str(run), "--set", "evaluate.batch_size=3", "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert (shown["evaluate"]["steps"], shown["evaluate"]["batch_size"]) == (9, 3)
+    assert Path(shown["run_dir"]) == run
+    assert main(["evaluate", str(run), "--config", str(other), "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["evaluate"]["steps"] == 4
+    assert Path(shown["run_dir"]) == run

@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "print_config", False):
             from elastic_lm.cli.common import config_from_args, config_yaml
 
-            print(config_yaml(config_from_args(args)), end="")
+            resolve = getattr(_command_module(args.command), "config_of", config_from_args)
+            print(config_yaml(resolve(args)), end="")
             return 0
         return int(_command_module(args.command).run(args) or 0)
     except UserError as error:

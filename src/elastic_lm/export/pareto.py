@@ -17,6 +17,7 @@ from elastic_lm.export.subnet import ExportedModel, export_subnetwork
 from elastic_lm.export.supernet import SUPERNET_SUBDIR, Supernet, check_in_space, load_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
+from elastic_lm.progress import Progress
 from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
 from elastic_lm.search.pareto import front_mask, spread
 
@@ -96,6 +97,7 @@ def export_pareto(
     tokenizer = supernet.tokenizer()
     exported: list[ExportedModel] = []
     index: list[dict[str, Any]] = []
+    bar = Progress(len(chosen), "export", unit="model")
     for trial in sorted(chosen, key=lambda t: t.number):
         assert trial.architecture is not None
         check_in_space(supernet.space, trial.architecture)
@@ -122,6 +124,8 @@ def export_pareto(
         index.append(
             {"name": name, "path": f"export/{name}", "metrics": trial.metrics, "format": done.format}
         )
+        bar.update()
+    bar.close()
     atomic_write_json(run_dir / "export" / "index.json", index)
     return exported
 

@@ -13,6 +13,7 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ def export_onnx(
     import onnxruntime as ort
 
     out_path = Path(out_path)
-    config = model.config  # type: ignore[attr-defined]
+    config: Any = model.config
     vocab, pad = int(config.vocab_size), getattr(config, "pad_token_id", None)
     limit = int(getattr(config, "max_position_embeddings", 0) or 0) - 2
     seq_len = min(seq_len, limit) if limit > 2 else seq_len

@@ -160,7 +160,7 @@ def create_or_load_study(
     study = optuna.create_study(
         study_name=name,
         storage=resolve_storage(storage),
-        directions=list(directions),
+        directions=[optuna.study.StudyDirection[d.upper()] for d in directions],
         sampler=sampler,
         load_if_exists=True,
     )

@@ -339,3 +339,17 @@ def test_training_curve_reads_the_training_loops_long_format(tmp_path: Path) -> 
     assert curve["loss"] == [9.5, 8.0]
     assert curve["lr"] == [0.001, 0.002]
     assert curve["val/largest"][1] == 7.5
+
+
+def test_exported_models_link_to_their_folder_and_card_and_say_how_they_load(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "links", _synthetic_trials(12), [OBJ_LOSS, OBJ_PARAMS])
+    index = [
+        {"name": "a", "path": "export/a", "format": "stock", "metrics": {"val_loss": 5.0}},
+        {"name": "b", "path": "export/b", "format": "elastic-lm", "metrics": {"val_loss": 4.0}},
+    ]
+    (run / "export").mkdir(exist_ok=True)
+    (run / "export" / "index.json").write_text(json.dumps(index))
+    page = write_report(run).read_text()
+    assert "<a href='../export/a/'>export/a</a> (<a href='../export/a/README.md'>card</a>)" in page
+    assert "<td>stock transformers class</td>" in page
+    assert "<td>elastic-lm class</td>" in page

@@ -191,6 +191,7 @@ def load_named_points(path: Path, producer: str) -> tuple[NamedPoint, ...]:
                 name=str(item["name"]),
                 metrics=_metrics(item.get("metrics", {}), f"{path} entry {item['name']!r}"),
                 path=str(item.get("path", "")),
+                format=str(item.get("format", "")),
             )
         )
     return tuple(points)

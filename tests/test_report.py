@@ -353,3 +353,14 @@ def test_exported_models_link_to_their_folder_and_card_and_say_how_they_load(tmp
     assert "<a href='../export/a/'>export/a</a> (<a href='../export/a/README.md'>card</a>)" in page
     assert "<td>stock transformers class</td>" in page
     assert "<td>elastic-lm class</td>" in page
+
+
+def test_cli_report_json_names_the_written_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "j", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    assert main(["report", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "report": str(run / "report" / "index.html"),
+        "pareto_csv": str(run / "report" / "pareto.csv"),
+    }
+    assert Path(out["report"]).is_file()

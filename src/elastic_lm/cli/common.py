@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 import yaml
 
 from elastic_lm.config import Config, load_config
-from elastic_lm.errors import ConfigError
+from elastic_lm.errors import ConfigError, UserError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,3 +63,31 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def config_yaml(config: Config) -> str:
     """The resolved config as the YAML a run directory saves (``--print-config``)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def add_restart_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--restart`` (start over; the old folder is set aside, never deleted) and ``--yes``."""
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help=f"start over instead of resuming: {what} is renamed aside (asks first; nothing is deleted)",
+    )
+    parser.add_argument("--yes", action="store_true", help="with --restart: do not ask")
+
+
+def set_aside(folder: Path, yes: bool = False) -> Path | None:
+    """Rename ``folder`` to ``NAME.before-restart-TIME`` after the user agrees; None when it is absent.
+
+    Asks on a terminal; elsewhere ``--yes`` is required, so a script never loses a run by surprise.
+    """
+    if not folder.exists():
+        return None
+    target = folder.with_name(f"{folder.name}.before-restart-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"--restart would move {folder} to {target}; confirm with --yes")
+        answer = input(f"move {folder} aside to {target} and start over? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise UserError(f"not restarted: {folder} is untouched")
+    folder.rename(target)
+    return target

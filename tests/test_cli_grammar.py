@@ -87,3 +87,23 @@ def test_evaluate_takes_the_same_grammar(tmp_path: Path, capsys: pytest.CaptureF
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["evaluate"]["steps"] == 4
     assert Path(shown["run_dir"]) == run
+
+
+def test_profile_takes_unset_options_from_the_config_profile_section(tmp_path: Path) -> None:
+    import argparse
+
+    from elastic_lm.cli.cmd_profile import fill_from_config, profile_section
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump({"profile": {"samples": 20, "seq_len": 32, "repeats": 4, "held_out": 5}})
+    )
+    args = argparse.Namespace(
+        config=str(config), overrides=["profile.threads=2"], run_dir=None, budget=None,
+        samples=None, batch_size=None, seq_len=64, threads=None, device=None, backend=None,
+        repeats=None, warmup=None, clock=None,
+    )  # fmt: skip
+    fill_from_config(args)
+    assert (args.samples, args.seq_len, args.repeats, args.threads) == (20, 64, 4, 2)  # --seq-len wins
+    assert (args.batch_size, args.device, args.backend, args.clock) == (1, "cpu", "torch", "wall")
+    assert profile_section(args).held_out == 5

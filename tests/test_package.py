@@ -38,7 +38,7 @@ def _copy_sources(target: Path) -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The ``bin`` folder of a fresh venv holding only the freshly built wheel of elastic-lm."""
-    pytest.importorskip("setuptools")
+    pytest.importorskip("setuptools")  # in the dev extra: building the wheel needs it
     work = tmp_path_factory.mktemp("wheel")
     (work / "src-copy").mkdir()
     _copy_sources(work / "src-copy")

@@ -180,11 +180,17 @@ def test_resuming_with_other_objectives_is_refused(tmp_path) -> None:  # type: i
         search("random", 0, n_trials=3, storage=storage, objectives=flipped)
 
 
-def test_progress_bar_shows_best_and_hypervolume(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_progress_shows_best_and_hypervolume(caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Off a terminal (as here) the progress is log lines: count, rate, best values, hypervolume."""
+    import logging
+
+    monkeypatch.setenv("ELASTIC_LM_PROGRESS_SECONDS", "0")
+    caplog.set_level(logging.INFO, logger="elastic_lm.progress")
     run_search(DummySpace(), two_objectives(), n_trials=4, seed=0, progress=True)
-    err = capsys.readouterr().err
-    assert "size=0" in err
-    assert "hv=" in err
+    lines = [r.getMessage() for r in caplog.records if r.name == "elastic_lm.progress"]
+    assert lines[-1].startswith("search: 4/4 trials (100%)")
+    assert "size=0" in lines[-1]
+    assert "hv=" in lines[-1]
 
 
 def test_storage_is_chosen_by_what_the_user_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -65,8 +65,10 @@ def quiet_optuna(verbose: bool | None = None) -> None:
 
 
 def progress_enabled() -> bool:
-    """False under ``--quiet`` (the package logs warnings only)."""
-    return logging.getLogger("elastic_lm").getEffectiveLevel() <= logging.INFO
+    """False under ``--quiet`` (the package logs warnings only); on when nobody set a level (the
+    Python API: bars on a terminal, lines through the application's logging elsewhere)."""
+    package = logging.getLogger("elastic_lm")
+    return package.level == logging.NOTSET or package.getEffectiveLevel() <= logging.INFO
 
 
 def _clock(seconds: float) -> str:

@@ -242,7 +242,10 @@ def test_train_restart_sets_the_old_training_aside_only_when_confirmed(
     assert main(["train", job, "--no-progress", "--restart"]) == 2  # not a terminal, no --yes
     assert "--restart would move" in capsys.readouterr().err
     assert _snapshot(train) == before
-    assert main(["train", job, "--no-progress", "--restart", "--yes"]) == 0
+    assert main(["train", job, "--no-progress", "--restart", "--yes", "--json"]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["steps"] == 2
+    assert outcome["supernet"] == str(train / "supernet")
     [aside] = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("train.before-restart-")]
     assert _snapshot(aside) == before  # nothing deleted: the old training, byte for byte
     assert sorted(p.name for p in (train / "checkpoints").iterdir()) == ["step-00000001", "step-00000002"]

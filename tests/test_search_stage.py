@@ -229,3 +229,15 @@ def test_a_finished_study_reads_back_through_optuna_with_real_values(run_dir: Pa
         assert list(range(dist.low, dist.high + 1, dist.step)) == list(choices["hidden"])  # (8, 12, 16)
         assert isinstance(trial.distributions["layer0.block"], CategoricalDistribution)
     assert trials[0]["metrics"]["params"] == study.trials[0].values[1]
+
+
+def test_search_json_summary_matches_the_written_files(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", *config_args(run_dir, 3), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    summary = json.loads((run_dir / "search" / "summary.json").read_text())
+    assert out["trials"] == 3
+    assert out["pareto"] == summary["pareto"]
+    assert out["hypervolume"] == pytest.approx(summary["hypervolume"][-1][1])
+    assert out["search_dir"] == str(run_dir / "search")

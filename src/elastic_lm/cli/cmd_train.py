@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 
 from elastic_lm.cli.common import add_config_arguments, add_restart_arguments, config_from_args, set_aside
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from the newest checkpoint in RUN_DIR/train/checkpoints (the default now)",
     )
     add_restart_arguments(parser, "RUN_DIR/train")
+    parser.add_argument(
+        "--json", action="store_true", help="print the outcome (steps, final loss, super-network) as JSON"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
@@ -55,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         log=None,
     )
     outputs = outcomes[-1].outputs
+    if outputs and args.json:
+        print(json.dumps(outputs, indent=2, default=str))
+        return 0
     if outputs:  # the main process
         loss = outputs["final_loss"]  # None when a resume found training already finished
         shown = f" (loss {loss:.4f})" if loss is not None else " (already finished: no step left)"

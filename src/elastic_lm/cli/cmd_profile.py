@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="output folder (default RUN_DIR/profile)")
+    parser.add_argument("--json", action="store_true", help="print predictor errors and files as JSON")
 
 
 _FROM_CONFIG = (
@@ -142,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     supernet, space, out = _supernet_and_space(args)
     print(
         f"profiling {args.samples} sub-networks (batch {settings.batch_size} x {settings.seq_len} tokens, "
-        f"{settings.device}, {settings.threads} thread(s), {settings.backend}) ..."
+        f"{settings.device}, {settings.threads} thread(s), {settings.backend}) ...",
+        file=sys.stderr if args.json else sys.stdout,
     )
     result = fit_predictors(
         supernet,
@@ -153,6 +157,10 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         out_dir=out,
     )
+    if args.json:
+        files = {k: str(v) for k, v in result.files.items()}
+        print(json.dumps({"held_out": held_out, "errors": result.errors, "files": files}, indent=2))
+        return 0
     print(f"{'predictor':<10} {'MAPE':>7} {'tau':>6} {'max err ms':>10}   (held-out: {held_out})")
     for name, err in result.errors.items():
         print(f"{name:<10} {err['mape']:>7.1%} {err['kendall_tau']:>6.3f} {err['max_abs_error_ms']:>10.2f}")

@@ -364,3 +364,24 @@ def test_cli_report_json_names_the_written_files(tmp_path: Path, capsys: pytest.
         "pareto_csv": str(run / "report" / "pareto.csv"),
     }
     assert Path(out["report"]).is_file()
+
+
+def test_chance_level_downstream_scores_are_flagged(tmp_path: Path) -> None:
+    """Binary task, 400 test examples: chance 0.5, +2 s.e. = 0.55; 0.54 is flagged, 0.70 is not."""
+    run = make_run(tmp_path / "chance", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    score = {"f1_average": "binary", "num_labels": 2, "test_examples": 400}
+    encoders = [
+        {"name": "weak", "params": 1e6, "tasks": {"sst": {**score, "accuracy": 0.54, "f1": 0.5}}},
+        {"name": "good", "params": 2e6, "tasks": {"sst": {**score, "accuracy": 0.70, "f1": 0.7}}},
+        {"name": "mute", "params": 3e6, "tasks": {"sst": {**score, "accuracy": 0.80, "f1": 0.0}}},
+    ]
+    for row in encoders:
+        row["average"] = {"accuracy": row["tasks"]["sst"]["accuracy"], "f1": row["tasks"]["sst"]["f1"]}
+    (run / "evaluate").mkdir()
+    (run / "evaluate" / "downstream.json").write_text(
+        json.dumps({"tasks": ["sst"], "settings": {}, "encoders": encoders, "decoders": []})
+    )
+    page = write_report(run).read_text()
+    assert "weak on sst: accuracy 0.540 is at chance level (1/2 = 0.500, +2 s.e. = 0.550 over 400" in page
+    assert "good on sst" not in page
+    assert "mute on sst: F1 is 0, the model never predicts the scored class." in page

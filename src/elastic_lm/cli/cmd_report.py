@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import webbrowser
 from pathlib import Path
 
@@ -29,13 +30,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="no",
         help="open the finished report in the default web browser (default: no)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print the written files (report page, Pareto CSV) as JSON"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from elastic_lm.report import write_report
 
     index = write_report(args.run_dir, tuple(args.compare))
-    print(f"report written: {index}")
+    if args.json:
+        pareto = index.parent / "pareto.csv"
+        print(json.dumps({"report": str(index), "pareto_csv": str(pareto) if pareto.is_file() else None}))
+    else:
+        print(f"report written: {index}")
     if args.open_browser == "yes":
         webbrowser.open(index.resolve().as_uri())
     return 0

@@ -283,7 +283,9 @@ def model_from_config(config: Config, space: Any, num_labels: int | None = None)
     model = from_hf(
         model_folder(config.model.source), task=config.model.task, space=space, seed=config.seed, **extra
     )
-    if config.model.decoder_importance:  # decoders: most important units/heads/channels first, before training
+    if (
+        config.model.decoder_importance
+    ):  # decoders: most important units/heads/channels first, before training
         from elastic_lm.train.calibrate import reorder_from_config
 
         reorder_from_config(model, config)

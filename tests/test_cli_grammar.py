@@ -30,7 +30,7 @@ def test_print_config_shows_budget_and_overrides_resolved(capsys: pytest.Capture
     assert code == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["train"]["steps"] == 7
-    assert shown["teacher"]["batch_size"] == 16  # from the quick budget
+    assert shown["train"]["batch_size"] == 32  # from the quick budget (the recipe says 64)
     assert shown["run_dir"] == "runs/elm-mlm-quick"
     assert shown["budget"] == "quick"
 

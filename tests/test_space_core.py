@@ -72,7 +72,7 @@ def test_malformed_space_dicts_raise_config_errors() -> None:
 
 # ---- with_choices --------------------------------------------------------------------------------
 def test_with_choices_on_a_group_keeps_the_encoding_length() -> None:
-    space = preset("elm")
+    space = preset("elm").with_choices("block", ("bert",))  # "ffn" is the BERT blocks' FFN
     narrow = space.with_choices("ffn", (128, 256))
     assert narrow is not space
     assert len(narrow.dimensions()) == len(space.dimensions())
@@ -84,7 +84,7 @@ def test_with_choices_on_a_group_keeps_the_encoding_length() -> None:
 
 
 def test_with_choices_on_one_dimension() -> None:
-    space = preset("elm").with_choices("layer3.heads", (2, 4))
+    space = preset("elm").with_choices("layer3.mobile_heads", (2, 4))  # largest: MobileBERT blocks
     large = space.largest()
     assert [la.heads for la in large.layers] == [12, 12, 12, 4, 12, 12]
     assert space.size() < preset("elm").size()
@@ -189,7 +189,7 @@ def test_validate_names_layer_field_value_and_allowed() -> None:
 
 def test_validate_explains_constraints() -> None:
     elm = preset("elm")
-    bert = elm.decode([2, 5, *[0] * 30])  # all six layers bert
+    bert = elm.decode([2, 5, *[0] * (len(elm.dimensions()) - 2)])  # all six layers bert
     with pytest.raises(ArchitectureError, match=r"layer 0\.bottleneck=96 .*does not apply"):
         elm.validate(_layers(elm, bert, 0, bottleneck=96))
     with pytest.raises(ArchitectureError, match=r"layer 1\.block='identity' .*only trailing layers"):

@@ -82,3 +82,28 @@ def test_named_budget_merges_over_the_file(tmp_path: Path) -> None:
         ConfigError, match="budget 'tiny' is not defined in the config; defined budgets: full, quick"
     ):
         load_config(file, budget="tiny")
+
+
+def test_a_config_argument_names_a_file_a_recipe_or_a_repository_configs_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from elastic_lm.config.recipes import recipe_names, recipe_path, resolve_config_path
+
+    root = Path(__file__).resolve().parents[1]
+    assert recipe_names() == sorted(p.stem for p in (root / "configs").glob("*.yaml"))
+    assert recipe_path("elm-mlm").read_text() == (root / "configs" / "elm-mlm.yaml").read_text()
+    monkeypatch.chdir(tmp_path)  # outside the clone: configs/elm-mlm.yaml does not exist here
+    assert resolve_config_path("elm-mlm") == recipe_path("elm-mlm")
+    assert resolve_config_path("configs/elm-mlm.yaml") == recipe_path("elm-mlm")
+    assert (
+        load_config("elm-mlm", budget="quick").run_dir
+        == load_config(root / "configs" / "elm-mlm.yaml", budget="quick").run_dir
+    )
+    own = tmp_path / "configs" / "elm-mlm.yaml"  # a user's own file of the same name wins
+    own.parent.mkdir()
+    own.write_text("run_dir: mine\n")
+    assert load_config("configs/elm-mlm.yaml").run_dir == Path("mine")
+    with pytest.raises(ConfigError, match=r"no recipe named 'elm-nope'; shipped recipes: .*elm-mlm"):
+        load_config("elm-nope")
+    with pytest.raises(ConfigError, match=r"config file 'other/x.yaml' does not exist"):
+        load_config("other/x.yaml")

@@ -129,3 +129,45 @@ def test_export_is_atomic_and_rejects_architectures_that_do_not_fit(tmp_path: Pa
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
     assert {"config.json", "model.safetensors", "README.md", "export.json"} <= set(before)
+
+
+def test_card_metadata_names_base_model_licence_datasets_and_measured_metrics(tmp_path: Path) -> None:
+    """The Hub metadata comes from the source asset and the run's saved config, metrics as measured."""
+    import yaml
+
+    from elastic_lm.export.hub import front_matter, weights_licence
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"budget": "quick", "data": {"source": ["austen", "bbc-news"]}})
+    )
+    model = supernet("elm", "masked-lm")
+    prov = {
+        "source_model": "minilm-l6",
+        "run_dir": str(run),
+        "strategy": "mo-rea",
+        "trial": 3,
+        "space": "elm",
+    }
+    export_subnetwork(
+        model, tiny("elm").smallest(), tmp_path / "m", provenance=prov,
+        metrics={"val_loss": 6.25, "params": 1234}, prefer_stock=False,
+    )  # fmt: skip
+    card = (tmp_path / "m" / "README.md").read_text()
+    meta = front_matter(card)
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["license"] == "apache-2.0"  # the registry says "Apache-2.0 (weights), MIT (package)"
+    assert meta["datasets"] == ["austen", "bbc-news"]
+    assert meta["pipeline_tag"] == "fill-mask"
+    assert {"elastic-lm", "neural-architecture-search", "bert"} <= set(meta["tags"])
+    [entry] = meta["model-index"]
+    assert entry["name"] == "m"
+    [result] = entry["results"]
+    assert result["task"]["type"] == "fill-mask"
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {"params": 1234.0, "val_loss": 6.25}
+    assert f"elastic-lm run {run / 'config.yaml'}" in card
+    assert "## How it was made" in card
+    assert "trial 3" in card
+    assert weights_licence("MIT") == "mit"
+    assert weights_licence("(c) BBC, research use only") == "other"

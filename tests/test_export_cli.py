@@ -157,3 +157,18 @@ def test_load_supernet_reads_space_and_provenance(supernet_dir: Path) -> None:
     assert loaded.space == tiny("prune-small")
     assert loaded.provenance["license"] == "mit"
     assert not loaded.has_tokenizer
+
+
+def test_pareto_export_json_lists_what_was_written(
+    supernet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    write_run(run, supernet_dir)
+    assert main(["export", str(run), "--pareto", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    index = json.loads((run / "export" / "index.json").read_text())
+    assert [Path(r["path"]) for r in rows] == [run / e["path"] for e in index]
+    assert [r["format"] for r in rows] == ["stock", "elastic-lm"]
+    assert all(
+        r["params"] == json.loads((Path(r["path"]) / "export.json").read_text())["params"] for r in rows
+    )

@@ -390,6 +390,13 @@ def test_cli_profiles_a_supernet_folder(supernet, space, tmp_path, capsys, space
     assert "regressor" in printed
     assert (out / "predictor.json").is_file()
     assert (out / "records.json").is_file()
+    if space_from == "space.json":  # the same run, machine-readable
+        args = ["profile", str(folder), "--samples", "8", "--seq-len", "8", "--repeats", "2", "--warmup", "0"]
+        assert main([*args, "--out", str(tmp_path / "again"), "--json"]) == 0
+        out_json = json.loads(capsys.readouterr().out)
+        assert out_json["held_out"] == 2  # a quarter of --samples
+        assert {"lookup", "regressor", "analytic"} <= set(out_json["errors"])
+        assert out_json["files"]["predictor"] == str(tmp_path / "again" / "predictor.json")
 
 
 def test_cli_folder_without_space_is_an_error(supernet, tmp_path, capsys):

@@ -224,12 +224,31 @@ def test_train_resume_with_a_changed_setting_keeps_every_checkpoint(
     assert len(err) == 1
     assert "train.steps was 2, now 3" in err[0]
     assert _snapshot(tmp_path / "run") == before  # checkpoints, supernet, records: byte-identical
-    assert main(["train", job, "--no-progress"]) == 2  # a fresh start would mix two runs
-    assert "already has training checkpoints (step-00000002); pass --resume" in capsys.readouterr().err
-    assert _snapshot(tmp_path / "run") == before
-    assert main(["train", job, "--resume", "--no-progress"]) == 0  # same settings: nothing left to do
+    assert main(["train", job, "--no-progress"]) == 0  # resumes by default: nothing left to do
     assert "trained to step 2 (already finished: no step left)" in capsys.readouterr().err
     assert _snapshot(train / "checkpoints") == checkpoints  # resumed at the end: none rewritten
+    assert main(["train", job, "--resume", "--no-progress"]) == 0  # the old flag still works
+    assert _snapshot(train / "checkpoints") == checkpoints
+
+
+def test_train_restart_sets_the_old_training_aside_only_when_confirmed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = str(_train_config(tmp_path))
+    assert main(["train", job, "--no-progress"]) == 0
+    train = tmp_path / "run" / "train"
+    before = _snapshot(train)
+    capsys.readouterr()
+    assert main(["train", job, "--no-progress", "--restart"]) == 2  # not a terminal, no --yes
+    assert "--restart would move" in capsys.readouterr().err
+    assert _snapshot(train) == before
+    assert main(["train", job, "--no-progress", "--restart", "--yes", "--json"]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["steps"] == 2
+    assert outcome["supernet"] == str(train / "supernet")
+    [aside] = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("train.before-restart-")]
+    assert _snapshot(aside) == before  # nothing deleted: the old training, byte for byte
+    assert sorted(p.name for p in (train / "checkpoints").iterdir()) == ["step-00000001", "step-00000002"]
 
 
 @pytest.mark.parametrize("command", [["report"], ["evaluate"], ["export", "--pareto"]])

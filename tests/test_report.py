@@ -339,3 +339,49 @@ def test_training_curve_reads_the_training_loops_long_format(tmp_path: Path) -> 
     assert curve["loss"] == [9.5, 8.0]
     assert curve["lr"] == [0.001, 0.002]
     assert curve["val/largest"][1] == 7.5
+
+
+def test_exported_models_link_to_their_folder_and_card_and_say_how_they_load(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "links", _synthetic_trials(12), [OBJ_LOSS, OBJ_PARAMS])
+    index = [
+        {"name": "a", "path": "export/a", "format": "stock", "metrics": {"val_loss": 5.0}},
+        {"name": "b", "path": "export/b", "format": "elastic-lm", "metrics": {"val_loss": 4.0}},
+    ]
+    (run / "export").mkdir(exist_ok=True)
+    (run / "export" / "index.json").write_text(json.dumps(index))
+    page = write_report(run).read_text()
+    assert "<a href='../export/a/'>export/a</a> (<a href='../export/a/README.md'>card</a>)" in page
+    assert "<td>stock transformers class</td>" in page
+    assert "<td>elastic-lm class</td>" in page
+
+
+def test_cli_report_json_names_the_written_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path / "j", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    assert main(["report", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {
+        "report": str(run / "report" / "index.html"),
+        "pareto_csv": str(run / "report" / "pareto.csv"),
+    }
+    assert Path(out["report"]).is_file()
+
+
+def test_chance_level_downstream_scores_are_flagged(tmp_path: Path) -> None:
+    """Binary task, 400 test examples: chance 0.5, +2 s.e. = 0.55; 0.54 is flagged, 0.70 is not."""
+    run = make_run(tmp_path / "chance", _synthetic_trials(10), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    score = {"f1_average": "binary", "num_labels": 2, "test_examples": 400}
+    encoders = [
+        {"name": "weak", "params": 1e6, "tasks": {"sst": {**score, "accuracy": 0.54, "f1": 0.5}}},
+        {"name": "good", "params": 2e6, "tasks": {"sst": {**score, "accuracy": 0.70, "f1": 0.7}}},
+        {"name": "mute", "params": 3e6, "tasks": {"sst": {**score, "accuracy": 0.80, "f1": 0.0}}},
+    ]
+    for row in encoders:
+        row["average"] = {"accuracy": row["tasks"]["sst"]["accuracy"], "f1": row["tasks"]["sst"]["f1"]}
+    (run / "evaluate").mkdir()
+    (run / "evaluate" / "downstream.json").write_text(
+        json.dumps({"tasks": ["sst"], "settings": {}, "encoders": encoders, "decoders": []})
+    )
+    page = write_report(run).read_text()
+    assert "weak on sst: accuracy 0.540 is at chance level (1/2 = 0.500, +2 s.e. = 0.550 over 400" in page
+    assert "good on sst" not in page
+    assert "mute on sst: F1 is 0, the model never predicts the scored class." in page

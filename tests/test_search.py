@@ -181,11 +181,17 @@ def test_resuming_with_other_objectives_is_refused(tmp_path) -> None:  # type: i
         search("random", 0, n_trials=3, storage=storage, objectives=flipped)
 
 
-def test_progress_bar_shows_best_and_hypervolume(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_progress_shows_best_and_hypervolume(caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Off a terminal (as here) the progress is log lines: count, rate, best values, hypervolume."""
+    import logging
+
+    monkeypatch.setenv("ELASTIC_LM_PROGRESS_SECONDS", "0")
+    caplog.set_level(logging.INFO, logger="elastic_lm.progress")
     run_search(DummySpace(), two_objectives(), n_trials=4, seed=0, progress=True)
-    err = capsys.readouterr().err
-    assert "size=0" in err
-    assert "hv=" in err
+    lines = [r.getMessage() for r in caplog.records if r.name == "elastic_lm.progress"]
+    assert lines[-1].startswith("search: 4/4 trials (100%)")
+    assert "size=0" in lines[-1]
+    assert "hv=" in lines[-1]
 
 
 def test_storage_is_chosen_by_what_the_user_writes(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -326,3 +332,59 @@ def test_workers_with_one_seed_get_different_seeds_from_their_first_trial(tmp_pa
     study.sampler = b
     study.ask(param_distributions(space))
     assert seeds[-1] == trial_seed(5, 2)
+
+
+@pytest.mark.parametrize("strategy", ["random", "nsga2", "motpe"])
+def test_constraints_reach_optuna_as_trial_constraints(strategy: str, tmp_path: Any) -> None:
+    """Every trial carries each constraint's violation (Trial.set_constraint); Optuna's own
+    best_trials then agrees with our Pareto set of feasible trials."""
+    limit = Constraint("budget", size, max=20)
+    storage = tmp_path / "s.db"
+    result = search(strategy, 0, n_trials=25, constraints=[limit], size_fn=size, storage=storage)
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{storage}")
+    for trial in study.trials:
+        assert set(trial.constraints) == {"budget"}
+        assert trial.constraints["budget"] == pytest.approx(max(size(result_arch(trial)) - 20, 0.0))
+        assert (trial.constraints["budget"] <= 0) == trial.user_attrs["feasible"]
+    assert {t.user_attrs["arch_key"] for t in study.best_trials} == {e.arch.key() for e in result.pareto()}
+
+
+def result_arch(trial: optuna.trial.FrozenTrial) -> Architecture:
+    return Architecture.from_json(trial.user_attrs["arch"])
+
+
+def test_an_old_study_of_choice_indices_resumes_with_indices(tmp_path: Any) -> None:
+    """A study created before parameters held real values keeps its index encoding on resume."""
+    from optuna.distributions import IntDistribution
+
+    space = DummySpace()
+    storage = tmp_path / "old.db"
+    old = optuna.create_study(
+        study_name="search", storage=f"sqlite:///{storage}", directions=["minimize"] * 2
+    )
+    arch = space.decode([0, 1, 2, 3, 4, 0])
+    dists = {d.name: IntDistribution(0, len(d.choices) - 1) for d in space.dimensions()}
+    old.add_trial(
+        optuna.trial.create_trial(
+            params=dict(zip(dists, space.encode(arch), strict=True)),
+            distributions=dists,
+            values=[size(arch), error(arch)],
+            user_attrs={"arch": arch.to_json(), "arch_key": arch.key(), "feasible": True},
+        )
+    )
+    run_search(
+        space, two_objectives(), strategy="random", n_trials=6, storage=storage, seed=0, progress=False
+    )
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{storage}")
+    assert "params" not in study.user_attrs
+    assert len(study.trials) == 6
+    for trial in study.trials:
+        assert trial.distributions == dists  # still indices 0..4
+        assert space.decode([trial.params[d] for d in dists]) == result_arch(trial)
+
+    new = tmp_path / "new.db"
+    run_search(space, two_objectives(), strategy="random", n_trials=3, storage=new, seed=0, progress=False)
+    fresh = optuna.load_study(study_name="search", storage=f"sqlite:///{new}")
+    assert fresh.user_attrs["params"] == "values"
+    assert {v for t in fresh.trials for v in t.params.values()} <= set(space.widths)
+    assert any(v > 4 for t in fresh.trials for v in t.params.values())  # 16..80, not indices

@@ -165,3 +165,15 @@ def test_step_line_is_a_staircase_best_first() -> None:
     assert ys == [3, 3, 2, 2, 1]
     xs, ys = step_line([(1, 1), (3, 3)], ("maximize", "maximize"))
     assert (xs, ys) == ([3, 1, 1], [3, 3, 1])
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_hypervolume_equals_counted_grid_cells(m: int) -> None:
+    """Points on a grid of quarters: the exact volume is the number of dominated cells / 4**m."""
+    import itertools
+
+    rng = np.random.default_rng(m)
+    points = rng.integers(0, 5, size=(9, m)) / 4  # some on the reference (1.0): no volume
+    cells = itertools.product(range(4), repeat=m)
+    counted = sum(any(np.all(p <= np.array(c) / 4) for p in points) for c in cells)
+    assert hypervolume(points) == pytest.approx(counted / 4**m)

@@ -199,3 +199,45 @@ def test_workers_storage_journal(run_dir: Path, tmp_path: Path) -> None:
     assert journal.is_file()
     assert not (run_dir / "search" / "study.db").exists()
     assert len(json.loads((run_dir / "search" / "trials.json").read_text())) == 3
+
+
+def test_a_finished_study_reads_back_through_optuna_with_real_values(run_dir: Path) -> None:
+    """What optuna-dashboard shows: real parameter values, objective names, what the run is."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    assert main(["search", *config_args(run_dir, 4)]) == 0
+    storage = f"sqlite:///{run_dir / 'search' / 'study.db'}"
+    [name] = optuna.get_all_study_names(storage)
+    assert name == "run elm: val_loss vs params"
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert study.metric_names == ["val_loss", "params"]
+    assert study.user_attrs["objectives"] == ["val_loss (minimize)", "params (minimize)"]
+    assert study.user_attrs["space_preset"] == "elm"
+    assert len(study.user_attrs["config_hash"]) >= 8
+    space = load_supernet(supernet_folder(run_dir)).space
+    choices = {d.name: d.choices for d in space.dimensions()}
+    trials = json.loads((run_dir / "search" / "trials.json").read_text())
+    for trial, record in zip(study.trials, trials, strict=True):
+        arch = json.loads(record["architecture"]) if isinstance(record["architecture"], str) else None
+        assert set(trial.params) == set(choices)
+        for key, value in trial.params.items():
+            assert value in choices[key]  # a real value, not an index
+        assert trial.params["hidden"] == (arch or record["architecture"])["hidden"]
+        dist = trial.distributions["hidden"]
+        assert isinstance(dist, IntDistribution)
+        assert list(range(dist.low, dist.high + 1, dist.step)) == list(choices["hidden"])  # (8, 12, 16)
+        assert isinstance(trial.distributions["layer0.block"], CategoricalDistribution)
+    assert trials[0]["metrics"]["params"] == study.trials[0].values[1]
+
+
+def test_search_json_summary_matches_the_written_files(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", *config_args(run_dir, 3), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    summary = json.loads((run_dir / "search" / "summary.json").read_text())
+    assert out["trials"] == 3
+    assert out["pareto"] == summary["pareto"]
+    assert out["hypervolume"] == pytest.approx(summary["hypervolume"][-1][1])
+    assert out["search_dir"] == str(run_dir / "search")

@@ -72,7 +72,7 @@ def test_malformed_space_dicts_raise_config_errors() -> None:
 
 # ---- with_choices --------------------------------------------------------------------------------
 def test_with_choices_on_a_group_keeps_the_encoding_length() -> None:
-    space = preset("elm", blocks=["bert"])  # the "ffn" group is the BERT blocks' (MobileBERT: mobile_ffn)
+    space = preset("elm").with_choices("block", ("bert",))  # "ffn" is the BERT blocks' FFN
     narrow = space.with_choices("ffn", (128, 256))
     assert narrow is not space
     assert len(narrow.dimensions()) == len(space.dimensions())
@@ -84,10 +84,10 @@ def test_with_choices_on_a_group_keeps_the_encoding_length() -> None:
 
 
 def test_with_choices_on_one_dimension() -> None:
-    space = preset("elm", blocks=["bert"]).with_choices("layer3.heads", (2, 4))
+    space = preset("elm").with_choices("layer3.mobile_heads", (2, 4))  # largest: MobileBERT blocks
     large = space.largest()
     assert [la.heads for la in large.layers] == [12, 12, 12, 4, 12, 12]
-    assert space.size() < preset("elm", blocks=["bert"]).size()
+    assert space.size() < preset("elm").size()
 
 
 def test_with_choices_grows_widths() -> None:

@@ -586,7 +586,7 @@ def test_cli_trains_minilm_on_austen_and_resumes(tmp_path, capsys):
     space = json.loads((tmp_path / "train" / "supernet" / "space.json").read_text())
     assert space["num_layers"] == 6
     assert main([*args, *sets, "--set", "train.steps=3"]) == 2  # steps differ from the checkpoint
-    assert "pass --resume" in capsys.readouterr().err
+    assert "train.steps was 2, now 3" in capsys.readouterr().err
 
 
 def test_before_step_hook_may_replace_parameters(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import ArchitectureError, UserError
@@ -49,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--seq-len", type=int, default=128, help="sequence length for FLOPs and the ONNX trace"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the exported models (path, format, class, size) as JSON"
     )
 
 
@@ -103,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
                 prefer_stock=prefer_stock,
                 seq_len=args.seq_len,
             )
+        if args.json:
+            print(json.dumps([_record(item) for item in done], indent=2))
+            return 0
         for item in done:
             print(f"exported {item.path} ({item.format}: {item.model_class}, {item.params:,} parameters)")
         print(f"index written: {Path(args.source) / 'export' / 'index.json'}")
@@ -134,5 +141,18 @@ def run(args: argparse.Namespace) -> int:
         prefer_stock=prefer_stock,
         seq_len=args.seq_len,
     )
+    if args.json:
+        print(json.dumps([_record(item)], indent=2))
+        return 0
     print(f"exported {item.path} ({item.format}: {item.model_class}, {item.params:,} parameters)")
     return 0
+
+
+def _record(item: Any) -> dict[str, Any]:
+    """One exported model for ``--json``: where, which class, how big."""
+    return {
+        "path": str(item.path),
+        "format": item.format,
+        "model_class": item.model_class,
+        "params": item.params,
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from typing import TYPE_CHECKING
 
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also train layer-dropping, head-pruning, uniform-scaling and unpruned baselines",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
+    parser.add_argument("--json", action="store_true", help="print the result (exports, baselines) as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from elastic_lm.pipeline.recipes.prune import run_prune  # torch & co. only when pruning
 
     result = run_prune(config, baselines=args.baselines or None, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        return 0
     print_result(result)
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import webbrowser
 from pathlib import Path
 
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="no",
         help="open the finished report in the default web browser (default: no)",
     )
+    parser.add_argument(
+        "--json", action="store_true", help="print the written files (report page, Pareto CSV) as JSON"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +41,11 @@ def run(args: argparse.Namespace) -> int:
 
     with locked(args.run_dir, create=False):  # not while another command writes there
         index = write_report(args.run_dir, tuple(args.compare))
-    print(f"report written: {index}")
+    if args.json:
+        pareto = index.parent / "pareto.csv"
+        print(json.dumps({"report": str(index), "pareto_csv": str(pareto) if pareto.is_file() else None}))
+    else:
+        print(f"report written: {index}")
     if args.open_browser == "yes":
         webbrowser.open(index.resolve().as_uri())
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="redo this stage and every stage after it that reads it (a stage of the config's recipe)",
     )
     parser.add_argument("--until", choices=stages, help="stop after this stage (of the config's recipe)")
+    parser.add_argument(
+        "--json", action="store_true", help="print a machine-readable summary (JSON) on stdout instead"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     outcomes = run_pipeline(config, start=args.start, until=args.until)
+    if args.json:
+        rows = [(o.stage, o.status, o.seconds) for o in outcomes]
+        print(json.dumps(summary_dict(Path(config.run_dir), rows), indent=2))
+        return 0
     if config.pipeline == "prune":
         from elastic_lm.cli.cmd_prune import print_result
         from elastic_lm.pipeline.recipes.prune import prune_result
@@ -44,6 +52,23 @@ def run(args: argparse.Namespace) -> int:
         print_result(prune_result(config, outcomes))
     print(summary(Path(config.run_dir), [(o.stage, o.status, o.seconds) for o in outcomes]))
     return 0
+
+
+def summary_dict(run_dir: Path, stages: list[tuple[str, str, float]]) -> dict[str, object]:
+    """What :func:`summary` says, for scripts: stages, report, Pareto rows, exported models."""
+    out: dict[str, object] = {
+        "run_dir": str(run_dir),
+        "stages": [{"stage": s, "status": st, "seconds": round(t, 3)} for s, st, t in stages],
+    }
+    report = run_dir / "report" / "index.html"
+    out["report"] = str(report) if report.is_file() else None
+    pareto = run_dir / "report" / "pareto.csv"
+    if pareto.is_file():
+        with pareto.open(newline="", encoding="utf-8") as handle:
+            out["pareto"] = list(csv.DictReader(handle))
+    exported = run_dir / "export" / "index.json"
+    out["exported"] = json.loads(exported.read_text(encoding="utf-8")) if exported.is_file() else []
+    return out
 
 
 def summary(run_dir: Path, stages: list[tuple[str, str, float]]) -> str:

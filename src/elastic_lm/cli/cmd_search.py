@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from elastic_lm.cli.common import add_config_arguments, config_from_args
@@ -31,6 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "postgresql:// URL (default RUN_DIR/search/study.db)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print a summary (trials, Pareto trial numbers, hypervolume) as JSON",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +50,16 @@ def run(args: argparse.Namespace) -> int:
     from elastic_lm.pipeline.search_stage import run_search_stage  # torch & co. only when searching
 
     result = run_search_stage(config, storage=args.workers_storage, progress=not args.no_progress)
+    if args.json:
+        summary = {
+            "trials": result.n_trials,
+            "pareto": list(result.pareto),
+            "hypervolume": result.hypervolume,
+            "search_dir": str(result.search_dir),
+            "latency_check": str(result.latency_check) if result.latency_check else None,
+        }
+        print(json.dumps(summary, indent=2))
+        return 0
     print(
         f"search: {result.n_trials} trials, {len(result.pareto)} on the Pareto front, "
         f"hypervolume {result.hypervolume:.4f}; wrote {result.search_dir}/trials.json and summary.json",

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
+import yaml
+
 from elastic_lm.config import Config, load_config
+from elastic_lm.errors import ConfigError, UserError
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """CONFIG (a YAML file), repeated ``--set section.key=value`` overrides, and ``--run-dir``."""
-    parser.add_argument("config", nargs="?", help="YAML config file (defaults apply when omitted)")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG|RUN_DIR",
+        help="a YAML config, a shipped recipe's name (elastic-lm recipes) or a run directory (its saved "
+        "config.yaml); the defaults apply when omitted",
+    )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -23,17 +34,66 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", help="apply a named budget of the recipe, e.g. quick (CPU, minutes) or full (GPU)"
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (file, budget, --set, --run-dir) as YAML and exit",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The validated config the user asked for: file, its --budget, --set overrides, then --run-dir."""
     overrides = list(args.overrides)
+    source = args.config
+    if source is not None and Path(source).is_dir():
+        saved = Path(source) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(
+                f"{source} is a folder without config.yaml; pass a YAML config or a run directory "
+                "that a command has written"
+            )
+        source = saved
+        if getattr(args, "run_dir", None) is None:
+            overrides.insert(0, f"run_dir={args.config}")  # the folder itself, wherever it is now
     if getattr(args, "run_dir", None) is not None:
         overrides.append(f"run_dir={args.run_dir}")
-    config = load_config(args.config, overrides, budget=getattr(args, "budget", None))
+    config = load_config(source, overrides, budget=getattr(args, "budget", None))
     # Names the schema cannot check (the config package may not import the pipeline): search
     # objectives and constraints, so a typo fails now and not after training.
     from elastic_lm.pipeline.objectives import check_metric_names
 
     check_metric_names(config.search.objectives, config.search.constraints)
     return config
+
+
+def config_yaml(config: Config) -> str:
+    """The resolved config as the YAML a run directory saves (``--print-config``)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def add_restart_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--restart`` (start over; the old folder is set aside, never deleted) and ``--yes``."""
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help=f"start over instead of resuming: {what} is renamed aside (asks first; nothing is deleted)",
+    )
+    parser.add_argument("--yes", action="store_true", help="with --restart: do not ask")
+
+
+def set_aside(folder: Path, yes: bool = False) -> Path | None:
+    """Rename ``folder`` to ``NAME.before-restart-TIME`` after the user agrees; None when it is absent.
+
+    Asks on a terminal; elsewhere ``--yes`` is required, so a script never loses a run by surprise.
+    """
+    if not folder.exists():
+        return None
+    target = folder.with_name(f"{folder.name}.before-restart-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"--restart would move {folder} to {target}; confirm with --yes")
+        answer = input(f"move {folder} aside to {target} and start over? [y/N] ").strip().lower()
+        if answer not in ("y", "yes"):
+            raise UserError(f"not restarted: {folder} is untouched")
+    folder.rename(target)
+    return target

@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "profile",
     "report",
     "run",
+    "recipes",
 )
 
 
@@ -43,6 +44,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"elastic-lm {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
+    add_verbosity_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         if name != command:
@@ -57,7 +59,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(child)
+        add_verbosity_arguments(child)
     return parser
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose``, accepted before or after the command."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+        help="warnings and errors only: no progress bars or progress lines",
+    )  # fmt: skip
+    group.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+        help="debug messages, and the INFO lines of Optuna, transformers and datasets",
+    )  # fmt: skip
 
 
 # One-line help shown by the top-level --help without importing every command's dependencies.
@@ -71,6 +87,7 @@ _SHORT_HELP: dict[str, str] = {
     "profile": "measure latency on this machine and fit a latency predictor",
     "report": "write the Pareto plots and the HTML report of a run directory",
     "run": "run the whole pipeline of a config, stage by stage, resumably",
+    "recipes": "list the shipped recipes (run one by name: elastic-lm run NAME --budget quick)",
 }
 
 
@@ -85,7 +102,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from elastic_lm.progress import configure_logging
+
+    quiet = getattr(args, "quiet", False)
+    configure_logging(-1 if quiet else 1 if getattr(args, "verbose", False) else 0)
+    if quiet and hasattr(args, "no_progress"):
+        args.no_progress = True  # commands whose bars are drawn outside elastic_lm.progress
     try:
+        if getattr(args, "print_config", False):
+            from elastic_lm.cli.common import config_from_args, config_yaml
+
+            resolve = getattr(_command_module(args.command), "config_of", config_from_args)
+            print(config_yaml(resolve(args)), end="")
+            return 0
         return int(_command_module(args.command).run(args) or 0)
     except UserError as error:
         if debug:

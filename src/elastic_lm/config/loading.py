@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from elastic_lm.config.recipes import resolve_config_path
 from elastic_lm.config.schema import Config
 from elastic_lm.errors import ConfigError
 
@@ -22,12 +23,14 @@ def load_config(
 ) -> Config:
     """Load ``path`` (YAML; None means all defaults), apply a named budget, then ``key=value`` overrides.
 
+    ``path`` may also name a shipped recipe (``elm-mlm``); see :mod:`elastic_lm.config.recipes`.
+
     A recipe may hold a ``budgets:`` mapping (e.g. ``quick`` for a 2-core CPU, ``full`` for a GPU) whose
     entries are partial configs merged over the file; ``budget`` picks one.
     """
     data: dict[str, Any] = {}
     if path is not None:
-        data = read_yaml(path)
+        data = read_yaml(resolve_config_path(path))
     budgets = data.pop("budgets", None) or {}
     if not isinstance(budgets, dict):
         raise ConfigError("config field 'budgets' must map budget names to partial configs")

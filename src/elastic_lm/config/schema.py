@@ -39,9 +39,8 @@ class ModelSection(Section):
     importance_batches: PositiveInt = Field(4, description="training batches the importance is measured on")
     decoder_importance: list[Literal["ffn", "heads", "hidden"]] = Field(
         default_factory=list,
-        description="decoders: reorder the seeded super-network by these decoder importance scores "
-        "(measured on the training text) before anything trains or is searched; "
-        "empty: keep the source's order",
+        description="decoders: reorder the seeded super-network by these decoder scores (measured on "
+        "the training text) before anything trains or is searched; empty: keep the source's order",
     )
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.export.hub import hub_metadata, render_front_matter, run_facts, source_facts
 
 AUTO_CLASS: dict[str | None, str] = {
     None: "AutoModel",
@@ -76,22 +77,15 @@ def _value(v: Any) -> str:
 def render_card(info: dict[str, Any]) -> str:
     """Markdown for ``info`` (the dict :func:`elastic_lm.export.export_subnetwork` records)."""
     task = info.get("task")
-    prov: dict[str, Any] = info.get("provenance") or {}
+    recorded: dict[str, Any] = info.get("provenance") or {}
+    # what the source asset and the run's saved config say, unless the export recorded it already
+    prov = {**source_facts(recorded.get("source_model")), **run_facts(recorded.get("run_dir")), **recorded}
     licence = str(prov.get("license") or "unknown")
     arch = Architecture.from_dict(info["architecture"])
     blocks = Counter(la.block for la in arch.layers if not la.is_identity)
-    front = [
-        "---",
-        f"license: {licence if licence != 'unknown' else 'other'}",
-        "library_name: transformers",
-        f"pipeline_tag: {PIPELINE_TAG[task]}",
-        "tags:",
-        "- elastic-lm",
-        "- neural-architecture-search",
-        *[f"- {b}" for b in sorted(blocks)],
-        "---",
-        "",
-    ]
+    tags = ["elastic-lm", "neural-architecture-search", *sorted(blocks)]
+    meta_info = {**info, "provenance": {**prov, "license": licence if licence != "unknown" else "other"}}
+    front = render_front_matter(hub_metadata(meta_info, PIPELINE_TAG[task], tags))
     lines = [f"# {info['name']}", ""]
     lines += [
         f"A sub-network chosen by neural architecture search with elastic-lm and exported as a standalone "
@@ -145,12 +139,19 @@ def render_card(info: dict[str, Any]) -> str:
         "search strategy": prov.get("strategy", "not recorded"),
         "trial": prov.get("trial"),
         "source model": prov.get("source_model"),
+        "base model": prov.get("base_model"),
+        "data sets": ", ".join(prov.get("datasets") or []) or None,
+        "budget": prov.get("budget"),
         "licence of the source weights": licence,
         "elastic-lm version": prov.get("elastic_lm_version", ""),
         "elastic-lm commit": prov.get("commit") or "not recorded",
         "exported at": prov.get("exported_at", ""),
     }
     lines += [f"| {k} | {_value(v)} |" for k, v in rows.items() if v is not None]
+    lines += ["", "## How it was made", "", _method(prov)]
+    if prov.get("reproduce"):
+        lines += ["", "To reproduce (the run's resolved config; re-runs skip finished stages):", ""]
+        lines += ["```bash", str(prov["reproduce"]), "```"]
     lines += [
         "",
         "## How to load",
@@ -170,6 +171,22 @@ def render_card(info: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(front + lines)
+
+
+def _method(prov: dict[str, Any]) -> str:
+    """One paragraph: which model it started from, how the sub-network was chosen."""
+    source = prov.get("base_model") or prov.get("source_model") or "a pre-trained model"
+    how = (
+        f"a search ({prov['strategy']}) over the super-network's sub-networks, trial {prov.get('trial')}"
+        if prov.get("strategy")
+        else "structural pruning of the source"
+    )
+    space = f" in the `{prov['space']}` search space" if prov.get("space") else ""
+    return (
+        f"A super-network{space} was initialised from {source} and trained as the run's config says; "
+        f"this model is the sub-network picked by {how}, extracted with its weights sliced from the "
+        "super-network (no re-initialisation)."
+    )
 
 
 def _snippet(info: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,6 +58,11 @@ def main_output(out: object) -> torch.Tensor:
     return logits if logits is not None else out.last_hidden_state  # type: ignore[attr-defined]
 
 
+def output_name(out: object) -> str:
+    """The graph output's name as transformers' ONNX exports name it: ``logits`` or ``last_hidden_state``."""
+    return "logits" if getattr(out, "logits", None) is not None else "last_hidden_state"
+
+
 def sample_inputs(
     vocab: int, batch: int, seq_len: int, *, seed: int = 0, avoid: int | None = None, pad: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,13 +104,15 @@ def export_onnx(
     import onnxruntime as ort
 
     out_path = Path(out_path)
-    config = model.config  # type: ignore[attr-defined]
+    config: Any = model.config
     vocab, pad = int(config.vocab_size), getattr(config, "pad_token_id", None)
     limit = int(getattr(config, "max_position_embeddings", 0) or 0) - 2
     seq_len = min(seq_len, limit) if limit > 2 else seq_len
     wrapper = _MainOutput(model).eval()
     ids, mask = sample_inputs(vocab, batch_size, seq_len, avoid=pad)
     axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        name = output_name(model(input_ids=ids[:1, :2], attention_mask=mask[:1, :2]))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         torch.onnx.export(
@@ -113,8 +121,8 @@ def export_onnx(
             str(out_path),
             dynamo=False,
             input_names=["input_ids", "attention_mask"],
-            output_names=["output"],
-            dynamic_axes={"input_ids": axes, "attention_mask": axes, "output": axes},
+            output_names=[name],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, name: axes},
             opset_version=opset,
         )
     check_len = max(3, seq_len // 2 + 1)

@@ -18,6 +18,7 @@ from elastic_lm.export.subnet import ExportedModel, export_subnetwork
 from elastic_lm.export.supernet import SUPERNET_SUBDIR, Supernet, check_in_space, load_supernet
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
+from elastic_lm.progress import Progress
 from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
 from elastic_lm.search.pareto import front_mask, spread
 
@@ -98,6 +99,7 @@ def export_pareto(
     sentence = sentence_spec_of(supernet.provenance.get("source_model"))  # None: not an embedding model
     exported: list[ExportedModel] = []
     index: list[dict[str, Any]] = []
+    bar = Progress(len(chosen), "export", unit="model")
     for trial in sorted(chosen, key=lambda t: t.number):
         assert trial.architecture is not None
         check_in_space(supernet.space, trial.architecture)
@@ -127,6 +129,8 @@ def export_pareto(
         if sentence is not None and done.task != "causal-lm" and tokenizer is not None:
             st = export_sentence_transformer(done.path, sentence)
             index[-1]["sentence_transformers"] = f"export/{st.name}"
+        bar.update()
+    bar.close()
     atomic_write_json(run_dir / "export" / "index.json", index)
     return exported
 

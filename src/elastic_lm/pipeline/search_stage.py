@@ -32,7 +32,7 @@ from elastic_lm.pipeline.objectives import (
 from elastic_lm.pipeline.recipes.nas import inputs_hash
 from elastic_lm.pipeline.rundir import RunDirectory
 
-STUDY_NAME = "search"
+STUDY_NAME = "search"  # the name of every study before names described the run; still resumed
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,10 @@ def run_search_stage(
     """
     import optuna
 
+    from elastic_lm.progress import quiet_optuna
     from elastic_lm.search import run_search
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     started = time.time()
     section = config.search
     check_metric_names(section.objectives, section.constraints)  # before anything slow
@@ -153,7 +154,8 @@ def run_search_stage(
     objectives = build_objectives(section.objectives, ctx, space)
     constraints = build_constraints(section.constraints, ctx)
     store = storage or section.storage or str(search_dir / "study.db")
-    existing = _existing_trials(store)
+    name = study_name(config, store)
+    existing = _existing_trials(store, name)
     result = run_search(
         space,
         objectives,
@@ -162,11 +164,18 @@ def run_search_stage(
         n_trials=n_trials,
         storage=store,
         seed=worker_seed(config.seed, existing),
-        study_name=STUDY_NAME,
+        study_name=name,
         progress=progress,
         strategy_options=section.strategy_options,
+        study_attrs={
+            "run_dir": str(config.run_dir),
+            "space_preset": config.space.preset,
+            "space_options": dict(config.space.options),
+            "config_hash": inputs_hash("search", config),
+            "elastic_lm_version": _version(),
+        },
     )
-    study = optuna.load_study(study_name=STUDY_NAME, storage=_storage(store))
+    study = optuna.load_study(study_name=name, storage=_storage(store))
     unit = units([o.name for o in objectives], ctx)
     files = write_search_files(search_dir, study, result, strategy_name, unit)
     check = None
@@ -188,12 +197,33 @@ def _storage(store: str) -> Any:
     return resolve_storage(store)
 
 
-def _existing_trials(store: str) -> int:
+def study_name(config: Config, store: str) -> str:
+    """A name that says what the study is (run, space, objectives), e.g. ``elm-mlm-quick elm: val_loss
+    vs params``; a storage that holds one study of another name (``search``, from before names
+    described the run, or a run directory that was renamed) keeps using it, so a search resumes.
+    """
+    import optuna
+
+    objectives = " vs ".join(o.name for o in config.search.objectives)
+    name = f"{Path(config.run_dir).name} {config.space.preset}: {objectives}"
+    existing = optuna.get_all_study_names(_storage(store))
+    if name not in existing and len(existing) == 1:
+        return existing[0]
+    return name
+
+
+def _version() -> str:
+    from elastic_lm import __version__
+
+    return __version__
+
+
+def _existing_trials(store: str, name: str) -> int:
     """How many trials the study already holds (0 for a new study)."""
     import optuna
 
     try:
-        study = optuna.load_study(study_name=STUDY_NAME, storage=_storage(store))
+        study = optuna.load_study(study_name=name, storage=_storage(store))
     except KeyError:
         return 0
     return len(study.get_trials(deepcopy=False))

@@ -66,13 +66,17 @@ def measure_architectures(
     measure: MeasureMany | None = None,
 ) -> list[LatencyMeasurement]:
     """Latency of each architecture's extracted model, ``settings.chunk`` models in memory at once."""
+    from elastic_lm.progress import Progress
+
     measure = measure or default_measure(settings)
     out: list[LatencyMeasurement] = []
-    for start in range(0, len(archs), settings.chunk):
-        chunk = archs[start : start + settings.chunk]
-        runners = [model_runner(supernet.extract(a), settings) for a in chunk]
-        out.extend(measure(runners))
-        del runners
+    with Progress(len(archs), "profile", unit="model") as bar:
+        for start in range(0, len(archs), settings.chunk):
+            chunk = archs[start : start + settings.chunk]
+            runners = [model_runner(supernet.extract(a), settings) for a in chunk]
+            out.extend(measure(runners))
+            del runners
+            bar.set(len(out))
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,11 +72,36 @@ def warnings_for(run: RunData, members: Sequence[Trial]) -> list[str]:
     incomplete = [t.number for t in usable if any(o.name not in t.metrics for o in objectives)]
     if incomplete:
         notes.append(f"trials {incomplete} lack an objective's metric and are left out of the front.")
+    notes += chance_warnings(run)
     refs = {tuple(sorted(s.reference_point.items())) for s in (run.summary, *run.extra_summaries)}
     if len(refs) > 1:
         notes.append(
             "the compared searches use different reference points; their hypervolumes differ in scale."
         )
+    return notes
+
+
+def chance_warnings(run: RunData) -> list[str]:
+    """Downstream scores a reader should not trust: accuracy within two standard errors of guessing
+    uniformly among the task's labels (1/k, binomial error over its test examples), or an F1 of 0
+    (the model never predicts the scored class)."""
+    notes: list[str] = []
+    if run.downstream is None:
+        return notes
+    for row in run.downstream.encoders:
+        for task, score in row.scores.items():
+            k, n, acc = score.get("num_labels"), score.get("test_examples"), score.get("accuracy")
+            if k and n and acc is not None:
+                chance = 1.0 / k
+                margin = 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+                if acc <= chance + margin:
+                    notes.append(
+                        f"{row.name} on {task}: accuracy {acc:.3f} is at chance level (1/{int(k)} = "
+                        f"{chance:.3f}, +2 s.e. = {chance + margin:.3f} over {int(n)} test examples)."
+                    )
+                    continue
+            if score.get("f1") == 0.0:
+                notes.append(f"{row.name} on {task}: F1 is 0, the model never predicts the scored class.")
     return notes
 
 

@@ -191,6 +191,7 @@ def load_named_points(path: Path, producer: str) -> tuple[NamedPoint, ...]:
                 name=str(item["name"]),
                 metrics=_metrics(item.get("metrics", {}), f"{path} entry {item['name']!r}"),
                 path=str(item.get("path", "")),
+                format=str(item.get("format", "")),
             )
         )
     return tuple(points)
@@ -244,7 +245,7 @@ def load_downstream(path: Path) -> Downstream | None:
         for task, values in (item.get("tasks") or {}).items():
             if not isinstance(values, dict):
                 raise DataError(f"{where} task {task!r} is not an object; re-run '{producer}'")
-            shown = {k: values[k] for k in ("accuracy", "f1") if k in values}
+            shown = {k: values[k] for k in ("accuracy", "f1", "num_labels", "test_examples") if k in values}
             scores[str(task)] = _metrics(shown, f"{where} task {task!r}")
         encoders.append(
             DownstreamRow(

@@ -107,16 +107,28 @@ def _named_table(points: Sequence[NamedPoint], objectives: Sequence[Objective], 
     extra = sorted({k for p in points for k in p.metrics} - set(names))
     headers = ["name", *(_metric_header(o) for o in objectives), *extra]
     if with_path:
-        headers.append("path")
+        headers += ["loads as", "folder and card"]
     rows = []
     for p in points:
         row = f"<tr><td>{_e(p.name)}</td>" + _cells(
             [format_value(k, p.metrics.get(k)) for k in (*names, *extra)]
         )
         if with_path:
-            row += f"<td class='arch'>{_e(p.path)}</td>"
+            row += f"<td>{_e(_LOADS_AS.get(p.format, p.format or 'not recorded'))}</td>"
+            row += f"<td class='arch'>{_links(p.path)}</td>"
         rows.append(row + "</tr>")
     return _table(headers, rows)
+
+
+_LOADS_AS = {"stock": "stock transformers class", "elastic-lm": "elastic-lm class"}
+
+
+def _links(path: str) -> str:
+    """Links from ``RUN_DIR/report/index.html`` to the exported folder and its model card."""
+    if not path:
+        return ""
+    href = "../" + path.strip("/")
+    return f"<a href='{_e(href)}/'>{_e(path)}</a> (<a href='{_e(href)}/README.md'>card</a>)"
 
 
 def _trials_table(run: RunData, members: Sequence[Trial]) -> str:

@@ -56,6 +56,7 @@ class NamedPoint:
     name: str
     metrics: dict[str, float]
     path: str = ""
+    format: str = ""  # exported models: "stock" (transformers alone) or "elastic-lm"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ workers given the same number share one budget.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,10 +17,10 @@ import numpy as np
 import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
-from tqdm.auto import tqdm
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.errors import ConfigError
+from elastic_lm.progress import Progress, quiet_optuna
 from elastic_lm.search.objectives import Constraint, Objective, check_names, feasible
 from elastic_lm.search.pareto import hypervolume, normalise, to_losses
 from elastic_lm.search.result import SearchResult
@@ -42,6 +41,7 @@ from elastic_lm.search.study import (
     open_study,
     param_distributions,
     params_of,
+    stores_values,
 )
 from elastic_lm.search.workers import (
     CLAIM_PREFIX,
@@ -65,6 +65,7 @@ def run_search(
     seed: int | None = None,
     study_name: str = "search",
     initial_design: bool = True,
+    study_attrs: dict[str, Any] | None = None,
     progress: bool = True,
     strategy_options: dict[str, Any] | None = None,
     size_fn: Callable[[Architecture], float] | None = None,
@@ -79,8 +80,10 @@ def run_search(
     the number of its first trial (:func:`~elastic_lm.search.workers.trial_seed`).
     A RUNNING trial whose worker died (its process is gone, or no heartbeat for
     ``5 * heartbeat_s``) is failed and its architecture retried; see :func:`reclaim_stale`.
+    ``study_attrs`` are extra study user attributes (e.g. the config hash) written at creation.
     """
     stale_after = 5 * heartbeat_s if heartbeat_s else None
+    quiet_optuna()  # Optuna's per-trial INFO lines would drown the progress (shown under --verbose)
     if n_trials < 1:
         raise ConfigError(f"n_trials={n_trials} must be at least 1")
     check_names(objectives, constraints)
@@ -108,24 +111,27 @@ def run_search(
         [o.direction for o in objectives],
         sampler,
         metric_names=[o.name for o in objectives],
+        user_attrs=_describe(space, objectives, constraints, strategy) | dict(study_attrs or {}),
     )
     reclaim_stale(study, reclaim, stale_after)
+    values = stores_values(study)
     if initial_design and created:  # by one worker only, even when several start together
-        _enqueue_initial_design(study, space, constraints)
+        _enqueue_initial_design(study, space, constraints, values)
 
-    evaluator = _Evaluator(space, objectives, constraints, poll_s)
+    evaluator = _Evaluator(space, objectives, constraints, poll_s, values)
     evaluator.heartbeat_s = heartbeat_s
     evaluator.on_wait = lambda: reclaim_stale(study, reclaim, stale_after)
-    distributions = param_distributions(space)
-    bar = tqdm(total=n_trials, file=sys.stderr, disable=not progress, desc=study_name)
+    distributions = param_distributions(space, values)
+    already = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+    bar = Progress(n_trials, "search", initial=min(already, n_trials), unit="trial", enabled=progress)
     try:
         while True:
             trials = study.get_trials(deepcopy=False)
             finished = sum(t.state in FINISHED for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            bar.n = min(finished, n_trials)
             if progress:
-                bar.set_postfix_str(_summary(trials, objectives), refresh=True)
+                bar.set_postfix(_summary(trials, objectives))
+            bar.set(min(finished, n_trials))
             if finished >= n_trials:
                 break
             if finished + running >= n_trials:  # the rest of the budget is being run elsewhere
@@ -165,14 +171,16 @@ def _claim(study: optuna.Study, trial: Trial) -> bool:
     return min(claims.items(), key=lambda kv: (kv[1], kv[0]))[0] == mine
 
 
-def _enqueue_initial_design(study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint]) -> None:
+def _enqueue_initial_design(
+    study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint], values: bool = True
+) -> None:
     """Smallest, largest and middle members first: they anchor the front and the bounds."""
     seen: set[str] = set()
     for arch in (space.smallest(), space.largest(), space.middle()):
         if arch.key() in seen or not feasible(arch, constraints):
             continue
         seen.add(arch.key())
-        study.enqueue_trial(params_of(space, arch))
+        study.enqueue_trial(params_of(space, arch, values))
 
 
 class _Evaluator:
@@ -184,16 +192,18 @@ class _Evaluator:
         objectives: Sequence[Objective],
         constraints: Sequence[Constraint],
         poll_s: float,
+        values: bool = True,
     ) -> None:
         self.space = space
         self.objectives = list(objectives)
         self.constraints = list(constraints)
         self.poll_s = poll_s
+        self.values = values
         self.heartbeat_s: float | None = None
         self.on_wait: Callable[[], object] = lambda: None
 
     def run(self, study: optuna.Study, trial: Trial) -> None:
-        arch = arch_of(self.space, trial.params)
+        arch = arch_of(self.space, trial.params, self.values)
         key = arch.key()
         trial.set_user_attr(ARCH_ATTR, arch.to_json())
         trial.set_user_attr(KEY_ATTR, key)
@@ -214,6 +224,8 @@ class _Evaluator:
                 trial.set_user_attr(METRIC_PREFIX + name, value)
             trial.set_user_attr(FEASIBLE_ATTR, previous.user_attrs.get(FEASIBLE_ATTR, True))
             trial.set_user_attr(CACHED_ATTR, previous.number)
+            for name, value in previous.constraints.items():
+                trial.set_constraint(name, value)
             if previous.state == TrialState.COMPLETE:
                 study.tell(trial, list(previous.values))
             else:
@@ -222,9 +234,12 @@ class _Evaluator:
         for name, value in metric_attrs(metrics).items():
             trial.set_user_attr(name, value)
         trial.set_user_attr(FEASIBLE_ATTR, ok)
-        if ok:
+        for c in self.constraints:
+            violation = c.violation(metrics[c.name])
+            trial.set_constraint(c.name, violation if math.isfinite(violation) else 1e12)
+        if all(o.name in metrics for o in self.objectives):  # feasible, or every objective cheap
             study.tell(trial, [metrics[o.name] for o in self.objectives])
-        else:
+        else:  # stopped before its expensive objectives: its constraints tell samplers why
             study.tell(trial, state=TrialState.PRUNED)
 
     def evaluate(self, arch: Architecture) -> tuple[dict[str, float], bool]:
@@ -270,9 +285,8 @@ class _Evaluator:
 
 def _summary(trials: Sequence[FrozenTrial], objectives: Sequence[Objective]) -> str:
     """Best value per objective and the hypervolume so far, for the progress bar."""
-    values = np.array([t.values for t in trials if t.state == TrialState.COMPLETE], dtype=float).reshape(
-        -1, len(objectives)
-    )
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(FEASIBLE_ATTR, True)]
+    values = np.array([t.values for t in done], dtype=float).reshape(-1, len(objectives))
     if not len(values):
         return "no feasible evaluation yet"
     directions = [o.direction for o in objectives]
@@ -287,3 +301,20 @@ def _summary(trials: Sequence[FrozenTrial], objectives: Sequence[Objective]) -> 
     hv = hypervolume(normalise(to_losses(values, directions), bounds, directions))
     parts.append(f"hv={hv:.4f}" if math.isfinite(hv) else "hv=?")
     return " ".join(parts)
+
+
+def _describe(
+    space: SpaceLike,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    strategy: str | optuna.samplers.BaseSampler,
+) -> dict[str, Any]:
+    """Study user attributes that say what the search is, for optuna-dashboard and later readers."""
+    dims = space.dimensions()
+    return {
+        "objectives": [f"{o.name} ({o.direction})" for o in objectives],
+        "constraints": [c.name for c in constraints],
+        "strategy": strategy if isinstance(strategy, str) else type(strategy).__name__,
+        "space_dimensions": len(dims),
+        "space": {d.name: list(d.choices) for d in dims[:64]},
+    }

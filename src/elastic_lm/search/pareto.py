@@ -4,9 +4,10 @@ members spread along it).
 
 Everything here works on losses (lower is better): callers turn maximised objectives into losses
 with :func:`to_losses` first (or call :func:`front_mask` with directions), so "maximise" is honoured
-in one place only. The hypervolume itself is Optuna's exact implementation (WFG; 2-D and 3-D special
-cases), not ours; Optuna 5 has no public helper for it or for a front mask, hence the private import.
-Pure numpy, no study and no files, so the report can use it on a copied run folder.
+in one place only. Optuna 5 has no public hypervolume function (only the private
+``optuna._hypervolume``), so the exact hypervolume here is a short one of ours: a sweep for two
+objectives, slicing along the last objective for more. Pure numpy, no study and no files, so the
+report can use it on a copied run folder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
-from optuna._hypervolume import compute_hypervolume
 
 from elastic_lm.errors import ConfigError
 
@@ -124,7 +124,37 @@ def hypervolume(normalised_losses: np.ndarray, reference: float = 1.0) -> float:
     inside = losses[np.all(losses <= ref, axis=1)]
     if inside.size == 0:
         return 0.0
-    return float(compute_hypervolume(inside, ref))
+    return _exact_hypervolume(inside[pareto_mask(inside)], ref)
+
+
+def _exact_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Volume dominated by ``points`` (all <= ``ref``, minimised) and bounded by ``ref``.
+
+    Sorted by the last objective, point ``i`` starts a slab that ends where point ``i + 1`` starts
+    (or at the reference); the slab's cross-section is the hypervolume of points ``0..i`` in the
+    remaining objectives. Exact; fine for the few objectives and hundreds of points of a search.
+    """
+    if len(points) == 0:
+        return 0.0
+    if points.shape[1] == 1:
+        return float(ref[0] - points[:, 0].min())
+    if points.shape[1] == 2:  # sweep: the sorted front is a staircase
+        order = np.lexsort((points[:, 1], points[:, 0]))
+        total, best_y = 0.0, float(ref[1])
+        for x, y in points[order]:
+            if y < best_y:
+                total += (float(ref[0]) - float(x)) * (best_y - float(y))
+                best_y = float(y)
+        return total
+    ordered = points[np.argsort(points[:, -1], kind="stable")]
+    total = 0.0
+    for i in range(len(ordered)):
+        top = ordered[i + 1, -1] if i + 1 < len(ordered) else ref[-1]
+        depth = float(top - ordered[i, -1])
+        if depth > 0:
+            section = ordered[: i + 1, :-1]
+            total += depth * _exact_hypervolume(section[pareto_mask(section)], ref[:-1])
+    return total
 
 
 def step_line(

@@ -28,6 +28,7 @@ from elastic_lm.search.study import (
     param_distributions,
     params_of,
     stored_arch,
+    stores_values,
 )
 
 
@@ -49,7 +50,7 @@ class SpaceSampler(BaseSampler):
         self._rng = random.Random(seed)
         self._constraints = tuple(constraints)
         self._max_tries = max_tries
-        self._distributions = param_distributions(space)
+        self._distributions = {v: param_distributions(space, v) for v in (True, False)}
 
     # --- Optuna sampler interface -------------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -58,7 +59,7 @@ class SpaceSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        return dict(self._distributions)
+        return dict(self._distributions[stores_values(study)])
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -67,7 +68,7 @@ class SpaceSampler(BaseSampler):
             return {}  # an enqueued trial (initial design, retry): its parameters are given
         history = _History(study)
         arch = self.propose(history)
-        return params_of(self._space, arch)
+        return params_of(self._space, arch, stores_values(study))
 
     def sample_independent(
         self,

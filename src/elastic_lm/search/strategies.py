@@ -1,7 +1,16 @@
-"""Search strategies by name: ours (space-aware) and Optuna's (encoding-only), one interface.
+"""Search strategies by name: ours (space-aware) and Optuna's (parameters only), one interface.
 
 Every strategy is an Optuna sampler, so each runs through the same study and storage. Optuna's
-samplers see only the integer encoding; ours use the space's own sample / neighbours / mutate.
+samplers see only the parameters; ours use the space's own sample / neighbours / mutate.
+
+Constraints, one rule for all: every evaluated trial records each constraint's violation with
+Optuna's ``Trial.set_constraint`` (<= 0 is feasible; Optuna 5 deprecates ``constraints_func`` for
+this). An infeasible trial is COMPLETE when every objective is cheap (all were measured), else
+PRUNED: stopped before its expensive objectives, which are never spent on it. Optuna's constrained
+samplers (NSGA-II, TPE/MOTPE, GP) read the constraints from the trials themselves (TPE learns from
+infeasible pruned trials too), ``study.best_trials`` and ``plot_pareto_front`` leave infeasible
+trials out, and optuna-dashboard shows the violations. Ours check the constraints before proposing,
+so they rarely produce an infeasible trial at all.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
 """A thin layer over an Optuna study: storage choice, the encoding as parameters, stored attributes.
 
 Every strategy runs through the same study, so a search can be resumed, shared by several workers
-and opened in ``optuna-dashboard`` whatever sampler drove it. Each position of the space's
-fixed-length encoding is one ``IntDistribution(0, len(choices) - 1)`` parameter: ordered and
-fixed-length, so multivariate samplers (TPE, GP, CMA-ES) model it directly.
+and opened in ``optuna-dashboard`` whatever sampler drove it. Each dimension of the space is one
+parameter holding its *real* value (``layer3.ffn = 1024``, ``layer0.block = "bert"``): evenly
+spaced integer choices are an ``IntDistribution(low, high, step)`` (ordered, so TPE, GP and NSGA-II
+model them as numbers), anything else a ``CategoricalDistribution`` of the choices. Studies created
+before this stored choice indices (``IntDistribution(0, n - 1)``); they carry no ``params`` study
+attribute and keep that encoding, so they resume unchanged.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 import warnings
@@ -17,7 +21,7 @@ from typing import Any, Protocol
 
 import optuna
 import sqlalchemy.exc
-from optuna.distributions import IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
@@ -35,6 +39,9 @@ CACHED_ATTR = "cached_from"
 RETRY_ATTR = "retry_of"
 SURPLUS_ATTR = "surplus"
 METRIC_PREFIX = "metric:"
+# Study user attribute that says parameters hold real values; absent on studies of choice indices.
+PARAMS_ATTR = "params"
+PARAMS_VALUES = "values"
 
 
 class Dimension(Protocol):
@@ -115,25 +122,50 @@ def _schema_race(error: Exception) -> bool:
     return any(s in text for s in ("already exists", "unique constraint", "duplicate key", "locked"))
 
 
-def param_distributions(space: SpaceLike) -> dict[str, IntDistribution]:
-    """One ordered integer parameter per encoding position, named after the space's dimension."""
+def param_distributions(space: SpaceLike, values: bool = True) -> dict[str, BaseDistribution]:
+    """One parameter per dimension, named after it: its real values, or (``values=False``) indices."""
     dims = space.dimensions()
     names = [d.name for d in dims]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"search space dimensions {repeated} repeat; dimension names must be unique")
-    return {d.name: IntDistribution(0, len(d.choices) - 1) for d in dims}
+    if not values:
+        return {d.name: IntDistribution(0, len(d.choices) - 1) for d in dims}
+    return {d.name: value_distribution(d.choices) for d in dims}
 
 
-def params_of(space: SpaceLike, arch: Architecture) -> dict[str, int]:
-    """The trial parameters that encode ``arch``."""
-    names = [d.name for d in space.dimensions()]
-    return dict(zip(names, (int(v) for v in space.encode(arch)), strict=True))
+def value_distribution(choices: Sequence[Any]) -> BaseDistribution:
+    """``IntDistribution(low, high, step)`` for evenly spaced increasing integers, else categorical."""
+    ints = all(isinstance(c, int) and not isinstance(c, bool) for c in choices)
+    if ints and len(choices) == 1:
+        return IntDistribution(int(choices[0]), int(choices[0]))
+    if ints:
+        steps = {b - a for a, b in itertools.pairwise(choices)}
+        if len(steps) == 1 and (step := steps.pop()) > 0:
+            return IntDistribution(int(choices[0]), int(choices[-1]), step=int(step))
+    return CategoricalDistribution(tuple(choices))
 
 
-def arch_of(space: SpaceLike, params: dict[str, Any]) -> Architecture:
+def params_of(space: SpaceLike, arch: Architecture, values: bool = True) -> dict[str, Any]:
+    """The trial parameters that encode ``arch`` (real values, or indices for an old study)."""
+    dims = space.dimensions()
+    vector = [int(v) for v in space.encode(arch)]
+    if not values:
+        return {d.name: i for d, i in zip(dims, vector, strict=True)}
+    return {d.name: d.choices[i] for d, i in zip(dims, vector, strict=True)}
+
+
+def arch_of(space: SpaceLike, params: dict[str, Any], values: bool = True) -> Architecture:
     """Decode trial parameters back into a (always valid) member of the space."""
-    return space.decode([int(params[d.name]) for d in space.dimensions()])
+    dims = space.dimensions()
+    if not values:
+        return space.decode([int(params[d.name]) for d in dims])
+    return space.decode([list(d.choices).index(params[d.name]) for d in dims])
+
+
+def stores_values(study: optuna.Study) -> bool:
+    """Whether ``study`` keeps real values as parameters (every study this version creates)."""
+    return study.user_attrs.get(PARAMS_ATTR) == PARAMS_VALUES
 
 
 def metric_attrs(metrics: dict[str, float]) -> dict[str, float]:
@@ -156,13 +188,15 @@ def create_or_load_study(
     directions: Sequence[str],
     sampler: optuna.samplers.BaseSampler | None = None,
     metric_names: Sequence[str] | None = None,
+    user_attrs: dict[str, Any] | None = None,
 ) -> optuna.Study:
     """Open study ``name`` if it exists (resume / join as a worker), else create it.
 
     Refuses to resume a study whose directions or objective names differ: mixing them would make
-    the Pareto front meaningless.
+    the Pareto front meaningless. ``user_attrs`` (space, objectives, config hash...) are written
+    when missing, so a study opened in optuna-dashboard says what run made it.
     """
-    return open_study(name, storage, directions, sampler, metric_names)[0]
+    return open_study(name, storage, directions, sampler, metric_names, user_attrs)[0]
 
 
 def open_study(
@@ -171,6 +205,7 @@ def open_study(
     directions: Sequence[str],
     sampler: optuna.samplers.BaseSampler | None = None,
     metric_names: Sequence[str] | None = None,
+    user_attrs: dict[str, Any] | None = None,
 ) -> tuple[optuna.Study, bool]:
     """:func:`create_or_load_study`, also saying whether this call created the study.
 
@@ -186,6 +221,11 @@ def open_study(
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=resolved, sampler=sampler)
         created = False
+    if created or (PARAMS_ATTR not in study.user_attrs and not study.get_trials(deepcopy=False)):
+        study.set_user_attr(PARAMS_ATTR, PARAMS_VALUES)  # new study: real values (old ones: indices)
+    for key, value in (user_attrs or {}).items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
     stored = [d.name.lower() for d in study.directions]
     if stored != [d.lower() for d in directions]:
         raise ConfigError(

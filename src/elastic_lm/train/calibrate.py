@@ -37,9 +37,7 @@ def calibration_batches(config: Config, n_batches: int, batch_size: int = 8) -> 
 
 
 def reorder_from_config(model: torch.nn.Module, config: Config) -> dict[str, int]:
-    """Apply ``model.decoder_importance`` to a freshly seeded causal LM in place.
-
-    Returns what was reordered."""
+    """Apply ``model.decoder_importance`` to a freshly seeded causal LM in place; returns what moved."""
     names = list(config.model.decoder_importance)
     if not names:
         return {}

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -258,11 +257,11 @@ class _Trainer:
             start_step=self.start,
             tensorboard=self.s.tensorboard,
         )
-        bar = None
-        if self.ctx.is_main and self.s.progress and sys.stderr.isatty():
-            from tqdm.auto import tqdm
+        from elastic_lm.progress import Progress  # a bar on a terminal, log lines elsewhere
 
-            bar = tqdm(total=self.s.steps, initial=self.start, desc="train", file=sys.stderr)
+        bar = Progress(
+            self.s.steps, "train", initial=self.start, enabled=self.ctx.is_main and self.s.progress
+        )
         losses: list[float] = []
         val: dict[str, float] = {}
         try:

@@ -1,0 +1,118 @@
+"""The wheel works outside the repository: recipes ship inside it and run by name.
+
+Builds the wheel from a copy of the sources, installs it (``--no-deps``) into a new virtual environment in
+a temporary folder, and runs the installed ``elastic-lm`` from there with no ``PYTHONPATH``. The new
+environment sees the current one's site-packages through a plain path line (so torch etc. are reused and
+the test takes seconds), which does *not* run the editable install's ``.pth``: the only ``elastic_lm``
+it can import is the wheel's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import site
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from prune_fixtures import sentiment_rows, tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _copy_sources(target: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, target / name)
+    for name in ("src", "configs"):
+        shutil.copytree(ROOT / name, target / name, symlinks=True, ignore=ignore)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``bin`` folder of a fresh venv holding only the freshly built wheel of elastic-lm."""
+    pytest.importorskip("setuptools")  # in the dev extra: building the wheel needs it
+    work = tmp_path_factory.mktemp("wheel")
+    (work / "src-copy").mkdir()
+    _copy_sources(work / "src-copy")
+    quiet = ["--quiet", "--disable-pip-version-check", "--no-input"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", *quiet, "--no-deps", "--no-build-isolation", "-w",
+         str(work / "dist"), str(work / "src-copy")],
+        check=True, cwd=work,
+    )  # fmt: skip
+    wheels = list((work / "dist").glob("elastic_lm-*.whl"))
+    assert len(wheels) == 1
+    env_dir = work / "venv"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    reuse = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    Path(purelib, "reuse-parent-env.pth").write_text("\n".join(reuse) + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", *quiet, "--python", str(python), "install", "--no-deps", "--no-index",
+         str(wheels[0])],
+        check=True, cwd=work,
+    )  # fmt: skip
+    return env_dir / "bin"
+
+
+def _outside(bin_dir: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    return subprocess.run(
+        [str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_installed_package_is_the_wheel(installed: Path, tmp_path: Path) -> None:
+    done = _outside(installed, ["python", "-c", "import elastic_lm; print(elastic_lm.__file__)"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).is_relative_to(installed.parent)
+
+
+def test_recipes_ship_in_the_wheel_and_list(installed: Path, tmp_path: Path) -> None:
+    done = _outside(installed, ["elastic-lm", "recipes", "--json"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    expected = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert sorted(rows) == expected
+    assert "quick" in rows["elm-mlm"]["budgets"]
+    assert Path(rows["elm-mlm"]["path"]).is_relative_to(installed.parent)
+    shipped = yaml.safe_load(Path(rows["elm-mlm"]["path"]).read_text())
+    assert shipped == yaml.safe_load((ROOT / "configs" / "elm-mlm.yaml").read_text())
+
+
+def test_a_tiny_recipe_runs_by_name_outside_the_repository(
+    installed: Path, tmp_path: Path, isolated_cache: Path
+) -> None:
+    source = tiny_bert(tmp_path / "tiny-bert")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(str(r["text"]) for r in sentiment_rows(120)))
+    options = ("{layers: 2, hidden: 32, heads: 4, ffn: 64, head_step: 2, ffn_step: 32, "
+               "hidden_choices: [16, 32], ffn_stack: 2}")  # fmt: skip
+    sets = [
+        f"model.source={source}", f"teacher.source={source}", "teacher.retrain_steps=2",
+        f"space.options={options}", f"data.source={corpus}", "data.max_length=16",
+        "train.steps=2", "train.batch_size=4", "train.eval_batches=1",
+    ]  # fmt: skip
+    args = ["elastic-lm", "run", "elm-mlm", "--budget", "quick", "--run-dir", "run", "--until", "train"]
+    for item in sets:
+        args += ["--set", item]
+    done = _outside(installed, args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["space"]["preset"] == "elm"  # from the shipped recipe
+    assert [loss["name"] for loss in saved["train"]["losses"]] == ["minilm-relation", "embedding"]
+    assert saved["search"]["trials"] == 40  # the recipe's quick budget
+    assert (tmp_path / "run" / "train" / "supernet" / "space.json").is_file()

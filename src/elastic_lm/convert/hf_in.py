@@ -187,7 +187,12 @@ def _task_of(class_name: str) -> str | None:
     return None
 
 
-def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedModel:
+def _load(path: Path, task: str | None, gguf_file: str | None) -> tuple[PreTrainedModel, set[str]]:
+    """The model and the names of the weights the checkpoint lacks.
+
+    transformers draws those from the global RNG in an order that follows string hashing, so they
+    differ run to run; :func:`from_hf` initialises them itself, from its seed.
+    """
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         config = AutoConfig.from_pretrained(path, **extra)
@@ -200,7 +205,8 @@ def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedMode
         )
     if task is None:
         task = next((t for a in config.architectures or [] if (t := _task_of(a))), None)
-    return _AUTO[task].from_pretrained(path, **extra)
+    model, info = _AUTO[task].from_pretrained(path, output_loading_info=True, **extra)
+    return model, set(info.get("missing_keys") or ())
 
 
 def from_hf(
@@ -227,8 +233,9 @@ def from_hf(
     initialisation. ``seed`` draws every weight the checkpoint does not supply (other candidates, a
     fresh head), so conversions are reproducible; the global RNG is left untouched.
     """
+    lacking: set[str] = set()  # weights the checkpoint does not have: drawn from ``seed`` below
     if isinstance(model_or_path, str | Path):
-        hf = _load(Path(model_or_path), task, gguf_file)
+        hf, lacking = _load(Path(model_or_path), task, gguf_file)
     elif isinstance(model_or_path, PreTrainedModel):
         hf = model_or_path
     else:
@@ -288,7 +295,7 @@ def from_hf(
                 continue
             for new, t in convert(inner, tensor).items():
                 weights[prefix + new] = t
-        elif task is not None and task == source_task:
+        elif task is not None and task == source_task and name not in lacking:
             weights.update(_head_weights(c.model_type, name, tensor, config))
     own = model.state_dict()
     if space is not None:
@@ -301,7 +308,7 @@ def from_hf(
         fresh = {k for k in fresh if not other_block.match(k)}
     missing = sorted(fresh)
     unexpected = sorted(set(weights) - set(own))
-    fresh_head = task != source_task
+    fresh_head = task != source_task or any(not k.startswith(f"{base}.") for k in lacking)
     backbone_missing = [k for k in missing if k.startswith(prefix)]
     if unexpected or backbone_missing or (missing and not fresh_head):
         raise CheckpointError(

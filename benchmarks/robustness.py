@@ -1,19 +1,21 @@
 """A hostile user and a hostile machine, through the CLI (issue 16); prints JSON.
 
 Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/robustness.py [--kills 20] [--out FILE]``
-(about 10-20 minutes on 2 cores). PostgreSQL workers run when ``ELASTIC_LM_TEST_POSTGRES`` names a
-server (``.ci/postgres.sh start DIR`` prints one).
+(about 30 minutes on 2 cores). PostgreSQL workers run on ``ELASTIC_LM_TEST_POSTGRES`` when it names
+a server, else on a throw-away one from ``.ci/postgres.sh`` (skipped, and said so, when none starts).
 
-1. A good run directory is made with the CLI (train, search, export --pareto, report; tiny MiniLM).
+1. A good run directory is made with the CLI (train, search, export --pareto, evaluate, report;
+   tiny MiniLM).
 2. ``bad_inputs``: configs (every schema field given a value it refuses, broken files), data,
    models, run directories, storages and CLI arguments, each run through ``main()``. A clear error
    is exit code 2 with one line on stderr and no traceback; the good run directory must be
    byte-identical after every one (``destructive`` counts those that changed it).
-3. ``disk_faults``: every stage (train, search, export, report) on a copy, with writes under it
+3. ``disk_faults``: every stage (train, search, export, evaluate, report) on a copy, with writes under it
    failing with ENOSPC or EROFS (``io.open``/``os.open``/``os.mkdir`` patched; Rust and SQLite
    writes are not covered). A clear error, and no byte of the copy's earlier outputs changed.
-4. ``kills``: SIGKILL at a random moment of train, search, export and report (subprocesses), then
-   the same command again. Train, export and report must then equal an uninterrupted run
+4. ``kills``: SIGKILL at a random moment of train, search, export, evaluate and report
+   (subprocesses), then the same command again (train with ``--resume``). Train, export, evaluate
+   and report must then equal an uninterrupted run
    (``resumed_identical``); search must hold its full budget (``lost``) with no architecture
    evaluated twice (``duplicated``). A command that outlives its timeout is a ``hang``.
 5. ``workers``: 4 CLI ``search`` workers on one journal file (and 4 on PostgreSQL), started
@@ -45,6 +47,23 @@ from elastic_lm.cli.main import main
 from robustness_cases import OPTS, file_cases, schema_cases
 
 TIMEOUT_S = 300
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _start_postgres() -> tuple[str | None, Path | None]:
+    """A throw-away server from ``.ci/postgres.sh`` (its URL and folder), or (None, None)."""
+    folder = Path(tempfile.mkdtemp(prefix="elastic-lm-pg-"))
+    done = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "postgres.sh"), "start", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    url = done.stdout.strip()
+    if done.returncode != 0 or not url:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None, None
+    return url, folder
 
 
 def cli(argv: list[str]) -> tuple[int, str, bool]:
@@ -138,7 +157,7 @@ def failing_writes(root: Path, code: int) -> Iterator[None]:
 
 def disk_faults(tmp: Path, good: Path, tally: Tally) -> None:
     for code in (errno.ENOSPC, errno.EROFS):
-        for stage in ("train", "search", "export", "report"):
+        for stage in ("train", "search", "export", "evaluate", "report"):
             copy = tmp / f"fault-{stage}-{code}"
             if stage == "train":
                 copy.mkdir()
@@ -156,6 +175,7 @@ def disk_faults(tmp: Path, good: Path, tally: Tally) -> None:
                         "--no-progress",
                     ],
                     "export": ["export", str(copy), "--pareto"],
+                    "evaluate": ["evaluate", str(copy)],
                     "report": ["report", str(copy), "--open-browser", "no"],
                 }[stage]
             before = snapshot(copy)
@@ -195,6 +215,11 @@ def subprocess_cli(argv: list[str], kill_after: float | None = None) -> tuple[in
         return -9, True
 
 
+def _evaluated(run: Path) -> str:
+    """The evaluation's results with the run's own path taken out (copies live in other folders)."""
+    return (run / "evaluate" / "downstream.json").read_text().replace(str(run), "RUN")
+
+
 def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> None:
     reference = {
         "train": {
@@ -203,9 +228,10 @@ def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> No
         "export": {k: v for k, v in snapshot(good / "export").items() if k.endswith(".safetensors")},
         "report": {k: v for k, v in snapshot(good / "report").items() if not k.endswith(".html")},
     }
-    stages = ["train", "search", "export", "report"]
+    evaluated = _evaluated(good)
+    stages = ["train", "search", "export", "evaluate", "report"]
     for i in range(n):
-        stage = stages[i % 4]
+        stage = stages[i % len(stages)]
         copy = tmp / f"kill-{i}"
         if stage == "train":
             copy.mkdir()
@@ -215,10 +241,12 @@ def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> No
             shutil.copytree(good, copy)
             shutil.rmtree(copy / stage, ignore_errors=True)
             if stage == "search":
-                (copy / "export").exists() and shutil.rmtree(copy / "export")
+                for later in ("export", "evaluate"):
+                    shutil.rmtree(copy / later, ignore_errors=True)
             argv = {
                 "search": ["search", *OPTS, "--run-dir", str(copy), "--no-progress"],
                 "export": ["export", str(copy), "--pareto"],
+                "evaluate": ["evaluate", str(copy)],
                 "report": ["report", str(copy), "--open-browser", "no"],
             }[stage]
             again, delay = [], rng.uniform(2, 10 if stage != "report" else 4)
@@ -237,9 +265,12 @@ def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> No
             tally.add("lost", max(0, 8 - len(trials)))
             tally.add("duplicated", len(keys) - len(set(keys)))
             continue
-        got = snapshot(copy / ("train/supernet" if stage == "train" else stage))
-        got = {k: v for k, v in got.items() if k in reference[stage]}
-        if got == reference[stage]:
+        if stage == "evaluate":
+            same = _evaluated(copy) == evaluated
+        else:
+            got = snapshot(copy / ("train/supernet" if stage == "train" else stage))
+            same = {k: v for k, v in got.items() if k in reference[stage]} == reference[stage]
+        if same:
             tally.add("resumed_identical")
         else:
             tally.fail("resumed_different", f"{stage} killed at {delay:.1f}s", "")
@@ -248,7 +279,15 @@ def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> No
 # ---------------------------------------------------------------------------------------- workers
 
 
-def workers(tmp: Path, good: Path, storage: str, label: str) -> dict[str, Any]:
+def workers(tmp: Path, good: Path, storage: str, label: str) -> dict[str, Any] | str:
+    """:func:`_workers`, or the error that stopped it (the rest of the JSON still counts)."""
+    try:
+        return _workers(tmp, good, storage, label)
+    except Exception as err:  # reported in the JSON, not hidden
+        return f"failed: {type(err).__name__}: {err}"[:400]
+
+
+def _workers(tmp: Path, good: Path, storage: str, label: str) -> dict[str, Any]:
     """4 CLI search workers, each in its own run directory, on one new study; duplicate evaluations."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     procs = []
@@ -302,6 +341,7 @@ def run(kill_count: int, seed: int) -> dict[str, Any]:
         ["train", *OPTS, "--run-dir", str(good), "--no-progress"],
         ["search", *OPTS, "--run-dir", str(good), "--no-progress"],
         ["export", str(good), "--pareto"],
+        ["evaluate", str(good)],
         ["report", str(good), "--open-browser", "no"],
     ):
         rc, err, _ = cli(argv)
@@ -340,7 +380,9 @@ def run(kill_count: int, seed: int) -> dict[str, Any]:
         "workers": {"journal": workers(tmp / "cases", good, str(tmp / "shared.log"), "journal")},
         "failures": tally.failures,
     }
-    server = os.environ.get("ELASTIC_LM_TEST_POSTGRES")
+    server, pg_dir = os.environ.get("ELASTIC_LM_TEST_POSTGRES"), None
+    if not server:
+        server, pg_dir = _start_postgres()
     if server:
         import psycopg
 
@@ -351,7 +393,9 @@ def run(kill_count: int, seed: int) -> dict[str, Any]:
             tmp / "cases", good, server.rsplit("/", 1)[0] + f"/{name}", "pg"
         )
     else:
-        result["workers"]["postgres"] = "skipped: set ELASTIC_LM_TEST_POSTGRES (see .ci/postgres.sh)"
+        result["workers"]["postgres"] = "skipped: no server (.ci/postgres.sh could not start one)"
+    if pg_dir is not None:
+        subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop", str(pg_dir)], check=False)
     result["seconds"] = round(time.time() - started)
     shutil.rmtree(tmp, ignore_errors=True)
     return result

@@ -27,6 +27,12 @@ SETS = [
     "search.eval_batch_size=4",
     "search.trials=8",
     "search.strategy=random",
+    "evaluate.steps=2",
+    "evaluate.max_examples=40",
+    "evaluate.max_length=16",
+    "evaluate.max_models=2",
+    "evaluate.tasks=[{source: sms-spam}]",
+    "evaluate.embedding.enabled=false",
 ]
 OPTS = [x for s in SETS for x in ("--set", s)]
 
@@ -156,7 +162,11 @@ def file_cases(tmp: Path, good: Path) -> Iterator[tuple[str, list[str]]]:
         copy = tmp / f"run-{len(list(tmp.iterdir()))}"
         shutil.copytree(good, copy)
         damage(copy)
-        for command in (["report", str(copy), "--open-browser", "no"], ["export", str(copy), "--pareto"]):
+        for command in (
+            ["report", str(copy), "--open-browser", "no"],
+            ["export", str(copy), "--pareto"],
+            ["evaluate", str(copy)],
+        ):
             yield f"run: {what} ({command[0]})", command
         yield (
             f"run: {what} (train --resume)",

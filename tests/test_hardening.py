@@ -392,3 +392,25 @@ def test_a_config_json_that_is_not_an_object_is_one_line(
     (broken / "config.json").write_text("[1, 2]")  # found by benchmarks/robustness.py
     err = one_line_error(capsys, ["export", str(broken), "--arch", ARCH, "--out", str(tmp_path / "o")])
     assert "config.json holds a JSON list, not an object" in err
+
+
+def test_a_truncated_trainer_pt_is_a_checkpoint_error_naming_it(tmp_path: Path) -> None:
+    from safetensors.torch import save_model
+
+    from elastic_lm.train.checkpoint import load_checkpoint
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    model = torch.nn.Linear(2, 2)
+    save_model(model, str(folder / "model.safetensors"))
+    (folder / "state.json").write_text(json.dumps({"step": 1}))
+    (folder / "strategy.json").write_text("{}")
+    buffer = io.BytesIO()
+    torch.save({"optimizer": {"lr": torch.tensor(1.0)}}, buffer)
+    (folder / "trainer.pt").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(folder, model)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"checkpoint {folder / 'trainer.pt'} is truncated")
+    assert "remove that checkpoint folder" in message

@@ -186,7 +186,14 @@ def load_checkpoint(
             f"checkpoint {folder}: missing {sorted(missing)[:3]} / unexpected "
             f"{sorted(unexpected)[:3]} weights; resume with the model the run was started with"
         )
-    trainer = torch.load(folder / "trainer.pt", map_location=device, weights_only=True)
+    try:
+        trainer = torch.load(folder / "trainer.pt", map_location=device, weights_only=True)
+    except (RuntimeError, EOFError) as err:  # a truncated or corrupt zip (a refused pickle: faults.py)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise CheckpointError(
+            f"checkpoint {folder / 'trainer.pt'} is truncated, corrupt or not written by elastic-lm "
+            f"({first}); remove that checkpoint folder to resume from an earlier one"
+        ) from err
     state = json.loads((folder / "state.json").read_text())
     strategy = json.loads((folder / "strategy.json").read_text())
     return Checkpoint(folder, int(state["step"]), state, trainer, strategy)

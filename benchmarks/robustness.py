@@ -317,11 +317,19 @@ def _workers(tmp: Path, good: Path, storage: str, label: str) -> dict[str, Any]:
 
     from elastic_lm.search.study import resolve_storage
 
-    study = optuna.load_study(study_name="search", storage=resolve_storage(storage))
-    done = [t for t in study.get_trials() if t.state.is_finished() and "arch_key" in t.user_attrs]
+    # the study's name comes from the run directory (pipeline/search_stage.study_name); workers that
+    # start together may each create their own: count the studies and look at every trial
+    names = optuna.get_all_study_names(resolve_storage(storage))
+    done = [
+        t
+        for name in names
+        for t in optuna.load_study(study_name=name, storage=resolve_storage(storage)).get_trials()
+        if t.state.is_finished() and "arch_key" in t.user_attrs
+    ]
     evaluated = [t.user_attrs["arch_key"] for t in done if "cached_from" not in t.user_attrs]
     return {
         "workers": 4,
+        "studies": len(names),
         "exit_codes": codes,
         "hangs": hung,
         "finished_trials": sum(t.state.name in ("COMPLETE", "PRUNED") for t in done),

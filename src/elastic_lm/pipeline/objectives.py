@@ -237,6 +237,7 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
         )
     if ctx.batches is None:
         raise ConfigError("search objective 'teacher_cosine' needs eval batches")
+    batches = ctx.batches
     device = next(ctx.model.parameters()).device
 
     def fn(arch: Architecture) -> float:
@@ -247,14 +248,14 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
             if ctx._teacher_embeddings is None:
                 ctx.teacher.to(device).eval()
                 ctx._teacher_embeddings = [
-                    sentence_embeddings(ctx.teacher, unmasked_inputs(b, device)) for b in ctx.batches
+                    sentence_embeddings(ctx.teacher, unmasked_inputs(b, device)) for b in batches
                 ]
             was_training = ctx.model.training
             ctx.model.eval()
             total, count = 0.0, 0
             try:
                 with ctx.model.using(arch):
-                    for batch, t in zip(ctx.batches, ctx._teacher_embeddings, strict=True):
+                    for batch, t in zip(batches, ctx._teacher_embeddings, strict=True):
                         s = sentence_embeddings(ctx.model, unmasked_inputs(batch, device))
                         t = torch.nn.functional.normalize(t[:, : s.shape[-1]], dim=-1)
                         total += float((s * t).sum())

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elastic_lm.errors import ConfigError, DataError
-from elastic_lm.train.losses.base import Loss, _masked_mean, _token_mask, uniform_layer_map
+from elastic_lm.train.losses.base import (
+    Loss,
+    _masked_mean,
+    _token_mask,
+    teacher_outputs,
+    uniform_layer_map,
+)
 
 
 class _LayerProjections(nn.Module):
@@ -33,7 +39,8 @@ class _LayerProjections(nn.Module):
                 )
             layer = self.proj[index]
             width = student.shape[-1]
-            return F.linear(student, layer.weight[:, :width], layer.bias), teacher
+            weight, bias = cast(Tensor, layer.weight), cast(Tensor, layer.bias)
+            return F.linear(student, weight[:, :width], bias), teacher
         if student.shape[-1] > teacher.shape[-1]:
             raise ConfigError(
                 f"student width {student.shape[-1]} exceeds teacher width {teacher.shape[-1]}; "
@@ -90,7 +97,12 @@ class HiddenStateDistillation(Loss):
         self.layer_map = layer_map
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states")
+        pairs = _mapped_pairs(
+            student.hidden_states,
+            teacher_outputs(teacher, self.name).hidden_states,
+            self.layer_map,
+            "hidden_states",
+        )
         losses = []
         for i, s, t in pairs:
             s, t = self.projections.pair(i, s, t)
@@ -117,7 +129,9 @@ class AttentionDistillation(Loss):
         self.eps = eps
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(student.attentions, teacher.attentions, self.layer_map, "attentions")
+        pairs = _mapped_pairs(
+            student.attentions, teacher_outputs(teacher, self.name).attentions, self.layer_map, "attentions"
+        )
         losses = []
         for _, s, t in pairs:
             if s.shape[1] != t.shape[1]:
@@ -171,7 +185,12 @@ class RelationalLoss(Loss):
         self.eps = eps
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states")
+        pairs = _mapped_pairs(
+            student.hidden_states,
+            teacher_outputs(teacher, self.name).hidden_states,
+            self.layer_map,
+            "hidden_states",
+        )
         losses = []
         for i, s, t in pairs:
             s, t = self.projections.pair(i, s.float(), t.float())

@@ -172,23 +172,29 @@ def _flops(ctx: MetricContext) -> ArchFn:
     return lambda arch: float(count_flops(ctx.model.config, arch, ctx.latency_seq_len))
 
 
-def _latency(ctx: MetricContext) -> ArchFn:
-    """Measured on the extracted sub-network (never the sliced super-network), median of repeats."""
-    from elastic_lm.metrics.latency import measure_latency_ms
+def _on_extracted(ctx: MetricContext, measure: Callable[..., Any], attribute: str, **options: Any) -> ArchFn:
+    """Measure the extracted sub-network (never the sliced super-network) at the search's shape."""
 
     def fn(arch: Architecture) -> float:
         sub = ctx.model.extract(arch)
-        m = measure_latency_ms(
+        m = measure(
             sub,
             batch_size=ctx.latency_batch_size,
             seq_len=ctx.latency_seq_len,
             device=ctx.device,
             threads=ctx.latency_threads,
-            repeats=ctx.latency_repeats,
+            **options,
         )
-        return float(m.median_ms)
+        return float(getattr(m, attribute))
 
     return fn
+
+
+def _latency(ctx: MetricContext) -> ArchFn:
+    """Median of repeats, measured on the extracted sub-network."""
+    from elastic_lm.metrics.latency import measure_latency_ms
+
+    return _on_extracted(ctx, measure_latency_ms, "median_ms", repeats=ctx.latency_repeats)
 
 
 def _latency_pred(ctx: MetricContext) -> ArchFn:
@@ -209,18 +215,7 @@ def _latency_pred(ctx: MetricContext) -> ArchFn:
 def _memory(ctx: MetricContext) -> ArchFn:
     from elastic_lm.metrics.latency import measure_peak_memory_mb
 
-    def fn(arch: Architecture) -> float:
-        sub = ctx.model.extract(arch)
-        m = measure_peak_memory_mb(
-            sub,
-            batch_size=ctx.latency_batch_size,
-            seq_len=ctx.latency_seq_len,
-            device=ctx.device,
-            threads=ctx.latency_threads,
-        )
-        return float(m.peak_memory_mb)
-
-    return fn
+    return _on_extracted(ctx, measure_peak_memory_mb, "peak_memory_mb")
 
 
 def _teacher_cosine(ctx: MetricContext) -> ArchFn:

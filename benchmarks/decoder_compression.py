@@ -21,6 +21,7 @@ object with the issue's fields:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     from elastic_lm.pipeline.rundir import RunDirectory
 
     config = load_config(args.config, budget=args.budget, overrides=args.set)
-    run_recipe(RECIPE, config, log=lambda line: print(line, file=sys.stderr))
+    with contextlib.redirect_stdout(sys.stderr):  # stage progress (heal prints) stays off the JSON
+        run_recipe(RECIPE, config, log=lambda line: print(line, file=sys.stderr))
     run_dir = Path(config.run_dir)
     results = json.loads((run_dir / "heal" / "results.json").read_text())
     out: dict[str, Any] = {

@@ -98,11 +98,14 @@ def heal_model(
     budget: HealBudget,
     losses: Sequence[dict[str, Any]],
     log: Callable[[str], None] | None = None,
+    kept_layers: Sequence[int] | None = None,
 ) -> HealResult:
     """Train ``student`` in place on ``data`` (shuffled, seeded) until the budget is spent.
 
     ``losses`` is a ``train.losses``-style spec (``topk-kd`` takes the teacher's ``budget.top_k``
-    largest logits, computed on the fly); every part applies (target ``teacher``).
+    largest logits, computed on the fly); every part applies (target ``teacher``). ``kept_layers``:
+    the teacher layer each student layer was cut from (see :func:`kept_layer_map`), so hidden-state
+    losses compare a layer with its own origin rather than a uniform spread.
     """
     from elastic_lm.train.losses import CombinedLoss
 
@@ -117,10 +120,16 @@ def heal_model(
     spec = [dict(entry) for entry in losses]
     if budget.top_k is None and any(e["name"] == "topk-kd" for e in spec):
         spec = [{**e, "name": "logit-kd"} if e["name"] == "topk-kd" else e for e in spec]
-    if any(e["name"] == "relational" for e in spec):
+    if any(e["name"] in ("relational", "hidden") for e in spec):
         n_s, n_t = context["n_student_layers"], getattr(t_cfg, "num_hidden_layers", 0) + 1
         layer_map = [round(i * (n_t - 1) / max(n_s - 1, 1)) for i in range(n_s)]
-        spec = [{**e, "layer_map": layer_map} if e["name"] == "relational" else e for e in spec]
+        if kept_layers is not None:
+            layer_map = kept_layer_map(kept_layers)
+            if len(layer_map) != n_s or max(layer_map) >= n_t:
+                raise ConfigError(
+                    f"heal: kept_layers={list(kept_layers)} does not match the student's layers"
+                )
+        spec = [{**e, "layer_map": layer_map} if e["name"] in ("relational", "hidden") else e for e in spec]
     combined = CombinedLoss(spec, **context)
     hidden = any(getattr(p, "reads_hidden_states", False) for p in combined.parts.values())
     top_k = budget.top_k if any(e["name"] == "topk-kd" for e in spec) else None
@@ -160,6 +169,12 @@ def heal_model(
             raise ConfigError(f"heal.batch_size={budget.batch_size} exceeds the {len(order)} training rows")
 
 
+def kept_layer_map(kept_layers: Sequence[int]) -> list[int]:
+    """Hidden-state index map of a depth-pruned student: its embeddings (0) meet the teacher's, and the
+    output of its ``j``-th layer meets the output of the teacher layer it was cut from."""
+    return [0, *(int(i) + 1 for i in kept_layers)]
+
+
 def perplexity(model: nn.Module, batches: Sequence[Batch]) -> float:
     """Held-out perplexity: exp of the mean next-token cross-entropy over real tokens."""
     model.eval()
@@ -175,4 +190,4 @@ def perplexity(model: nn.Module, batches: Sequence[Batch]) -> float:
     return math.exp(total / max(count, 1))
 
 
-__all__ = ["HealBudget", "HealResult", "heal_model", "kd_divergence", "perplexity"]
+__all__ = ["HealBudget", "HealResult", "heal_model", "kd_divergence", "kept_layer_map", "perplexity"]

@@ -159,7 +159,10 @@ class Healer:
         record.update(fraction=params / self.teacher_params, before=before)
         record.update(self.latency(model))
         started = time.perf_counter()
-        result = heal_model(model, self.teacher, self.train, self.collate, self.budget, self.losses, self.log)
+        kept = _kept_layers(folder)
+        result = heal_model(
+            model, self.teacher, self.train, self.collate, self.budget, self.losses, self.log, kept
+        )
         record["heal"] = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 2)}
         record["after"] = {
             "perplexity": perplexity(model, self.test),
@@ -173,6 +176,17 @@ class Healer:
         ppl = (record["before"]["perplexity"], record["after"]["perplexity"])
         self.log(f"[heal] {name}: perplexity {ppl[0]:.1f} -> {ppl[1]:.1f}")
         return record
+
+
+def _kept_layers(folder: Path | None) -> list[int] | None:
+    """The teacher positions an exported member kept (from its ``export.json``), or None."""
+    record = folder / "export.json" if folder is not None else None
+    if record is None or not record.is_file():
+        return None
+    from elastic_lm.architecture import Architecture
+
+    arch = Architecture.from_dict(json.loads(record.read_text())["architecture"])
+    return [i for i, la in enumerate(arch.layers) if not la.is_identity]
 
 
 def save_model(model: PreTrainedModel, tokenizer: Any, out: Path, template: Path | None) -> None:

@@ -147,6 +147,17 @@ def _perplexity(model: ElasticPreTrainedModel, batches: Sequence[Batch]) -> floa
     return math.exp(total / max(count, 1))
 
 
+def sub_perplexity(model: ElasticPreTrainedModel, arch: Architecture, batches: Sequence[Batch]) -> float:
+    """Perplexity of the sub-network ``arch`` on ``batches`` (no training): how well a cut starts."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), model.using(arch):
+            return _perplexity(model, batches)
+    finally:
+        model.train(was_training)
+
+
 def decoder_importance(
     model: ElasticPreTrainedModel,
     batches: Sequence[Batch],
@@ -352,4 +363,5 @@ __all__ = [
     "permute_heads",
     "permute_hidden",
     "reorder_decoder",
+    "sub_perplexity",
 ]

@@ -4,6 +4,11 @@ Why: a decoder space has a keep/drop bit per layer (2^30 subsets on SmolLM2); a 
 them at random spends a small budget on members that drop important layers and never recover. Seeding
 the study with the members ShortGPT-style layer scores suggest, at several depths and FFN widths, gives
 the search good parents from its first generation; the strategy then mutates and recombines them.
+
+With ``heal.targets`` the study also starts from members made *for* each target (Minitron's recipe):
+for every mix of hidden width, whole KV groups and FFN width the space allows, the most layers (by
+block score) that fit, screened on a few calibration batches by perplexity; the best of each target
+go first, so the members the heal stage picks are the best mixes of width and depth, not only of depth.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.importance.decoder import keep_layers
 from elastic_lm.metrics.size import count_params
+
+SCREEN_BATCHES = 2  # calibration batches each targeted candidate is screened on
+PER_TARGET = 2  # targeted seeds per heal target
 
 
 def seed_architectures(space: Any, model: Any, layer_scores: torch.Tensor, n: int) -> list[Architecture]:
@@ -45,6 +53,62 @@ def seed_architectures(space: Any, model: Any, layer_scores: torch.Tensor, n: in
     return [ranked[i] for i in picks]
 
 
+def _choices(space: Any, target: str, full: int) -> list[int]:
+    group = next((g for g in space.groups if g.target == target), None)
+    return sorted({int(c) for c in group.choices}, reverse=True) if group is not None else [full]
+
+
+def target_candidates(
+    space: Any, model: Any, layer_scores: torch.Tensor, max_params: float, min_keep: int | None = None
+) -> list[Architecture]:
+    """For each (hidden, whole KV groups, FFN width) of ``space``, the member keeping the most layers
+    (best by ``layer_scores``, at least ``min_keep``) with at most ``max_params`` non-embedding
+    parameters. Query heads come in whole groups so every kept head reads its own KV head; hidden
+    widths under the target's fraction of the full width are skipped."""
+    full = space.largest()
+    body = [la for la in full.layers if not la.is_identity]
+    n_layers = len(body)
+    floor = max(space.min_depth, min_keep if min_keep is not None else (n_layers + 1) // 2)
+    top = body[0]
+    per_group = max(1, top.heads // max(top.kv_heads, 1))
+    heads = set(_choices(space, "heads", top.heads))
+    kv_pairs = [
+        (kv * per_group, kv) for kv in _choices(space, "kv_heads", top.kv_heads) if kv * per_group in heads
+    ]
+    largest = count_params(model.config, full, False)
+    # a hidden width that alone cuts below the target (parameters scale at least with it) leaves no
+    # room for the other dimensions: not worth a screening pass
+    hiddens = [h for h in _choices(space, "hidden", full.hidden) if h >= full.hidden * max_params / largest]
+    out: list[Architecture] = []
+    for hidden in hiddens or [full.hidden]:
+        for n_heads, kv in kv_pairs or [(top.heads, top.kv_heads)]:
+            for ffn in _choices(space, "ffn", top.ffn):
+                for keep in range(n_layers, floor - 1, -1):
+                    arch = keep_layers(full, layer_scores, keep)
+                    layers = tuple(
+                        la if la.is_identity else replace(la, heads=n_heads, kv_heads=kv, ffn=ffn)
+                        for la in arch.layers
+                    )
+                    arch = Architecture(hidden=hidden, layers=layers)
+                    if count_params(model.config, arch, False) > max_params:
+                        continue
+                    try:
+                        space.validate(arch)
+                    except Exception:  # a shape this space cannot express is not a candidate
+                        break
+                    out.append(arch)
+                    break
+    return out
+
+
+def screen(model: Any, candidates: list[Architecture], batches: list[Any], best: int) -> list[Architecture]:
+    """The ``best`` candidates by perplexity on ``batches`` (a cheap forward each, no training)."""
+    from elastic_lm.importance.decoder import sub_perplexity
+
+    ranked = sorted(candidates, key=lambda a: (sub_perplexity(model, a, batches), a.key()))
+    return ranked[:best]
+
+
 def enqueue_seeds(config: Config, storage: str, study_name: str) -> int:
     """Put the seeds first in a new study (nothing when it already has trials); returns how many."""
     import optuna
@@ -69,8 +133,15 @@ def enqueue_seeds(config: Config, storage: str, study_name: str) -> int:
     batches = calibration_batches(config, config.model.importance_batches)
     with model.using(model.backbone.largest()):
         scores = decoder_importance(model, batches, [name])
-    ranked = seed_architectures(space, model, layer_scores(scores, name), section.trials // 2)
-    seeds = [space.largest(), *ranked]
+    ranking = layer_scores(scores, name)
+    targeted: list[Architecture] = []
+    if config.heal.enabled and config.heal.targets:
+        largest = count_params(model.config, space.largest(), False)
+        for fraction in config.heal.targets:
+            candidates = target_candidates(space, model, ranking, fraction * largest)
+            targeted += screen(model, candidates, batches[:SCREEN_BATCHES], PER_TARGET)
+    ranked = seed_architectures(space, model, ranking, max(section.trials // 2 - len(targeted), 0))
+    seeds = [space.largest(), *targeted, *ranked]
     seen: set[str] = set()
     for arch in seeds:
         if arch.key() not in seen:
@@ -80,4 +151,4 @@ def enqueue_seeds(config: Config, storage: str, study_name: str) -> int:
     return len(seen)
 
 
-__all__ = ["enqueue_seeds", "seed_architectures"]
+__all__ = ["enqueue_seeds", "screen", "seed_architectures", "target_candidates"]

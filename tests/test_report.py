@@ -197,11 +197,14 @@ def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.fixture(scope="module")
 def report3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 30-trial, 3-objective run with every optional file, reported once for several tests."""
+    """One 30-trial, 3-objective run with every optional file, reported once for several tests, in the
+    static form a machine without plotly gets (the interactive page: tests/test_report_interactive.py)."""
     run = make_run(
         tmp_path_factory.mktemp("run3") / "elm-demo", _synthetic_trials(), [OBJ_LOSS, OBJ_PARAMS, OBJ_ACC]
     )
-    write_report(run)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("elastic_lm.report.plotly_available", lambda: False)
+        write_report(run)
     return run
 
 
@@ -281,7 +284,8 @@ def test_trials_csv_input(tmp_path: Path) -> None:
     assert _pareto_numbers(run) == [0, 1, 4, 5]
 
 
-def test_html_escapes_malicious_names(tmp_path: Path) -> None:
+def test_html_escapes_malicious_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("elastic_lm.report.plotly_available", lambda: False)  # a page with no scripts
     run = make_run(tmp_path / "evil", _synthetic_trials(12), [OBJ_LOSS, OBJ_PARAMS])
     evil = "<script>alert('x')</script>&"
     (run / "search" / "baselines.json").write_text(json.dumps([{"name": evil, "metrics": {"val_loss": 5.0}}]))
@@ -319,7 +323,9 @@ def test_cli_report_writes_index_and_reports_errors_in_one_line(
     assert main(["report", str(run), "--compare", str(other), "--open-browser", "no"]) == 0
     assert str(run / "report" / "index.html") in capsys.readouterr().out
     page = (run / "report" / "index.html").read_text()
-    assert page.count("<img ") == 2  # one pair of objectives + the hypervolume of both runs
+    # one pair of objectives + the hypervolume of both runs (+ the search history, when interactive)
+    figures = set(re.findall(r"<figure id='fig-([a-z_]+)'", page)) - {"history"}
+    assert figures == {"pareto_val_loss_vs_params", "hypervolume"}
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1

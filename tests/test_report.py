@@ -332,6 +332,27 @@ def test_cli_report_writes_index_and_reports_errors_in_one_line(
     assert err[0].startswith("elastic-lm report: error: run directory")
 
 
+def test_cli_report_resolves_a_recipe_budget_and_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quick = make_run(tmp_path / "runs" / "quick", _synthetic_trials(6), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    other = make_run(tmp_path / "runs" / "other", _synthetic_trials(6), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"run_dir: {tmp_path / 'runs' / 'full'}\nbudgets:\n  quick:\n    run_dir: {quick}\n")
+    assert main(["report", str(recipe), "--budget", "quick", "--print-config"]) == 0
+    assert f"run_dir: {quick}\n" in capsys.readouterr().out
+    assert not (quick / "report").exists()
+    assert main(["report", str(recipe), "--budget", "quick"]) == 0
+    assert (quick / "report" / "index.html").is_file()
+    assert main(["report", str(recipe), "--set", f"run_dir={other}"]) == 0
+    assert (other / "report" / "index.html").is_file()
+    assert not (tmp_path / "runs" / "full").exists()
+    assert main(["report", str(quick), "--set", "seed=1"]) == 2  # no config.yaml to apply it to
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--set / --budget have nothing to apply to; pass a run directory that a command "
+                            "wrote, a YAML config or a recipe name")  # fmt: skip
+
+
 def test_training_curve_reads_the_training_loops_long_format(tmp_path: Path) -> None:
     from elastic_lm.report.inputs import load_train_curve
 

@@ -353,6 +353,27 @@ def test_cli_report_resolves_a_recipe_budget_and_set(
                             "wrote, a YAML config or a recipe name")  # fmt: skip
 
 
+def test_latency_table_and_run_config_are_on_the_page(report3: Path, tmp_path: Path) -> None:
+    page = (report3 / "report" / "index.html").read_text()
+    # make_run: t{i} predicted 1 + i ms, measured 1.1 + 1.05 i ms; t0 is 9.1% optimistic
+    assert (
+        "<tr><td>t0</td><td class='num'>1.000</td><td class='num'>1.100</td><td class='num'>-9.1%</td>"
+        in page
+    )
+    assert (
+        "<tr><td>t7</td><td class='num'>8.000</td><td class='num'>8.450</td><td class='num'>-5.3%</td>"
+        in page
+    )
+    errors = [abs((1 + i) - (1.1 + 1.05 * i)) / (1.1 + 1.05 * i) for i in range(8)]
+    assert f"mean absolute percentage error {100 * sum(errors) / 8:.1f}%" in page
+    assert "id='run-config'" not in page  # this run has no config.yaml
+    run = make_run(tmp_path / "cfg", _synthetic_trials(6), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    (run / "config.yaml").write_text("seed: 3\nrun_dir: <script>x</script>\n")
+    html = write_report(run).read_text()
+    assert "<pre>seed: 3\nrun_dir: &lt;script&gt;x&lt;/script&gt;\n</pre>" in html
+    assert "Latency: predicted and measured" not in html  # no latency_check.json
+
+
 def test_training_curve_reads_the_training_loops_long_format(tmp_path: Path) -> None:
     from elastic_lm.report.inputs import load_train_curve
 

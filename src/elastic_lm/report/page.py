@@ -21,6 +21,7 @@ from elastic_lm.report.embedding import embedding_section
 from elastic_lm.report.inputs import Downstream, NamedPoint, Objective, RunData, Trial
 from elastic_lm.report.interactive import CLICK_SCRIPT, InteractiveFigure, plotly_bundle
 from elastic_lm.report.labels import COUNTS, describe_architecture, format_value
+from elastic_lm.report.sections import config_section, latency_section
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;
@@ -49,6 +50,7 @@ td.arch{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}
 tr.front td{background:#fff1f0}
 details{margin-top:12px}
 summary{cursor:pointer;font-weight:600}
+pre{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:8px;overflow:auto;font-size:.8em}
 .muted{color:#57606a}
 footer{color:#57606a;font-size:.8em;margin-top:40px}
 """
@@ -256,10 +258,12 @@ def render_html(
         parts += ["<h2>Exported models</h2>", _named_table(run.exports, objectives, with_path=True)]
         if missing:
             parts.append(f"<div class='warn'>⚠ {_e('exported paths not found: ' + ', '.join(missing))}</div>")
+    parts.append(latency_section(run.latency))
     parts.append(embedding_section(run.run_dir))
     if run.downstream is not None:
         parts.append(_downstream_section(run.downstream))
     parts += [
+        config_section(run.run_dir),
         f"<details><summary>All {len(run.trials)} trials (Pareto members shaded)</summary>",
         _trials_table(run, members),
         "</details>",

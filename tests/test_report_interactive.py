@@ -108,6 +108,7 @@ def test_the_page_draws_in_headless_chromium_without_console_errors(page: Path) 
         browser = pw.chromium.launch(executable_path=executable, args=flags)
         try:
             tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.set_default_timeout(120_000)  # a loaded CI machine parses 5 MB of script slowly
             tab.on("console", lambda m: events.append((m.type, m.text)))
             tab.on("pageerror", lambda e: events.append(("pageerror", str(e))))
             tab.on("dialog", lambda d: (events.append(("dialog", d.message)), d.dismiss()))
@@ -123,7 +124,7 @@ def test_the_page_draws_in_headless_chromium_without_console_errors(page: Path) 
             member = _pareto_numbers(page)[0]
             tab.hover(f"#fig-history .scatterlayer .trace:first-child .point >> nth={_rank(page, member)}",
                       force=True)  # fmt: skip
-            tab.wait_for_selector(".hoverlayer .hovertext", timeout=5000)
+            tab.wait_for_selector(".hoverlayer .hovertext")
             hover = tab.evaluate("() => document.querySelector('.hoverlayer .hovertext').textContent")
         finally:
             browser.close()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the report of RUN_DIR and render it with headless Chromium into RUN_DIR/report/screenshot.png,
-# to check by eye that the self-contained page displays (images decode, tables fit, no external fetches).
+# to check by eye that the self-contained page displays (plots draw, tables fit, no external fetches).
 # Needs Chromium: `sudo apt-get install -y chromium` (Debian/Ubuntu). Not part of the test suite.
 # Usage: scripts/check_report_in_browser.sh RUN_DIR [WIDTHxHEIGHT]   (default 1280x2000)
 set -euo pipefail
@@ -25,5 +25,6 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 "$browser" --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
   --disable-component-update --disable-sync --user-data-dir="$profile" --hide-scrollbars \
+  --virtual-time-budget=10000 \
   --screenshot="$shot" --window-size="${size/x/,}" "file://$index" 2>/dev/null
 echo "screenshot: $shot"

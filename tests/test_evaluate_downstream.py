@@ -210,12 +210,25 @@ def _config(tmp_path: Path, run: Path) -> Config:
 
 
 def test_stage_writes_json_and_csv_and_the_report_shows_them(
-    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase, isolated_cache: Path
+    tmp_path: Path,
+    tiny_tokenizer: PreTrainedTokenizerBase,
+    isolated_cache: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import logging
+
+    monkeypatch.setenv("ELASTIC_LM_PROGRESS_SECONDS", "0")  # off a terminal: a line per job
+    caplog.set_level(logging.INFO, logger="elastic_lm.progress")
     run = _run_dir(tmp_path, tiny_tokenizer)
     outputs = evaluate_stage(_config(tmp_path, run), RunDirectory(run))
     assert outputs["encoders"] == 1
     assert outputs["decoders"] == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "elastic_lm.progress"]
+    assert lines[0].startswith("evaluate: 1/2 jobs (50%)")  # trial-3 fine-tuned on 'cue'
+    assert "model=trial-3" in lines[0]
+    assert lines[-1].startswith("evaluate: 2/2 jobs (100%)")  # then trial-5's perplexity
+    assert "model=trial-5" in lines[-1]
     data = json.loads((run / "evaluate" / "downstream.json").read_text())
     assert data["tasks"] == ["cue"]
     assert data["settings"]["steps"] == 10

@@ -172,3 +172,38 @@ def test_pareto_export_json_lists_what_was_written(
     assert all(
         r["params"] == json.loads((Path(r["path"]) / "export.json").read_text())["params"] for r in rows
     )
+
+
+def test_pareto_from_a_recipe_with_budget_and_set(
+    supernet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CONFIG --budget names the run directory; the export section (max_models) and --set apply."""
+    run = tmp_path / "runs" / "tiny-quick"
+    write_run(run, supernet_dir)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(
+        f"run_dir: {tmp_path / 'runs' / 'tiny'}\n"
+        f"budgets:\n  quick:\n    run_dir: {run}\n    export: {{max_models: 2}}\n"
+    )
+    assert main(["export", str(recipe), "--budget", "quick", "--pareto", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert f"run_dir: {run}\n" in printed
+    assert "max_models: 2" in printed
+    assert not (run / "export").exists()  # --print-config writes nothing
+    assert main(["export", str(recipe), "--budget", "quick", "--pareto", "--set", "export.max_models=1"]) == 0
+    index = json.loads((run / "export" / "index.json").read_text())
+    assert len(index) == 1  # of the two Pareto members, max_models=1 keeps one
+    assert not (tmp_path / "runs" / "tiny").exists()  # the budget's run directory, not the file's
+
+
+def test_set_without_a_config_is_a_one_line_error(
+    supernet_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "bare"
+    write_run(run, supernet_dir)  # a run folder without config.yaml
+    err = error_of(capsys, ["export", str(run), "--pareto", "--set", "export.max_models=1"])
+    assert "has no config.yaml, so --set / --budget have nothing to apply to" in err
+    err = error_of(capsys, ["export", str(supernet_dir), "--arch", arch_json(), "--out", str(tmp_path / "o"),
+                            "--budget", "quick"])  # fmt: skip
+    assert "--set and --budget apply to a run's config, i.e. with --pareto" in err
+    assert not (run / "export").exists()

@@ -4,6 +4,7 @@ without elastic-lm) and embed exactly as the super-network's sub-network does un
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -115,6 +116,17 @@ def test_elastic_shaped_sentence_export_matches_the_subnetwork(tmp_path: Path, t
     got = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, convert_to_tensor=True, batch_size=3)
     expected = TextEmbedder(subnetwork_forward(model, uneven), tiny_tokenizer, spec).embed(TEXTS)
     assert float((got.cpu() - expected).abs().max()) <= 1e-5
+    # without elastic-lm: the folder's own modelling code (elm_*.py), as a user opts in to it
+    child = CHILD.replace('device="cpu")', 'device="cpu", trust_remote_code=True)')
+    assert child != CHILD
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "hf-modules")}
+    run = subprocess.run(
+        [sys.executable, "-c", child, json.dumps(TEXTS), str(folder)],
+        capture_output=True, text=True, timeout=300, check=False, env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    alone = torch.tensor(json.loads(run.stdout.strip().splitlines()[-1])[str(folder)])
+    assert float((alone - expected).abs().max()) <= 1e-5
 
 
 def test_the_source_decides_whether_there_is_a_sentence_export(tmp_path: Path) -> None:

@@ -197,11 +197,14 @@ def test_missing_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.
 
 @pytest.fixture(scope="module")
 def report3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One 30-trial, 3-objective run with every optional file, reported once for several tests."""
+    """One 30-trial, 3-objective run with every optional file, reported once for several tests, in the
+    static form a machine without plotly gets (the interactive page: tests/test_report_interactive.py)."""
     run = make_run(
         tmp_path_factory.mktemp("run3") / "elm-demo", _synthetic_trials(), [OBJ_LOSS, OBJ_PARAMS, OBJ_ACC]
     )
-    write_report(run)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("elastic_lm.report.plotly_available", lambda: False)
+        write_report(run)
     return run
 
 
@@ -281,7 +284,8 @@ def test_trials_csv_input(tmp_path: Path) -> None:
     assert _pareto_numbers(run) == [0, 1, 4, 5]
 
 
-def test_html_escapes_malicious_names(tmp_path: Path) -> None:
+def test_html_escapes_malicious_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("elastic_lm.report.plotly_available", lambda: False)  # a page with no scripts
     run = make_run(tmp_path / "evil", _synthetic_trials(12), [OBJ_LOSS, OBJ_PARAMS])
     evil = "<script>alert('x')</script>&"
     (run / "search" / "baselines.json").write_text(json.dumps([{"name": evil, "metrics": {"val_loss": 5.0}}]))
@@ -319,11 +323,55 @@ def test_cli_report_writes_index_and_reports_errors_in_one_line(
     assert main(["report", str(run), "--compare", str(other), "--open-browser", "no"]) == 0
     assert str(run / "report" / "index.html") in capsys.readouterr().out
     page = (run / "report" / "index.html").read_text()
-    assert page.count("<img ") == 2  # one pair of objectives + the hypervolume of both runs
+    # one pair of objectives + the hypervolume of both runs (+ the search history, when interactive)
+    figures = set(re.findall(r"<figure id='fig-([a-z_]+)'", page)) - {"history"}
+    assert figures == {"pareto_val_loss_vs_params", "hypervolume"}
     assert main(["report", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("elastic-lm report: error: run directory")
+
+
+def test_cli_report_resolves_a_recipe_budget_and_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    quick = make_run(tmp_path / "runs" / "quick", _synthetic_trials(6), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    other = make_run(tmp_path / "runs" / "other", _synthetic_trials(6), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"run_dir: {tmp_path / 'runs' / 'full'}\nbudgets:\n  quick:\n    run_dir: {quick}\n")
+    assert main(["report", str(recipe), "--budget", "quick", "--print-config"]) == 0
+    assert f"run_dir: {quick}\n" in capsys.readouterr().out
+    assert not (quick / "report").exists()
+    assert main(["report", str(recipe), "--budget", "quick"]) == 0
+    assert (quick / "report" / "index.html").is_file()
+    assert main(["report", str(recipe), "--set", f"run_dir={other}"]) == 0
+    assert (other / "report" / "index.html").is_file()
+    assert not (tmp_path / "runs" / "full").exists()
+    assert main(["report", str(quick), "--set", "seed=1"]) == 2  # no config.yaml to apply it to
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--set / --budget have nothing to apply to; pass a run directory that a command "
+                            "wrote, a YAML config or a recipe name")  # fmt: skip
+
+
+def test_latency_table_and_run_config_are_on_the_page(report3: Path, tmp_path: Path) -> None:
+    page = (report3 / "report" / "index.html").read_text()
+    # make_run: t{i} predicted 1 + i ms, measured 1.1 + 1.05 i ms; t0 is 9.1% optimistic
+    assert (
+        "<tr><td>t0</td><td class='num'>1.000</td><td class='num'>1.100</td><td class='num'>-9.1%</td>"
+        in page
+    )
+    assert (
+        "<tr><td>t7</td><td class='num'>8.000</td><td class='num'>8.450</td><td class='num'>-5.3%</td>"
+        in page
+    )
+    errors = [abs((1 + i) - (1.1 + 1.05 * i)) / (1.1 + 1.05 * i) for i in range(8)]
+    assert f"mean absolute percentage error {100 * sum(errors) / 8:.1f}%" in page
+    assert "id='run-config'" not in page  # this run has no config.yaml
+    run = make_run(tmp_path / "cfg", _synthetic_trials(6), [OBJ_LOSS, OBJ_PARAMS], extras=False)
+    (run / "config.yaml").write_text("seed: 3\nrun_dir: <script>x</script>\n")
+    html = write_report(run).read_text()
+    assert "<pre>seed: 3\nrun_dir: &lt;script&gt;x&lt;/script&gt;\n</pre>" in html
+    assert "Latency: predicted and measured" not in html  # no latency_check.json
 
 
 def test_training_curve_reads_the_training_loops_long_format(tmp_path: Path) -> None:

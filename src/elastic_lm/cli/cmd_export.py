@@ -8,23 +8,26 @@ from pathlib import Path
 from typing import Any
 
 from elastic_lm.architecture import Architecture
+from elastic_lm.cli.common import add_override_arguments, run_config
 from elastic_lm.errors import ArchitectureError, UserError
 
 HELP = "turn chosen sub-networks into standalone Hugging Face models"
 EXAMPLES = (
     "  elastic-lm export runs/elm-mlm/train/supernet --arch best.json --out models/small --onnx\n"
     "  elastic-lm export runs/elm-mlm --pareto\n"
+    "  elastic-lm export elm-mlm --budget quick --pareto --set export.max_models=2\n"
     "  elastic-lm export runs/elm-mlm --pareto --max-params 10000000"
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "source",
-        type=Path,
-        metavar="SUPERNET_DIR|RUN_DIR",
-        help="super-network folder (save_pretrained of an ElasticFor* model), or a run directory (--pareto)",
+        "config",
+        metavar="SUPERNET_DIR|RUN_DIR|CONFIG",
+        help="super-network folder (save_pretrained of an ElasticFor* model) with --arch; with --pareto a "
+        "run directory, or a YAML config or recipe name whose run_dir is read",
     )
+    add_override_arguments(parser)  # --set, --budget, --print-config (the run's config.yaml)
     parser.add_argument("--arch", metavar="JSON_OR_FILE", help="architecture as JSON text or a .json file")
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="output folder (with --arch); must not exist yet"
@@ -90,20 +93,26 @@ def run(args: argparse.Namespace) -> int:
     from elastic_lm.export.onnx import require_onnx
     from elastic_lm.export.supernet import check_in_space
 
-    if args.onnx:
-        require_onnx()
     prefer_stock = not args.no_stock
     if args.pareto:
         if args.arch or args.out:
             raise UserError("--pareto exports the run's own architectures; drop --arch / --out")
         from elastic_lm.pipeline.lock import locked
 
-        with locked(args.source, create=False):  # not while another command writes there
+        # A run's config (saved config.yaml, or a YAML / recipe with --budget and --set) gives the
+        # export section's defaults, as the run's own export stage uses them.
+        config = run_config(args)
+        run_dir = Path(config.run_dir) if config is not None else Path(args.config)
+        onnx = args.onnx or (config is not None and config.export.onnx)
+        if onnx:
+            require_onnx()
+        with locked(run_dir, create=False):  # not while another command writes there
             done = export_pareto(
-                args.source,
+                run_dir,
                 supernet_dir=args.supernet,
                 max_params=args.max_params,
-                onnx=args.onnx,
+                max_models=None if config is None else config.export.max_models,
+                onnx=onnx,
                 prefer_stock=prefer_stock,
                 seq_len=args.seq_len,
             )
@@ -112,8 +121,12 @@ def run(args: argparse.Namespace) -> int:
             return 0
         for item in done:
             print(f"exported {item.path} ({item.format}: {item.model_class}, {item.params:,} parameters)")
-        print(f"index written: {Path(args.source) / 'export' / 'index.json'}")
+        print(f"index written: {run_dir / 'export' / 'index.json'}")
         return 0
+    if args.onnx:
+        require_onnx()
+    if args.overrides or args.budget:
+        raise UserError("--set and --budget apply to a run's config, i.e. with --pareto")
     if not args.arch or not args.out:
         raise UserError("--arch and --out are required (or use --pareto with a run directory)")
     if args.max_params is not None or args.supernet is not None:
@@ -124,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             f"--out {args.out} is an existing {kind}; choose a new path, or pass --overwrite to replace it"
         )
     arch = parse_architecture(args.arch)
-    supernet = load_supernet(args.source)
+    supernet = load_supernet(args.config)
     check_in_space(supernet.space, arch)
     tokenizer = None
     if supernet.has_tokenizer:
@@ -136,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         arch,
         args.out,
         tokenizer=tokenizer,
-        provenance={**supernet.provenance, "supernet": str(args.source)},
+        provenance={**supernet.provenance, "supernet": str(args.config)},
         onnx=args.onnx,
         prefer_stock=prefer_stock,
         seq_len=args.seq_len,

@@ -22,6 +22,12 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="a YAML config, a shipped recipe's name (elastic-lm recipes) or a run directory (its saved "
         "config.yaml); the defaults apply when omitted",
     )
+    parser.add_argument("--run-dir", type=Path, help="run directory (overrides run_dir in the config)")
+    add_override_arguments(parser)
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--set section.key=value`` (repeatable), ``--budget NAME`` and ``--print-config``."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -30,7 +36,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config value, e.g. --set train.steps=100 (repeatable)",
     )
-    parser.add_argument("--run-dir", type=Path, help="run directory (overrides run_dir in the config)")
     parser.add_argument(
         "--budget", help="apply a named budget of the recipe, e.g. quick (CPU, minutes) or full (GPU)"
     )
@@ -64,6 +69,24 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
     check_metric_names(config.search.objectives, config.search.constraints)
     return config
+
+
+def run_config(args: argparse.Namespace) -> Config | None:
+    """The config behind ``CONFIG|RUN_DIR`` for commands that read a finished run (report, export).
+
+    A run directory's saved config.yaml, a YAML file or a recipe name, with ``--budget`` and ``--set``
+    applied (a budget may name another run directory, e.g. ``runs/elm-mlm-quick``). None for a folder
+    without config.yaml when nothing is to be applied: such a folder is read as it is.
+    """
+    source = args.config
+    if source is not None and Path(source).is_dir() and not (Path(source) / "config.yaml").is_file():
+        if args.overrides or getattr(args, "budget", None):
+            raise ConfigError(
+                f"{source} has no config.yaml, so --set / --budget have nothing to apply to; pass a "
+                "run directory that a command wrote, a YAML config or a recipe name"
+            )
+        return None
+    return config_from_args(args)
 
 
 def config_yaml(config: Config) -> str:

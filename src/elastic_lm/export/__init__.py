@@ -8,7 +8,8 @@ done = export_subnetwork(supernet.model, arch, "out/small", onnx=True)
 
 Uniform BERT / RoBERTa / GPT-2 / Llama sub-networks are saved as the stock transformers class (no
 elastic-lm needed to load them); every other shape as elastic-lm's own class (``import elastic_lm.model``
-registers it with the Auto classes). See ``docs/export.md``.
+registers it with the Auto classes); such a folder also carries that class's code with ``auto_map``, so
+``from_pretrained(dir, trust_remote_code=True)`` loads it without elastic-lm. See ``docs/export.md``.
 """
 
 from __future__ import annotations

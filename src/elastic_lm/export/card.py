@@ -98,9 +98,15 @@ def render_card(info: dict[str, Any]) -> str:
     if info["format"] == "stock":
         lines.append("- loads with plain `transformers`; elastic-lm is not needed")
     else:
-        lines.append(
-            f"- elastic-lm's own class: {info.get('stock_reason', '')}; `import elastic_lm.model` first"
-        )
+        lines.append(f"- elastic-lm's own class: {info.get('stock_reason', '')}")
+        if info.get("remote_code"):
+            lines.append(
+                "- with elastic-lm installed, `import elastic_lm.model` first; without it, the folder's "
+                "own modelling code (`elm_*.py`, named in `config.json`'s `auto_map`) loads with "
+                "`trust_remote_code=True`"
+            )
+        else:
+            lines.append("- `import elastic_lm.model` first")
     if info.get("onnx"):
         onnx = info["onnx"]
         lines.append(
@@ -194,6 +200,8 @@ def _snippet(info: dict[str, Any]) -> list[str]:
     out = []
     if info["format"] != "stock":
         out.append("import elastic_lm.model  # registers model_type 'elastic-lm' with the Auto classes")
+        if info.get("remote_code"):
+            out.append("# without elastic-lm: skip that import and pass trust_remote_code=True (elm_*.py)")
     extra = ", add_pooling_layer=False" if info["format"] == "stock" and info.get("task") is None else ""
     out += [
         f"from transformers import {auto}, AutoTokenizer",

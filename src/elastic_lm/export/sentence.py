@@ -97,6 +97,10 @@ def export_sentence_transformer(
         raise DataError(f"{model_dir} has no tokenizer files; export with a tokenizer first")
     with atomic_directory(out) as staging:
         encoder.save_pretrained(staging)
+        if not stock:  # loads without elastic-lm via SentenceTransformer(..., trust_remote_code=True)
+            from elastic_lm.export.remote import add_remote_code
+
+            add_remote_code(staging)
         for file in tokenizer_files:
             shutil.copy2(file, staging / file.name)
         (staging / "1_Pooling").mkdir()
@@ -120,6 +124,7 @@ def _card(model_dir: Path, spec: PoolingSpec, dim: int, stock: bool) -> str:
         "from sentence_transformers import SentenceTransformer\n"
         if stock
         else "import elastic_lm.model  # registers elastic-lm's encoder class\n"
+        "# without elastic-lm: skip that import and pass trust_remote_code=True (the folder's elm_*.py)\n"
         "from sentence_transformers import SentenceTransformer\n"
     )
     norm = ", then L2 normalisation" if spec.normalize else ""

@@ -32,6 +32,7 @@ from elastic_lm.export.onnx import (
     main_output,
     sample_inputs,
 )
+from elastic_lm.export.remote import add_remote_code
 from elastic_lm.export.stock import stock_fit, task_of, to_stock
 from elastic_lm.io import atomic_directory, atomic_write_json, atomic_write_text
 from elastic_lm.metrics.size import count_flops, count_params
@@ -166,6 +167,7 @@ def export_subnetwork(
     onnx_info: dict[str, Any] | None = None
     with atomic_directory(out_dir) as staging:
         model.save_pretrained(staging)
+        remote = add_remote_code(staging) if fmt == "elastic-lm" else []
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         atomic_write_text(staging / "architecture.json", arch.to_json(indent=1) + "\n")
@@ -179,6 +181,7 @@ def export_subnetwork(
             tokenizer=tokenizer is not None,
             generation_config=(staging / "generation_config.json").is_file(),
             onnx=onnx_info,
+            remote_code=remote,
         )
         atomic_write_json(staging / "export.json", record)
         atomic_write_text(staging / "README.md", render_card(record))

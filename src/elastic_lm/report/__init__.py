@@ -1,7 +1,8 @@
 """The report a person reads after a search: Pareto plots, hypervolume, tables, one HTML page.
 
 Input is only the plain files a run directory holds (``docs/report.md``); no study is opened, so a
-report can be rebuilt from a copied run folder on any machine with matplotlib::
+report can be rebuilt from a copied run folder on any machine with matplotlib (and plotly, for the
+interactive figures)::
 
     from elastic_lm.report import write_report
     index = write_report(Path("runs/elm-mlm"))   # runs/elm-mlm/report/index.html
@@ -22,6 +23,8 @@ from elastic_lm.report.build import (
     write_pareto_csv,
 )
 from elastic_lm.report.inputs import RunData, load_run
+from elastic_lm.report.interactive import available as plotly_available
+from elastic_lm.report.interactive import interactive_figures
 from elastic_lm.report.page import render_html
 
 __all__ = [
@@ -43,7 +46,8 @@ def write_report(run_dir: Path, compare: tuple[Path, ...] = ()) -> Path:
     members = pareto_trials(run.trials, run.summary.objectives)
     figures = make_figures(run, members)
     out = run.run_dir / "report"
-    html = render_html(run, members, figures, warnings_for(run, members))  # before writing anything
+    interactive = interactive_figures(run, members) if plotly_available() else []
+    html = render_html(run, members, figures, warnings_for(run, members), interactive)  # before writing
     # Every file goes to a temporary name and is renamed: a full disk or a kill leaves the last
     # complete report, never a truncated page or figure.
     out.mkdir(parents=True, exist_ok=True)

@@ -46,11 +46,14 @@ def objective_display(objective: Objective) -> Display:
     return display(objective.name, objective.unit)
 
 
+COUNTS = frozenset({"params", "params_nonembedding", "flops"})  # shown as '12.34M', not '12340000'
+
+
 def format_value(name: str, value: float | None) -> str:
     """A table cell: counts as '12.34M'; other values with 4 decimals so a column lines up."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if name in ("params", "flops"):
+    if name in COUNTS:
         for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if abs(value) >= factor:
                 return f"{value / factor:.2f}{suffix}"

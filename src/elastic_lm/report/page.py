@@ -1,4 +1,7 @@
-"""The one self-contained HTML page: inline CSS, images as data URIs, no scripts, no external requests.
+"""The one self-contained HTML page: inline CSS and scripts, images as data URIs, no external requests.
+
+With plotly installed the Pareto fronts, the search history and the hypervolume are interactive (plotly.js
+is inlined, :mod:`elastic_lm.report.interactive`); without it the page shows the same figures as PNGs.
 
 Every piece of text from the run (names, paths, architecture descriptions) goes through :func:`_e`
 (``html.escape``), because a baseline or model name is user input and the page is opened in a browser.
@@ -16,7 +19,9 @@ from elastic_lm import __version__
 from elastic_lm.report.build import FigurePng, best_per_objective
 from elastic_lm.report.embedding import embedding_section
 from elastic_lm.report.inputs import Downstream, NamedPoint, Objective, RunData, Trial
-from elastic_lm.report.labels import describe_architecture, format_value
+from elastic_lm.report.interactive import CLICK_SCRIPT, InteractiveFigure, plotly_bundle
+from elastic_lm.report.labels import COUNTS, describe_architecture, format_value
+from elastic_lm.report.sections import config_section, latency_section
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;
@@ -32,7 +37,9 @@ h2{border-bottom:2px solid #d0d7de;padding-bottom:4px;margin-top:36px}
 .card span{color:#57606a;font-size:.85em}
 .warn{background:#fff8c5;border:1px solid #d4a72c;border-radius:8px;padding:8px 14px;margin:12px 0}
 .figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(540px,1fr));gap:16px}
-figure{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:0;padding:8px}
+figure{background:#fff;border:1px solid #d0d7de;border-radius:8px;margin:0;padding:8px;min-width:0}
+figure .js-plotly-plot,figure .plotly-graph-div{width:100%!important}
+figure.wide{grid-column:1/-1}
 figure img{width:100%;height:auto;display:block}
 figcaption{color:#57606a;font-size:.85em;padding:4px}
 table{border-collapse:collapse;background:#fff;width:100%;font-size:.88em}
@@ -43,6 +50,7 @@ td.arch{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85em}
 tr.front td{background:#fff1f0}
 details{margin-top:12px}
 summary{cursor:pointer;font-weight:600}
+pre{background:#fff;border:1px solid #d0d7de;border-radius:8px;padding:8px;overflow:auto;font-size:.8em}
 .muted{color:#57606a}
 footer{color:#57606a;font-size:.8em;margin-top:40px}
 """
@@ -68,7 +76,7 @@ def _cells(values: Sequence[str], cls: str = "num") -> str:
 
 def _metric_header(objective: Objective) -> str:
     arrow = "↓" if objective.direction == "minimize" else "↑"
-    shown_scaled = objective.name in ("params", "flops")  # cells already say 'M' / 'G'
+    shown_scaled = objective.name in COUNTS  # cells already say 'M' / 'G'
     unit = f" ({objective.unit})" if objective.unit and not shown_scaled else ""
     return f"{objective.name}{unit} {arrow}"
 
@@ -141,7 +149,7 @@ def _trials_table(run: RunData, members: Sequence[Trial]) -> str:
     for t in run.trials:
         cls = " class='front'" if t.number in front else ""
         rows.append(
-            f"<tr{cls}>"
+            f"<tr id='all-trial-{t.number}'{cls}>"
             + _cells([str(t.number)])
             + _cells([t.state, "yes" if t.feasible else "no"], cls="")
             + _cells([format_value(k, t.metrics.get(k)) for k in (*names, *extra)])
@@ -187,17 +195,48 @@ def _downstream_section(down: Downstream) -> str:
     return "\n".join(parts)
 
 
+def _figures_section(figures: Sequence[FigurePng], interactive: Sequence[InteractiveFigure]) -> list[str]:
+    """Interactive figures first; a PNG only where no interactive figure has its stem."""
+    live = {f.stem for f in interactive}
+    static = [f for f in figures if f.stem not in live]
+    if not static and not interactive:
+        return []
+    parts = ["<h2>Plots</h2><div class='figs'>"]
+    for fig in interactive:
+        parts.append(
+            f"<figure id='fig-{_e(fig.stem)}' class='interactive{_wide(fig.stem)}' "
+            f"data-markers='{fig.markers}'>{fig.html}<figcaption>{_e(fig.caption)}</figcaption></figure>"
+        )
+    for png in static:
+        parts.append(
+            f"<figure id='fig-{_e(png.stem)}'><img src='{data_uri(png.png)}' alt='{_e(png.title)}'>"
+            f"<figcaption>{_e(png.caption)}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    return parts
+
+
+def _wide(stem: str) -> str:
+    return " wide" if stem == "history" else ""
+
+
 def render_html(
-    run: RunData, members: Sequence[Trial], figures: Sequence[FigurePng], warnings: Sequence[str]
+    run: RunData,
+    members: Sequence[Trial],
+    figures: Sequence[FigurePng],
+    warnings: Sequence[str],
+    interactive: Sequence[InteractiveFigure] = (),
 ) -> str:
-    """The whole page as one string."""
+    """The whole page as one string; ``interactive`` figures replace the PNGs of the same stem."""
     objectives = run.summary.objectives
     strategy = run.summary.strategy
     directions = ", ".join(f"{o.name} ({o.direction})" for o in objectives)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width,initial-scale=1'>",
-        f"<title>elastic-lm report: {_e(run.name)}</title><style>{CSS}</style></head><body>",
+        f"<title>elastic-lm report: {_e(run.name)}</title><style>{CSS}</style>",
+        f"<script>{plotly_bundle()}</script>" if interactive else "",
+        "</head><body>",
         f"<header><h1>elastic-lm report: {_e(run.name)}</h1>",
         f"<p>search finished {_e(run.date)} · strategy {_e(strategy)} · objectives {_e(directions)}</p>",
         "</header><main>",
@@ -205,14 +244,7 @@ def render_html(
         _summary_box(run, members),
     ]
     parts += [f"<div class='warn'>⚠ {_e(w)}</div>" for w in warnings]
-    if figures:
-        parts.append("<h2>Plots</h2><div class='figs'>")
-        for fig in figures:
-            parts.append(
-                f"<figure id='fig-{_e(fig.stem)}'><img src='{data_uri(fig.png)}' alt='{_e(fig.title)}'>"
-                f"<figcaption>{_e(fig.caption)}</figcaption></figure>"
-            )
-        parts.append("</div>")
+    parts += _figures_section(figures, interactive)
     parts += [
         f"<h2>Pareto set ({len(members)} architectures)</h2>",
         "<p class='muted'>Non-dominated over all objectives, recomputed from the trials; also in "
@@ -226,15 +258,19 @@ def render_html(
         parts += ["<h2>Exported models</h2>", _named_table(run.exports, objectives, with_path=True)]
         if missing:
             parts.append(f"<div class='warn'>⚠ {_e('exported paths not found: ' + ', '.join(missing))}</div>")
+    parts.append(latency_section(run.latency))
     parts.append(embedding_section(run.run_dir))
     if run.downstream is not None:
         parts.append(_downstream_section(run.downstream))
     parts += [
+        config_section(run.run_dir),
         f"<details><summary>All {len(run.trials)} trials (Pareto members shaded)</summary>",
         _trials_table(run, members),
         "</details>",
         f"<footer>Generated {_e(datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'))} by elastic-lm "
         f"{_e(__version__)} from {_e(Path(run.trials_file).name)} in {_e(run.run_dir)}.</footer>",
-        "</main></body></html>",
+        "</main>",
+        f"<script>{CLICK_SCRIPT}</script>" if interactive else "",
+        "</body></html>",
     ]
     return "\n".join(parts)

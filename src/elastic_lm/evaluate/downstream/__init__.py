@@ -69,22 +69,41 @@ def evaluate_models(
     work_dir: str | Path,
     tokenizer_fallback: Callable[[], Any] | None = None,
 ) -> DownstreamResults:
-    """Encoders fine-tuned on ``tasks``; decoders scored on ``corpus`` (needed only if there are any)."""
+    """Encoders fine-tuned on ``tasks``; decoders scored on ``corpus`` (needed only if there are any).
+
+    Progress counts jobs (one fine-tune per encoder and task, one score per decoder): a bar on a
+    terminal, a line with count, rate and ETA every ``ELASTIC_LM_PROGRESS_SECONDS`` elsewhere.
+    """
+    from elastic_lm.progress import Progress
+
     encoders: list[EncoderResult] = []
     decoders: list[DecoderResult] = []
-    for entry in models:
-        if model_kind(entry.path) == "encoder":
-            encoders.append(evaluate_encoder(entry, tasks, budget, work_dir, tokenizer_fallback))
-            continue
-        if corpus is None:
-            raise DataError(
-                f"{entry.name} is a causal LM; perplexity needs a corpus (the config's data section)"
+    kinds = [model_kind(entry.path) for entry in models]
+    total = sum(len(tasks) if kind == "encoder" else 1 for kind in kinds)
+    with Progress(total, "evaluate", unit="job") as bar:
+        for entry, kind in zip(models, kinds, strict=True):
+            bar.set_postfix(model=entry.name)
+            if kind == "encoder":
+                encoders.append(
+                    evaluate_encoder(entry, tasks, budget, work_dir, tokenizer_fallback, on_task=bar.update)
+                )
+                continue
+            if corpus is None:
+                raise DataError(
+                    f"{entry.name} is a causal LM; perplexity needs a corpus (the config's data section)"
+                )
+            decoders.append(
+                evaluate_decoder(
+                    entry,
+                    corpus,
+                    prompts,
+                    max_new_tokens,
+                    budget.batch_size,
+                    tokenizer_fallback,
+                    budget.device,
+                )
             )
-        decoders.append(
-            evaluate_decoder(
-                entry, corpus, prompts, max_new_tokens, budget.batch_size, tokenizer_fallback, budget.device
-            )
-        )
+            bar.update()
     settings = {**asdict(budget), "prompts": list(prompts), "max_new_tokens": max_new_tokens}
     settings["task_data"] = {name: cfg.model_dump(mode="json") for name, cfg in tasks}
     if corpus is not None:

@@ -113,8 +113,10 @@ def evaluate_encoder(
     budget: FineTuneBudget,
     work_dir: str | Path,
     tokenizer_fallback: Callable[[], Any] | None = None,
+    on_task: Callable[[], None] | None = None,
 ) -> EncoderResult:
-    """Fine-tune ``entry`` on each task and score it on that task's test split."""
+    """Fine-tune ``entry`` on each task and score it on that task's test split; ``on_task`` is called
+    after each task (progress)."""
     from elastic_lm.data.prepare import prepare_data
 
     tokenizer = load_tokenizer(entry.path, tokenizer_fallback)
@@ -133,6 +135,8 @@ def evaluate_encoder(
             test_examples=len(labels),
         )
         del model
+        if on_task is not None:
+            on_task()
     return EncoderResult(entry.name, str(entry.path), folder_params(entry.path), scores)
 
 

@@ -85,11 +85,13 @@ class PruneParts:
 
 
 def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
-    """Pareto members from ``search/trials.json`` (at most ``max_models``, spread over size)."""
+    """Members to export from ``search/trials.json`` (at most ``max_models``, spread over size): the
+    covering set of :mod:`elastic_lm.prune.coverage` (the Pareto front and gap fillers)."""
     search_dir = Path(run_dir) / "search"
     trials = json.loads((search_dir / "trials.json").read_text())
     summary = json.loads((search_dir / "summary.json").read_text())
-    front = [t for t in trials if t["number"] in set(summary["pareto"])]
+    chosen = set(summary.get("exported", summary["pareto"]))  # the covering set (prune.coverage)
+    front = [t for t in trials if t["number"] in chosen]
     size = summary["objectives"][0]["name"]
     return spread(front, lambda t: t["metrics"][size], max_models)
 

@@ -193,3 +193,24 @@ def test_post_training_mode_exports_smaller_models_that_reproduce_their_numbers(
         assert 0.0 <= item["metrics"]["test_accuracy"] <= 1.0
         assert item["metrics"]["latency_ms"] > 0
     assert (run / "report" / "index.html").is_file()
+
+
+def test_bootstrap_intervals_cover_the_score_and_shrink_with_rows() -> None:
+    import numpy as np
+
+    from elastic_lm.prune.intervals import bootstrap_intervals, separation_warning
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 400)
+    pred = np.where(rng.random(400) < 0.8, gold, (gold + 1) % 3)
+    small = bootstrap_intervals(pred[:100], gold[:100], 3)
+    large = bootstrap_intervals(pred, gold, 3)
+    acc = float((pred == gold).mean())
+    assert large["accuracy_ci"][0] < acc < large["accuracy_ci"][1]
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert width(small["accuracy_ci"]) > 1.5 * width(large["accuracy_ci"])  # ~ 1 / sqrt(rows): 2x
+    assert 0.7 < large["f1_ci"][0] < large["f1_ci"][1] < 0.9
+    assert bootstrap_intervals(pred, gold, 3) == large  # seeded
+    m = {"val_accuracy_ci_low": 0.70, "val_accuracy_ci_high": 0.76}
+    assert "+-3.0 points" in (separation_warning(m, 100) or "")
+    assert separation_warning({"val_accuracy_ci_low": 0.80, "val_accuracy_ci_high": 0.81}, 9000) is None

@@ -24,6 +24,7 @@ from elastic_lm.importance import gradient_importance
 from elastic_lm.metrics.size import count_params
 from elastic_lm.prune import final
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
+from elastic_lm.prune.intervals import model_intervals
 from elastic_lm.prune.source import ensure_label_maps
 from elastic_lm.prune.training import train_fixed
 
@@ -143,6 +144,8 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
             )
         own = model.model.largest()
         metrics: dict[str, Any] = {f"val_{k}": v for k, v in evaluate_model(model, val, d.task).items()}
+        if d.task == "classification":
+            metrics.update(model_intervals(model, val, "val", seed=config.seed))
         metrics["params"] = float(count_params(model.config, own))
         metrics["params_nonembedding"] = float(count_params(model.config, own, include_embeddings=False))
         export_subnetwork(model, own, out, tokenizer=job.tokenizer, provenance={"baseline": name})

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from elastic_lm.io import atomic_write_json
+from elastic_lm.pipeline.recipes.prune_stages import validation_intervals
 from elastic_lm.prune.parts import PruneParts
 
 
@@ -73,6 +74,7 @@ def post_training(parts: PruneParts) -> dict[str, Any]:
     tests = final.final_evaluation(
         {"unpruned": model, **members}, config.data, parts.tokenizer, config.search.eval_batch_size
     )
+    warning = validation_intervals(parts, {"unpruned": model, **members}, tests)
     index = []
     for record in records:
         name = f"trial-{record['number']}"
@@ -113,6 +115,7 @@ def post_training(parts: PruneParts) -> dict[str, Any]:
     atomic_write_json(parts.dir("evaluate") / "test_metrics.json", tests)
     atomic_write_json(folder / "index.json", index)
     return {
+        **({"warning": warning} if warning else {}),
         "models": len(index),
         "fisher_s": round(fisher_s, 2),
         "prune_s": round(search_s, 2),

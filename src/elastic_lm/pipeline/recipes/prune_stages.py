@@ -179,8 +179,26 @@ def evaluate(parts: PruneParts) -> dict[str, Any]:
         models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
     config = parts.config
     scores = final.final_evaluation(models, config.data, parts.tokenizer, config.search.eval_batch_size)
+    warning = validation_intervals(parts, models, scores)
     atomic_write_json(parts.dir("evaluate") / "test_metrics.json", scores)
-    return {"models": len(scores)}
+    return {"models": len(scores), **({"warning": warning} if warning else {})}
+
+
+def validation_intervals(parts: PruneParts, models: dict[str, Any], scores: dict[str, Any]) -> str | None:
+    """Add each model's validation intervals to ``scores``; warn when validation cannot separate them."""
+    from elastic_lm.prune.intervals import model_intervals, separation_warning
+
+    if parts.data.task != "classification":
+        return None
+    val = parts.val_batches()
+    for name, entry in models.items():
+        model, arch = entry if isinstance(entry, tuple) else (entry, None)
+        scores[name].update(model_intervals(model, val, "val", arch, seed=parts.config.seed))
+    quality = "f1" if parts.config.prune.quality_objective == "f1" else "accuracy"
+    warning = separation_warning(scores["unpruned"], len(parts.data.validation), what=quality)
+    if warning is not None and parts.log is not None:
+        parts.log(f"warning: {warning}")
+    return warning
 
 
 def export(parts: PruneParts) -> dict[str, Any]:

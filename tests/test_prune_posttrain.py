@@ -214,3 +214,65 @@ def test_bootstrap_intervals_cover_the_score_and_shrink_with_rows() -> None:
     m = {"val_accuracy_ci_low": 0.70, "val_accuracy_ci_high": 0.76}
     assert "+-3.0 points" in (separation_warning(m, 100) or "")
     assert separation_warning({"val_accuracy_ci_low": 0.80, "val_accuracy_ci_high": 0.81}, 9000) is None
+
+
+def test_a_tiny_set_gets_a_bigger_validation_split_and_fewer_steps(tmp_path: Path) -> None:
+    from elastic_lm.config.loading import validate_config
+    from elastic_lm.prune.smalldata import adapt_to_size
+    from prune_fixtures import prune_config
+
+    raw = prune_config(tmp_path, data__validation_ratio=0.1, train__steps=600)
+    raw["prune"] = {**raw["prune"], "finetune_steps": 600}  # type: ignore[dict-item]
+    config = validate_config(raw)
+    adapted, notes = adapt_to_size(config, 300)
+    assert adapted.data.validation_ratio == pytest.approx(0.25)  # 30 rows -> 75 (capped at a quarter)
+    assert adapted.data.test_ratio == config.data.test_ratio  # the test split does not move
+    train_rows = round(300 * (1 - 0.25 - config.data.test_ratio))
+    cap = 20 * -(-train_rows // config.train.batch_size)
+    assert adapted.prune.finetune_steps == cap < 600
+    assert adapted.train.steps == cap
+    assert adapted.train.eval_every <= cap
+    assert len(notes) == 3
+    assert "validation_ratio 0.1 -> 0.25" in notes[0]
+    assert config.data.validation_ratio == 0.1  # the user's config is left alone
+    big, none = adapt_to_size(config, 20000)
+    assert none == []
+    assert big.model_dump() == config.model_dump()
+
+
+def test_a_tiny_multiclass_set_runs_post_training_with_warnings(tmp_path: Path) -> None:
+    import csv
+    import random
+
+    from elastic_lm.config.loading import validate_config
+    from elastic_lm.prune import run_prune
+    from prune_fixtures import FILLER, WORDS, prune_config
+
+    rng = random.Random(0)
+    path = tmp_path / "topics.csv"
+    with path.open("w", newline="") as f:  # 8 classes, one word each, 320 rows
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        for i in range(320):
+            text = [rng.choice(FILLER) for _ in range(4)] + [WORDS[i % 8]]
+            writer.writerow({"text": " ".join(text), "label": f"c{i % 8}"})
+    raw = prune_config(tmp_path, data__source=str(path), data__validation_ratio=0.1)
+    raw["prune"] = {**raw["prune"], "adapt_small_data": True, "mode": "post-training",  # type: ignore[dict-item]
+                    "finetune_steps": 400, "quality_objective": "f1",
+                    "post_training": {"examples": 64, "targets": [0.6]}}  # fmt: skip
+    config = validate_config(raw)
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELASTIC_LM_CACHE", str(tmp_path / "cache"))
+        result = run_prune(config, log=lines.append)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert any("validation_ratio" in w for w in warnings)
+    assert any("prune.finetune_steps=400" in w for w in warnings)
+    (member,) = result.exported
+    assert (
+        member["metrics"]["test_f1_ci_low"]
+        <= member["metrics"]["test_f1"]
+        <= member["metrics"]["test_f1_ci_high"]
+    )
+    assert result.unpruned["test_accuracy_ci_low"] <= result.unpruned["test_accuracy"]
+    assert result.unpruned["test_accuracy"] > 0.5  # 8 classes: chance is 0.125

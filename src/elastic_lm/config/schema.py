@@ -294,6 +294,9 @@ class PruneSection(Section):
     importance_batches: PositiveInt = 8
     size_objective: Literal["params", "params_nonembedding", "latency_ms"] = "params_nonembedding"
     quality_objective: Literal["accuracy", "f1", "loss"] = "accuracy"
+    adapt_small_data: bool = Field(
+        True, description="tiny sets: at least 100 validation rows, at most 20 epochs (with a warning)"
+    )
     front_bins: int = Field(8, ge=0, description="search first evaluates one member per size bin")
     front_max_gap: float = Field(
         0.15, gt=0, le=1, description="export fills gaps of the front wider than this share of the size range"

@@ -94,7 +94,8 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
     from elastic_lm.export import export_subnetwork
     from elastic_lm.export.load import load_exported, measure_ms
 
-    config, d, p = job.config, job.data, job.config.prune
+    d = job.data  # first: on a tiny set it adapts job.config
+    config, p = job.config, job.config.prune
     steps = p.baseline_steps if p.baseline_steps is not None else config.train.steps
     root = job.dir("baselines")
     teacher = job.finetuned()

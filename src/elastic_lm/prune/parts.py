@@ -38,15 +38,32 @@ class PruneParts:
         self.folder = resolve_source(config.model.source)
         self.tokenizer = load_tokenizer(self.folder)
         self._data: TaskData | None = None
+        self.notes: list[str] = []  # what adapting to a tiny data set changed (prune.smalldata)
 
     def dir(self, stage: str) -> Path:
         return self.root / stage
 
     @property
     def data(self) -> TaskData:
+        """Train and validation rows; on a tiny set, ``config`` is adapted first (read it after this)."""
         if self._data is None:
+            if self.config.prune.adapt_small_data:
+                from elastic_lm.prune.data import count_rows
+                from elastic_lm.prune.smalldata import adapt_to_size
+
+                self.config, self.notes = adapt_to_size(self.config, count_rows(self.config.data))
+                for note in self.notes:
+                    self._warn(note)
             self._data = load_search_data(self.config.data, self.tokenizer)
         return self._data
+
+    def _warn(self, message: str) -> None:
+        if self.log is not None:
+            self.log(f"warning: {message}")
+        else:
+            import warnings
+
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     def val_batches(self) -> list[dict[str, torch.Tensor]]:
         return fixed_batches(self.data.validation, self.data.collator, self.config.search.eval_batch_size)

@@ -69,6 +69,8 @@ def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None
         for name in sections
     }
     relevant["prune"] = {k: data["prune"][k] for k in prune_keys}
+    if not config.prune.adapt_small_data:  # only when turned off, so existing runs keep their hashes
+        relevant["prune"]["adapt_small_data"] = False
     if stage == "export" and config.prune.mode == "post-training":
         # NAS-mode hashes stay as they were; this mode's export is the pruning itself
         relevant["prune"].update(mode=data["prune"]["mode"], post_training=data["prune"]["post_training"])

@@ -29,7 +29,8 @@ def post_training(parts: PruneParts) -> dict[str, Any]:
     from elastic_lm.prune.fisher import mask_gradients
     from elastic_lm.prune.posttrain import post_training_prune
 
-    config, d = parts.config, parts.data
+    d = parts.data  # first: on a tiny set it adapts parts.config
+    config = parts.config
     pt = config.prune.post_training
     folder, search_dir = parts.dir("export"), parts.dir("search")
     started = time.perf_counter()

@@ -53,7 +53,7 @@ def finetune(parts: PruneParts) -> dict[str, Any]:
     model.save_pretrained(folder / "model")
     parts.tokenizer.save_pretrained(folder / "model")
     metrics = {f"val_{k}": v for k, v in evaluate_model(model, parts.val_batches(), d.task).items()}
-    return {"finetuned": trained, **metrics}
+    return {"finetuned": trained, **metrics, **({"adapted": parts.notes} if parts.notes else {})}
 
 
 def train(parts: PruneParts) -> dict[str, Any]:

@@ -137,10 +137,11 @@ def test_the_pruned_model_exports_smaller_and_computes_the_same(
 
     model, batches = model_and_batches
     grads = mask_gradients(model, batches)
-    student, arch, info = post_training_prune(model, grads, 0.5, batches, seq_len=10)
+    student, arch, info = post_training_prune(model, grads, 0.5, batches, seq_len=10, measure=True)
     assert 0.3 <= info["cost_share"] <= 0.5
     full = count_params(model.config, model.model.largest(), include_embeddings=False)
     assert count_params(model.config, arch, include_embeddings=False) < 0.6 * full
+    assert info["tuning"]
     assert all(after <= before for _, before, after in info["tuning"])
     export_subnetwork(student, arch, tmp_path / "out", seq_len=10)
     exported = load_exported(tmp_path / "out").eval()

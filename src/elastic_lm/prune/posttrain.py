@@ -143,8 +143,13 @@ def tune_sublayer(
     batches: Sequence[dict[str, torch.Tensor]],
     ridge: float = 1e-4,
     clamp: float = 10.0,
+    states: Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Least-squares scales of ``sub``'s kept units in ``student`` (folded into its weights); returns them."""
+    """Least-squares scales of ``sub``'s kept units in ``student`` (folded into its weights); returns them.
+
+    ``states``: the teacher's pre-norm states of this sub-layer per batch (:func:`teacher_states`),
+    computed once for all sub-layers instead of one teacher pass each.
+    """
     s_module = dict(student.named_modules())[sub.name]
     weight = (s_module.o if isinstance(s_module, ElasticAttention) else s_module.down).weight
     idx = kept.nonzero().flatten().to(weight.device)
@@ -154,12 +159,17 @@ def tune_sublayer(
     gram = torch.zeros(k, k, dtype=torch.float64)
     rhs = torch.zeros(k, dtype=torch.float64)
     w_kept = weight.reshape(weight.shape[0], sub.units, -1)[:, idx, :].double()  # [hidden, k, per-unit]
-    for batch in _batches_on(student, batches):
-        t, s = _capture(teacher, sub, batch), _capture(student, sub, batch)
+    for i, batch in enumerate(_batches_on(student, batches)):
+        s = _capture(student, sub, batch)
         real = _real_tokens(batch)
+        if states is not None:
+            state = states[i]
+        else:
+            t = _capture(teacher, sub, batch)
+            state = (t["x"] + t["y"])[real]
         units = s["u"][real].reshape(-1, sub.units, w_kept.shape[-1])[:, idx, :].double()  # [n, k, per-unit]
         # target for the kept contributions: teacher's x + y, minus the student's x and output bias
-        residual = ((t["x"] + t["y"])[real] - (s["x"] + s["y"])[real]).double()
+        residual = (state - (s["x"] + s["y"])[real]).double()
         if w_kept.shape[-1] == 1:  # FFN units: A^T A = (a^T a) * (W^T W), never the [n, k, hidden] tensor
             a, w = units[..., 0], w_kept[..., 0]
             target = residual + a @ w.T
@@ -175,6 +185,32 @@ def tune_sublayer(
     w = weight.data.reshape(weight.shape[0], sub.units, -1)
     w[:, idx, :] *= scales.to(w.dtype).to(w.device)[None, :, None]
     return scales.float()
+
+
+@torch.no_grad()
+def teacher_states(
+    teacher: nn.Module, subs: Sequence[SubLayer], batches: Sequence[dict[str, torch.Tensor]]
+) -> dict[str, list[torch.Tensor]]:
+    """Every sub-layer's pre-norm state ``x + f(x)`` on the real tokens of each batch, in one pass each."""
+    out: dict[str, list[torch.Tensor]] = {s.name: [] for s in subs}
+    modules = dict(teacher.named_modules())
+    for batch in _batches_on(teacher, batches):
+        real = _real_tokens(batch)
+
+        def keep(name: str, real: torch.Tensor) -> Any:
+            def hook(_m: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+                y = output[0] if isinstance(output, tuple) else output
+                out[name].append((inputs[0] + y)[real])
+
+            return hook
+
+        handles = [modules[s.name].register_forward_hook(keep(s.name, real)) for s in subs]
+        try:
+            teacher(**batch)
+        finally:
+            for h in handles:
+                h.remove()
+    return out
 
 
 @torch.no_grad()
@@ -211,8 +247,13 @@ def post_training_prune(
     seq_len: int = 128,
     rearrange_masks: bool = True,
     tune: bool = True,
+    measure: bool = False,
 ) -> tuple[nn.Module, Architecture, dict[str, Any]]:
-    """A tuned copy of ``model`` and the architecture keeping ``budget_share`` of its heads + FFN cost."""
+    """A tuned copy of ``model`` and the architecture keeping ``budget_share`` of its heads + FFN cost.
+
+    ``measure`` also records each tuned sub-layer's reconstruction error before and after (two more
+    passes over the rows per sub-layer).
+    """
     subs = sublayers(model)
     costs = unit_costs(model, constraint, seq_len)
     full = sum(s.units * costs[s.kind] for s in subs)
@@ -224,12 +265,14 @@ def post_training_prune(
     zero_pruned(student, masks)
     errors = []
     if tune:
+        states = teacher_states(model, subs, batches)
         for sub in subs:
             if masks[sub.name].all():
                 continue
-            before = reconstruction_error(model, student, sub, batches)
-            tune_sublayer(model, student, sub, masks[sub.name], batches)
-            errors.append((sub.name, before, reconstruction_error(model, student, sub, batches)))
+            before = reconstruction_error(model, student, sub, batches) if measure else None
+            tune_sublayer(model, student, sub, masks[sub.name], batches, states=states[sub.name])
+            if before is not None:
+                errors.append((sub.name, before, reconstruction_error(model, student, sub, batches)))
     kept = {s.name: int(masks[s.name].sum()) for s in subs}
     info = {
         "kept": kept,
@@ -245,6 +288,7 @@ __all__ = [
     "rearrange",
     "reconstruction_error",
     "search_masks",
+    "teacher_states",
     "tune_sublayer",
     "unit_costs",
     "zero_pruned",

@@ -95,6 +95,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     "removed_at_1pt": r["nonembedding_params_removed_at_1pt_drop"],
                     "speedup_at_1pt": r["speedup_at_that_point"],
                     "seconds": seconds,
+                    "cpu_seconds": r.get("export_outputs", {}).get("cpu_seconds"),
                     "hypervolume": r["hypervolume"].get("ours", 0.0),
                     "unpruned_test_accuracy": r["unpruned_test_accuracy"],
                 }

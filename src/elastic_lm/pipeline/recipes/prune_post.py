@@ -33,7 +33,7 @@ def post_training(parts: PruneParts) -> dict[str, Any]:
     config = parts.config
     pt = config.prune.post_training
     folder, search_dir = parts.dir("export"), parts.dir("search")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model = parts.finetuned(original=True)
     rows = [d.train[i] for i in range(min(pt.examples, len(d.train)))]
     batches = fixed_batches(rows, d.collator, config.train.batch_size)
@@ -121,6 +121,7 @@ def post_training(parts: PruneParts) -> dict[str, Any]:
         "fisher_s": round(fisher_s, 2),
         "prune_s": round(search_s, 2),
         "seconds": round(time.perf_counter() - started, 2),
+        "cpu_seconds": round(time.process_time() - cpu_started, 2),  # this process (load-independent)
     }
 
 

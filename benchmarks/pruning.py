@@ -178,7 +178,7 @@ def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespa
         "seed": config.seed,
         "pipeline_seconds": round(pipeline_s, 1),  # this invocation (stages already done are skipped)
         "stage_seconds": stage_seconds(result.run_dir),
-        "export_outputs": json.loads((result.run_dir / "export" / "stage.json").read_text()).get("outputs", {}),
+        "export_outputs": json.loads((result.run_dir / "export" / "stage.json").read_text())["outputs"],
         "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "latency": {"batch_size": 1, "seq_len": config.search.latency_seq_len, "threads": 1,

@@ -1,18 +1,21 @@
-"""Pruning benchmark: MiniLM-L6 on movie-review sentiment, our Pareto set against real baselines.
+"""Pruning benchmark: MiniLM-L6 on labelled sets, our fronts against real baselines, several seeds.
 
     python benchmarks/pruning.py --quick        # a shared 2-core CPU, minutes
-    python benchmarks/pruning.py --budget cpu   # 4,000 rows, a 2-core CPU, about half an hour
-    python benchmarks/pruning.py                # the recipe's full budget (hours on a CPU)
+    python benchmarks/pruning.py --budget cpu --tasks movie-sentiment,sms-spam,bbc-topic --seeds 0,1 --resume
+    python benchmarks/pruning.py --budget cpu --tasks movie-sentiment,sms-spam,bbc-topic --modes post-training
 
-Runs ``elastic-lm prune configs/prune-sentiment.yaml --budget quick|full --baselines``, then
-re-measures the CPU latency of every exported model *interleaved* (round-robin, one thread, so
-background load on a shared machine hits all models alike) and writes one JSON with, for our Pareto
-set and each baseline family: non-embedding params, total params, latency, test accuracy per member;
-the hypervolume of each front on one normalisation (non-embedding params / unpruned's, test error,
-reference point (1, 1)); and the largest share of non-embedding parameters removed within 1 point of
-the unpruned model's test accuracy, with its measured speed-up (exported vs unpruned) and the paired
-test-set difference to the unpruned model with its standard error (how much of "within 1 point" is
-noise).
+For each task, seed and mode (``nas``: super-network, search and the baselines; ``post-training``:
+retraining-free masks, Kwon et al. 2022) it runs ``configs/prune-sentiment.yaml`` with
+``data.source=TASK``, ``seed`` and ``data.seed`` set, in ``runs/prune-TASK-BUDGET-sSEED[-post]``
+(the two modes share the fine-tuned model), then re-measures the CPU latency of every exported model
+*interleaved* (round-robin, one thread, so background load hits all models alike) and writes
+``benchmarks/results/pruning-BUDGET/TASK-sSEED-MODE.json``: per member and baseline non-embedding
+and total params, latency, test accuracy with its bootstrap interval; each front's hypervolume in
+(non-embedding params / unpruned, test error) with reference (1, 1); the front's coverage; the
+largest share of non-embedding parameters removed within 1 point of the unpruned test accuracy, with
+its measured speed-up and the paired test-set difference (and its standard error). ``--resume``
+keeps the JSON of runs already finished. ``summary.json`` holds the issue-18 fields (see
+``pruning_summary.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from transformers import AutoTokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from elastic_lm.config import load_config  # noqa: E402
 from elastic_lm.data import DataConfig, collator_for  # noqa: E402
@@ -43,9 +47,11 @@ from elastic_lm.io import atomic_write_json  # noqa: E402
 from elastic_lm.metrics.latency import example_inputs, time_interleaved  # noqa: E402
 from elastic_lm.pipeline.recipes.prune import STAGES as PRUNE_STAGES  # noqa: E402
 from elastic_lm.prune import run_prune  # noqa: E402
+from elastic_lm.prune.coverage import front_gaps  # noqa: E402
 from elastic_lm.prune.evaluation import fixed_batches, logits_and_labels  # noqa: E402
 from elastic_lm.prune.final import load_test_split  # noqa: E402
 from elastic_lm.search.pareto import hypervolume, pareto_mask  # noqa: E402
+from pruning_summary import export_unpruned, full_nonembedding, share_finetuning, summarise  # noqa: E402
 
 
 def family(name: str) -> str:
@@ -115,26 +121,21 @@ def paired_gap(member: Path, unpruned: Path, data: DataConfig) -> dict[str, Any]
     return {"difference": mean, "standard_error": se, "ci95": [mean - 1.96 * se, mean + 1.96 * se]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the recipe's quick budget (CPU minutes)")
-    parser.add_argument("--budget", help="a budget of configs/prune-sentiment.yaml (quick, cpu, full)")
-    parser.add_argument("--run-dir", type=Path, help="where the prune run goes")
-    parser.add_argument("--out", type=Path, help="JSON result path")
-    parser.add_argument("--latency-repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value on top of the budget (repeatable)")  # fmt: skip
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    budget = args.budget or ("quick" if args.quick else "full")
-    overrides = ["prune.baselines=true", "seed=0", "data.seed=0", *args.overrides]
-    if args.run_dir:
+def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One prune run (``mode`` nas: with baselines) on ``task`` at ``seed``, re-measured; its JSON."""
+    nas = mode == "nas"
+    overrides = [f"seed={seed}", f"data.seed={seed}", f"data.source={task}", f"prune.mode={mode}",
+                 f"prune.baselines={'true' if nas else 'false'}", *args.overrides]  # fmt: skip
+    if args.run_dir and args.tasks == ["movie-sentiment"] and args.seeds == [0] and nas:
         overrides.append(f"run_dir={args.run_dir}")
+    else:
+        suffix = "" if nas else "-post"
+        overrides.append(f"run_dir=runs/prune-{task}-{budget}-s{seed}{suffix}")
     config = load_config(ROOT / "configs" / "prune-sentiment.yaml", overrides, budget=budget)
-    torch.manual_seed(0)
+    share_finetuning(Path(config.run_dir), mode)
+    torch.manual_seed(seed)
     started = time.time()
-    result = run_prune(config, baselines=True, progress=False)
+    result = run_prune(config, baselines=nas, progress=False)
     pipeline_s = time.time() - started
 
     rows: list[dict[str, Any]] = []
@@ -145,8 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     for point in result.baselines:
         folders[point["name"]] = Path(point["path"])
         rows.append({"name": point["name"], **point["metrics"]})
+    if "unpruned" not in folders:  # post-training mode: no baselines stage; export the full model here
+        folders["unpruned"] = export_unpruned(result.run_dir)
+        rows.append({"name": "unpruned", **result.unpruned, "params_nonembedding": full_nonembedding(result)})
     latency = measure_all(folders, config.search.latency_seq_len, args.latency_repeats)
-    keep = ("name", "params_nonembedding", "params", "latency_ms", "test_accuracy", "test_f1", "val_accuracy")
+    intervals = tuple(f"{s}_accuracy_ci_{e}" for s in ("val", "test") for e in ("low", "high"))
+    keep = ("name", "params_nonembedding", "params", "latency_ms", "test_accuracy", "test_f1", "val_accuracy",
+            *intervals)  # fmt: skip
     members = [{k: ({**r, "latency_ms": latency[r["name"]]}).get(k) for k in keep} for r in rows]
     unpruned = next(m for m in members if m["name"] == "unpruned")
     full = unpruned["params_nonembedding"]
@@ -161,15 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     ours = at_1pt.get("ours", best_within([], unpruned, 0.01))
     test_rows = len(load_test_split(config.data, AutoTokenizer.from_pretrained(folders["unpruned"])))
     p = unpruned["test_accuracy"]
-    out = {
+    return {
         "benchmark": "pruning",
         "budget": budget,
+        "mode": mode,
+        "task": task,
         "overrides": args.overrides,
         "model": config.model.source,
         "data": config.data.source,
         "seed": config.seed,
         "pipeline_seconds": round(pipeline_s, 1),  # this invocation (stages already done are skipped)
         "stage_seconds": stage_seconds(result.run_dir),
+        "export_outputs": json.loads((result.run_dir / "export" / "stage.json").read_text())["outputs"],
         "threads": args.threads,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
         "latency": {"batch_size": 1, "seq_len": config.search.latency_seq_len, "threads": 1,
@@ -179,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "unpruned_test_accuracy_standard_error": (p * (1 - p) / test_rows) ** 0.5,
         "unpruned": unpruned,
         "fronts": fronts,
+        "front_coverage": front_gaps([m["params_nonembedding"] for m in fronts.get("ours", [])], full),
         "hypervolume": {name: front_hypervolume(points, full) for name, points in fronts.items()},
         "hypervolume_normalisation": "x: non-embedding params / unpruned, y: 1 - test accuracy, ref (1, 1)",
         "nonembedding_params_removed_at_1pt_drop": ours["nonembedding_params_removed"],
@@ -187,11 +197,59 @@ def main(argv: list[str] | None = None) -> int:
         "paired_test_gap_at_that_point": ours.get("paired_test_gap"),
         "baselines_at_1pt_drop": {name: point for name, point in at_1pt.items() if name != "ours"},
     }  # fmt: skip
-    path = args.out or ROOT / "benchmarks" / "results" / f"pruning-{budget}.json"
-    atomic_write_json(path, out)
-    print(json.dumps({k: out[k] for k in ("unpruned_test_accuracy", "hypervolume",
-                                          "nonembedding_params_removed_at_1pt_drop",
-                                          "speedup_at_that_point")}, indent=1))  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the recipe's quick budget (CPU minutes)")
+    parser.add_argument("--budget", help="a budget of configs/prune-sentiment.yaml (quick, cpu, full)")
+    parser.add_argument(
+        "--tasks",
+        type=lambda s: s.split(","),
+        default=["movie-sentiment"],
+        help="comma-separated data sources (built-in sets or your files)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[0],
+        help="comma-separated seeds (model seed and data split)",
+    )
+    parser.add_argument(
+        "--modes",
+        type=lambda s: s.split(","),
+        default=["nas", "post-training"],
+        help="nas (super-network + search + baselines) and / or post-training",
+    )
+    parser.add_argument("--resume", action="store_true", help="keep the JSON of finished task/seed/mode runs")
+    parser.add_argument("--run-dir", type=Path, help="where the prune run goes (one task, seed 0, nas)")
+    parser.add_argument("--out", type=Path, help="JSON summary path")
+    parser.add_argument("--latency-repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value on top of the budget (repeatable)")  # fmt: skip
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    budget = args.budget or ("quick" if args.quick else "full")
+    results_dir = ROOT / "benchmarks" / "results" / f"pruning-{budget}"
+    runs = []
+    for task in args.tasks:
+        for seed in args.seeds:
+            for mode in args.modes:
+                path = results_dir / f"{task}-s{seed}-{mode}.json"
+                if args.resume and path.is_file():
+                    runs.append(json.loads(path.read_text()))
+                    continue
+                out = run_one(task, seed, mode, budget, args)
+                atomic_write_json(path, out)
+                shown = ("unpruned_test_accuracy", "hypervolume", "nonembedding_params_removed_at_1pt_drop",
+                         "speedup_at_that_point", "stage_seconds")  # fmt: skip
+                print(json.dumps({"task": task, "seed": seed, "mode": mode, **{k: out[k] for k in shown}}))
+                runs.append(out)
+    summary = summarise(runs)
+    path = args.out or results_dir / "summary.json"
+    atomic_write_json(path, {"budget": budget, "tasks": args.tasks, "seeds": args.seeds, **summary})
+    print(json.dumps(summary, indent=1))
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

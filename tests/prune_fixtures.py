@@ -73,7 +73,8 @@ def prune_config(tmp: Path, **over: object) -> dict[str, object]:
         "search": {"strategy": "random", "trials": 6, "eval_batch_size": 64, "latency_seq_len": 16,
                    "latency_repeats": 2},
         "export": {"max_models": 3},
-        "prune": {"finetune_steps": 40, "finetune_learning_rate": 1e-2, "importance_batches": 2,
+        "prune": {"adapt_small_data": False,  # its tests turn it on; here it would move the splits
+                  "finetune_steps": 40, "finetune_learning_rate": 1e-2, "importance_batches": 2,
                   "baseline_fractions": [0.5],
                   "baseline_steps": 3},
     }  # fmt: skip

@@ -266,24 +266,48 @@ class VocabularySection(Section):
     min_count: PositiveInt = Field(1, description="a token must occur this often in train+validation")
 
 
+class PostTrainingSection(Section):
+    """``prune.mode: post-training`` (Kwon et al. 2022): Fisher masks, rearrangement, least-squares tuning."""
+
+    examples: PositiveInt = Field(256, description="labelled training rows for Fisher scores and mask tuning")
+    targets: list[float] = Field(
+        default_factory=lambda: [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],
+        description="kept shares of the heads' and FFN units' cost (params or FLOPs): one model each",
+    )
+    constraint: Literal["params", "flops"] = "params"
+    rearrange: bool = Field(True, description="swap kept / pruned units inside a layer (Fisher block)")
+    tune: bool = Field(True, description="least-squares mask tuning, layer by layer")
+
+
 class PruneSection(Section):
     """``elastic-lm prune``: fine-tune, reorder, train the super-network, search, export, baselines.
 
     Evaluation batch size and latency settings are the ``search`` section's (one place for them).
     """
 
+    mode: Literal["nas", "post-training"] = Field(
+        "nas", description="nas: super-network + search; post-training: retraining-free masks (Kwon et al.)"
+    )
     finetune_steps: int = Field(200, ge=0, description="fine-tuning of the full model; 0 skips it")
     finetune_learning_rate: float = Field(5e-5, gt=0)
     importance: Literal["gradient", "magnitude"] = "gradient"
     importance_batches: PositiveInt = 8
     size_objective: Literal["params", "params_nonembedding", "latency_ms"] = "params_nonembedding"
     quality_objective: Literal["accuracy", "f1", "loss"] = "accuracy"
+    adapt_small_data: bool = Field(
+        True, description="tiny sets: at least 100 validation rows, at most 20 epochs (with a warning)"
+    )
+    front_bins: int = Field(8, ge=0, description="search first evaluates one member per size bin")
+    front_max_gap: float = Field(
+        0.15, gt=0, le=1, description="export fills gaps of the front wider than this share of the size range"
+    )
     baselines: bool = False
     baseline_fractions: list[float] = Field(
         default_factory=lambda: [0.33, 0.5, 0.67], description="kept fractions of layers / heads / widths"
     )
     baseline_steps: int | None = Field(None, ge=0, description="steps per baseline model; None: train.steps")
     vocabulary: VocabularySection = Field(default_factory=VocabularySection)
+    post_training: PostTrainingSection = Field(default_factory=PostTrainingSection)
 
 
 class HealSection(Section):

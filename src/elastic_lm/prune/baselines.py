@@ -24,6 +24,7 @@ from elastic_lm.importance import gradient_importance
 from elastic_lm.metrics.size import count_params
 from elastic_lm.prune import final
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
+from elastic_lm.prune.intervals import model_intervals
 from elastic_lm.prune.source import ensure_label_maps
 from elastic_lm.prune.training import train_fixed
 
@@ -93,7 +94,8 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
     from elastic_lm.export import export_subnetwork
     from elastic_lm.export.load import load_exported, measure_ms
 
-    config, d, p = job.config, job.data, job.config.prune
+    d = job.data  # first: on a tiny set it adapts job.config
+    config, p = job.config, job.config.prune
     steps = p.baseline_steps if p.baseline_steps is not None else config.train.steps
     root = job.dir("baselines")
     teacher = job.finetuned()
@@ -143,6 +145,8 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
             )
         own = model.model.largest()
         metrics: dict[str, Any] = {f"val_{k}": v for k, v in evaluate_model(model, val, d.task).items()}
+        if d.task == "classification":
+            metrics.update(model_intervals(model, val, "val", seed=config.seed))
         metrics["params"] = float(count_params(model.config, own))
         metrics["params_nonembedding"] = float(count_params(model.config, own, include_embeddings=False))
         export_subnetwork(model, own, out, tokenizer=job.tokenizer, provenance={"baseline": name})

@@ -66,6 +66,11 @@ def load_search_data(
     return TaskData(splits["train"], splits["validation"], collator, config.task, names)
 
 
+def count_rows(config: DataConfig) -> int:
+    """All labelled rows, before the split (how small the data set is; no row is returned)."""
+    return sum(len(split) for split in _raw_splits(config).values())
+
+
 def load_test_rows(config: DataConfig) -> Dataset:
     """The raw test split (private to ``final.py``; see the module docstring)."""
     return _raw_splits(config)["test"]

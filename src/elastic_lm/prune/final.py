@@ -29,13 +29,18 @@ def final_evaluation(
     tokenizer: PreTrainedTokenizerBase,
     batch_size: int = 64,
 ) -> dict[str, dict[str, float]]:
-    """Test metrics for each named model: ``{name: model}`` or ``{name: (supernet, arch)}``."""
+    """Test metrics for each named model: ``{name: model}`` or ``{name: (supernet, arch)}``, with
+    95 % bootstrap intervals of accuracy and macro F1 (``test_accuracy_ci``) for classifiers."""
+    from elastic_lm.prune.intervals import model_intervals
+
     rows = load_test_split(config, tokenizer)
     batches = fixed_batches(rows, collator_for(config.task, tokenizer), batch_size)
     out: dict[str, dict[str, float]] = {}
     for name, entry in models.items():
         model, arch = entry if isinstance(entry, tuple) else (entry, None)
         out[name] = {f"test_{k}": v for k, v in evaluate_model(model, batches, config.task, arch).items()}
+        if config.task == "classification":
+            out[name].update(model_intervals(model, batches, "test", arch, seed=config.seed))
     return out
 
 

@@ -38,15 +38,32 @@ class PruneParts:
         self.folder = resolve_source(config.model.source)
         self.tokenizer = load_tokenizer(self.folder)
         self._data: TaskData | None = None
+        self.notes: list[str] = []  # what adapting to a tiny data set changed (prune.smalldata)
 
     def dir(self, stage: str) -> Path:
         return self.root / stage
 
     @property
     def data(self) -> TaskData:
+        """Train and validation rows; on a tiny set, ``config`` is adapted first (read it after this)."""
         if self._data is None:
+            if self.config.prune.adapt_small_data:
+                from elastic_lm.prune.data import count_rows
+                from elastic_lm.prune.smalldata import adapt_to_size
+
+                self.config, self.notes = adapt_to_size(self.config, count_rows(self.config.data))
+                for note in self.notes:
+                    self._warn(note)
             self._data = load_search_data(self.config.data, self.tokenizer)
         return self._data
+
+    def _warn(self, message: str) -> None:
+        if self.log is not None:
+            self.log(f"warning: {message}")
+        else:
+            import warnings
+
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     def val_batches(self) -> list[dict[str, torch.Tensor]]:
         return fixed_batches(self.data.validation, self.data.collator, self.config.search.eval_batch_size)
@@ -85,11 +102,13 @@ class PruneParts:
 
 
 def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
-    """Pareto members from ``search/trials.json`` (at most ``max_models``, spread over size)."""
+    """Members to export from ``search/trials.json`` (at most ``max_models``, spread over size): the
+    covering set of :mod:`elastic_lm.prune.coverage` (the Pareto front and gap fillers)."""
     search_dir = Path(run_dir) / "search"
     trials = json.loads((search_dir / "trials.json").read_text())
     summary = json.loads((search_dir / "summary.json").read_text())
-    front = [t for t in trials if t["number"] in set(summary["pareto"])]
+    chosen = set(summary.get("exported", summary["pareto"]))  # the covering set (prune.coverage)
+    front = [t for t in trials if t["number"] in chosen]
     size = summary["objectives"][0]["name"]
     return spread(front, lambda t: t["metrics"][size], max_models)
 

@@ -72,6 +72,7 @@ def run_search(
     reclaim: Reclaim = "dead",
     heartbeat_s: float | None = 30.0,
     poll_s: float = 0.05,
+    initial_archs: Sequence[Architecture] = (),
 ) -> SearchResult:
     """Search ``space`` until the study holds ``n_trials`` finished trials; return all results.
 
@@ -81,6 +82,7 @@ def run_search(
     A RUNNING trial whose worker died (its process is gone, or no heartbeat for
     ``5 * heartbeat_s``) is failed and its architecture retried; see :func:`reclaim_stale`.
     ``study_attrs`` are extra study user attributes (e.g. the config hash) written at creation.
+    ``initial_archs`` are evaluated right after the initial design (e.g. members spread over size).
     """
     stale_after = 5 * heartbeat_s if heartbeat_s else None
     quiet_optuna()  # Optuna's per-trial INFO lines would drown the progress (shown under --verbose)
@@ -116,7 +118,7 @@ def run_search(
     reclaim_stale(study, reclaim, stale_after)
     values = stores_values(study)
     if initial_design and created:  # by one worker only, even when several start together
-        _enqueue_initial_design(study, space, constraints, values)
+        _enqueue_initial_design(study, space, constraints, values, initial_archs)
 
     evaluator = _Evaluator(space, objectives, constraints, poll_s, values)
     evaluator.heartbeat_s = heartbeat_s
@@ -172,11 +174,15 @@ def _claim(study: optuna.Study, trial: Trial) -> bool:
 
 
 def _enqueue_initial_design(
-    study: optuna.Study, space: SpaceLike, constraints: Sequence[Constraint], values: bool = True
+    study: optuna.Study,
+    space: SpaceLike,
+    constraints: Sequence[Constraint],
+    values: bool = True,
+    extra: Sequence[Architecture] = (),
 ) -> None:
     """Smallest, largest and middle members first: they anchor the front and the bounds."""
     seen: set[str] = set()
-    for arch in (space.smallest(), space.largest(), space.middle()):
+    for arch in (space.smallest(), space.largest(), space.middle(), *extra):
         if arch.key() in seen or not feasible(arch, constraints):
             continue
         seen.add(arch.key())

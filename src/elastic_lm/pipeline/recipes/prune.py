@@ -27,7 +27,7 @@ STAGES: tuple[str, ...] = ("finetune", "train", "search", "evaluate", "export", 
 REPORT_READS: tuple[str, ...] = ("train", "search", "export", "baselines")  # train: the loss curve
 
 _FINETUNE = ("finetune_steps", "finetune_learning_rate", "importance", "importance_batches")
-_SEARCH = ("size_objective", "quality_objective")
+_SEARCH = ("size_objective", "quality_objective", "front_bins", "front_max_gap")
 _INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "finetune": (("seed", "model", "data"), _FINETUNE),
     "train": (("seed", "model", "data", "space", "train"), _FINETUNE),
@@ -39,7 +39,7 @@ _INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "baselines": (
         ("seed", "model", "data", "train", "search"),
-        (*_FINETUNE, *_SEARCH, "baseline_fractions", "baseline_steps", "baselines"),
+        (*_FINETUNE, *_SEARCH[:2], "baseline_fractions", "baseline_steps", "baselines"),
     ),
 }
 # Keys of those sections that a stage provably does not read. The baselines train fixed models with
@@ -69,6 +69,11 @@ def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None
         for name in sections
     }
     relevant["prune"] = {k: data["prune"][k] for k in prune_keys}
+    if not config.prune.adapt_small_data:  # only when turned off, so existing runs keep their hashes
+        relevant["prune"]["adapt_small_data"] = False
+    if stage == "export" and config.prune.mode == "post-training":
+        # NAS-mode hashes stay as they were; this mode's export is the pruning itself
+        relevant["prune"].update(mode=data["prune"]["mode"], post_training=data["prune"]["post_training"])
     return relevant
 
 
@@ -97,11 +102,10 @@ def recipe(
     def bound(function: Callable[[Any], dict[str, Any]]) -> Callable[[Config, RunDirectory], Any]:
         return lambda _config, _run_dir: function(parts)
 
+    if config.prune.mode == "post-training":
+        return _post_training_recipe(parts, bound, with_baselines, report)
     stages = [
-        Stage("finetune", bound(impl.finetune), check=lambda _c, _r: parts.data,
-              writes=("finetune/model/", "finetune/model-original/"),
-              checkpoints=("train/checkpoints",), continuable=("prune.finetune_learning_rate",),
-              clean=True),
+        _finetune_stage(parts, bound),
         Stage("train", bound(impl.train), after=("finetune",), reads=("finetune/model/",),
               writes=("train/supernet/", "train/train/metrics.csv"),
               checkpoints=("train/checkpoints",), continuable=CONTINUABLE_TRAIN, clean=True),
@@ -115,6 +119,22 @@ def recipe(
               reads=("search/trials.json", "evaluate/test_metrics.json", "train/supernet/"),
               writes=("export/index.json", "export/trial-N/"), required=("export/index.json",), clean=True),
     ]  # fmt: skip
+    return Recipe("prune", tuple(_tail(stages, bound, with_baselines, report)), stage_inputs)
+
+
+def _finetune_stage(parts: Any, bound: Callable[..., Any]) -> Stage:
+    from elastic_lm.pipeline.recipes import prune_stages as impl
+
+    return Stage("finetune", bound(impl.finetune), check=lambda _c, _r: parts.data,
+                 writes=("finetune/model/", "finetune/model-original/"),
+                 checkpoints=("train/checkpoints",), continuable=("prune.finetune_learning_rate",),
+                 clean=True)  # fmt: skip
+
+
+def _tail(stages: list[Stage], bound: Callable[..., Any], with_baselines: bool, report: bool) -> list[Stage]:
+    """The baselines (when asked) and the report (shows the stages it reads) after ``stages``."""
+    from elastic_lm.pipeline.recipes import prune_stages as impl
+
     if with_baselines:
         stages.append(
             Stage("baselines", bound(impl.baselines), after=("finetune",),
@@ -129,7 +149,24 @@ def recipe(
                   writes=("report/index.html", "report/pareto.csv"), required=("report/index.html",),
                   clean=True)
         )  # fmt: skip
-    return Recipe("prune", tuple(stages), stage_inputs)
+    return stages
+
+
+def _post_training_recipe(
+    parts: Any, bound: Callable[..., Any], with_baselines: bool, report: bool
+) -> Recipe:
+    """finetune -> export (Fisher masks, tuning, export: :mod:`.prune_post`) [-> baselines] [-> report]."""
+    from elastic_lm.pipeline.recipes import prune_post
+
+    stages = [
+        _finetune_stage(parts, bound),
+        Stage("export", bound(prune_post.post_training), after=("finetune",),
+              reads=("finetune/model-original/",),
+              writes=("export/index.json", "export/trial-N/", "search/trials.json", "search/summary.json",
+                      "evaluate/test_metrics.json"),
+              required=("export/index.json",), clean=True),
+    ]  # fmt: skip
+    return Recipe("prune", tuple(_tail(stages, bound, with_baselines, report)), stage_inputs)
 
 
 @dataclass

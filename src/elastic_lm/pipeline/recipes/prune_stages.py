@@ -16,6 +16,7 @@ from elastic_lm.export.load import load_exported, measure_ms, update_card
 from elastic_lm.importance import gradient_importance, reorder_by_importance
 from elastic_lm.io import atomic_write_json
 from elastic_lm.prune import final
+from elastic_lm.prune.coverage import binned_design, covering_front
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.objectives import UNITS, prune_objectives
 from elastic_lm.prune.parts import PruneParts
@@ -52,7 +53,7 @@ def finetune(parts: PruneParts) -> dict[str, Any]:
     model.save_pretrained(folder / "model")
     parts.tokenizer.save_pretrained(folder / "model")
     metrics = {f"val_{k}": v for k, v in evaluate_model(model, parts.val_batches(), d.task).items()}
-    return {"finetuned": trained, **metrics}
+    return {"finetuned": trained, **metrics, **({"adapted": parts.notes} if parts.notes else {})}
 
 
 def train(parts: PruneParts) -> dict[str, Any]:
@@ -108,6 +109,7 @@ def search(parts: PruneParts) -> dict[str, Any]:
     supernet = parts.supernet()
     space = parts.space(supernet)
     objectives, metrics = prune_objectives(parts, supernet)
+    design = front_design(parts, supernet, space)
     result = run_search(
         space,
         objectives,
@@ -116,6 +118,7 @@ def search(parts: PruneParts) -> dict[str, Any]:
         storage=s.storage or str(folder / "study.db"),
         seed=parts.config.seed,
         progress=parts.progress,
+        initial_archs=design,
     )
     pareto = {e.number for e in result.pareto()}
     trials = [
@@ -135,6 +138,15 @@ def search(parts: PruneParts) -> dict[str, Any]:
         ],
         "strategy": s.strategy,
         "pareto": sorted(pareto),
+        "exported": covering_front(
+            trials,
+            sorted(pareto),
+            objectives[0].name,
+            objectives[1].name,
+            objectives[1].direction == "maximize",
+            space.largest().key(),
+            parts.config.prune.front_max_gap,
+        ),
         "hypervolume": [[i + 1, h] for i, h in enumerate(history)],
         "reference_point": {
             o.name: b[1] if o.direction == "minimize" else b[0]
@@ -148,6 +160,17 @@ def search(parts: PruneParts) -> dict[str, Any]:
     return {"trials": len(trials), "pareto": sorted(pareto), "hypervolume": history[-1] if history else 0.0}
 
 
+def front_design(parts: PruneParts, supernet: Any, space: Any) -> list[Architecture]:
+    """Members spread over non-embedding size, evaluated first (at most half of the trials)."""
+    from elastic_lm.metrics.size import count_params
+
+    bins = min(parts.config.prune.front_bins, max(parts.config.search.trials // 2 - 3, 0))
+    c = supernet.config
+    return binned_design(
+        space, lambda a: float(count_params(c, a, include_embeddings=False)), bins, seed=parts.config.seed
+    )
+
+
 def evaluate(parts: PruneParts) -> dict[str, Any]:
     """Test metrics of the Pareto members and of the unpruned fine-tuned model (the only test read)."""
     supernet = parts.supernet()
@@ -156,8 +179,26 @@ def evaluate(parts: PruneParts) -> dict[str, Any]:
         models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
     config = parts.config
     scores = final.final_evaluation(models, config.data, parts.tokenizer, config.search.eval_batch_size)
+    warning = validation_intervals(parts, models, scores)
     atomic_write_json(parts.dir("evaluate") / "test_metrics.json", scores)
-    return {"models": len(scores)}
+    return {"models": len(scores), **({"warning": warning} if warning else {})}
+
+
+def validation_intervals(parts: PruneParts, models: dict[str, Any], scores: dict[str, Any]) -> str | None:
+    """Add each model's validation intervals to ``scores``; warn when validation cannot separate them."""
+    from elastic_lm.prune.intervals import model_intervals, separation_warning
+
+    if parts.data.task != "classification":
+        return None
+    val = parts.val_batches()
+    for name, entry in models.items():
+        model, arch = entry if isinstance(entry, tuple) else (entry, None)
+        scores[name].update(model_intervals(model, val, "val", arch, seed=parts.config.seed))
+    quality = "f1" if parts.config.prune.quality_objective == "f1" else "accuracy"
+    warning = separation_warning(scores["unpruned"], len(parts.data.validation), what=quality)
+    if warning is not None and parts.log is not None:
+        parts.log(f"warning: {warning}")
+    return warning
 
 
 def export(parts: PruneParts) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""A front that covers the whole size range (issue 18): the search starts from members spread over
+parameter bins, and the exported set fills the gaps a strict Pareto front leaves.
+
+A strict Pareto front on a small validation split can be two points: a small member and one that
+happens to score as high as the full model. A user who can afford a one-point drop then gets no
+candidate between them, and the full model itself is "dominated" by noise. So:
+
+* :func:`binned_design` picks, for each of ``bins`` equal-width bins of size between the smallest
+  and the full member, the sampled member nearest the bin's centre; the search evaluates them first
+  (with the smallest and the largest), so every size has been seen at least once;
+* :func:`covering_front` is the Pareto front, plus the full architecture, plus the best-scoring
+  evaluated member inside every gap wider than ``max_gap`` of the range.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+from typing import Any
+
+from elastic_lm.architecture import Architecture
+
+MAX_GAP = 0.15  # of the size range: the widest gap the exported set may leave when members exist
+
+
+def binned_design(
+    space: Any,
+    size_fn: Callable[[Architecture], float],
+    bins: int = 8,
+    *,
+    seed: int = 0,
+    pool: int = 2000,
+) -> list[Architecture]:
+    """One member per equal-width size bin (nearest the bin centre), from a seeded sample of the space.
+
+    The pool is random members plus the largest's neighbours (random members of a nested space are
+    rarely within 10 % of the full size, which is where a user who can afford one point looks).
+    """
+    rng = random.Random(seed)
+    small, large = space.smallest(), space.largest()
+    low, high = size_fn(small), size_fn(large)
+    if high <= low or bins < 1:
+        return []
+    candidates: dict[str, Architecture] = {}
+    for arch in [*space.neighbours(large), *(space.sample(rng) for _ in range(pool))]:
+        candidates.setdefault(arch.key(), arch)
+    sized = [(size_fn(a), a) for a in candidates.values()]
+    width = (high - low) / bins
+    chosen: list[Architecture] = []
+    for b in range(bins):
+        left, right = low + b * width, low + (b + 1) * width
+        inside = [(s, a) for s, a in sized if left <= s < right or (b == bins - 1 and s == right)]
+        if not inside:
+            continue
+        centre = (left + right) / 2
+        _, best = min(inside, key=lambda sa: (abs(sa[0] - centre), sa[1].key()))
+        if best.key() not in (small.key(), large.key()):
+            chosen.append(best)
+    return chosen
+
+
+def covering_front(
+    trials: Sequence[dict[str, Any]],
+    front: Sequence[int],
+    size: str,
+    quality: str,
+    maximize: bool,
+    full_key: str | None,
+    max_gap: float = MAX_GAP,
+) -> list[int]:
+    """Trial numbers to export: the front ``front``, the full architecture, and gap fillers.
+
+    ``trials`` are ``trials.json`` records (complete, feasible ones count); ``full_key`` is the
+    full architecture's :meth:`Architecture.key`. A gap between consecutive chosen sizes wider than
+    ``max_gap`` of the range gets the best-quality member inside it, repeatedly, until none is wider
+    or no evaluated member lies in it.
+    """
+    done = [t for t in trials if t.get("feasible", True) and t.get("state", "COMPLETE") == "COMPLETE"]
+    if not done:
+        return []
+    by_number = {t["number"]: t for t in done}
+    chosen = {n for n in front if n in by_number}
+    if full_key is not None:
+        full = [t for t in done if Architecture.from_dict(t["architecture"]).key() == full_key]
+        if full:
+            chosen.add(min(t["number"] for t in full))
+    sizes = [t["metrics"][size] for t in done]
+    span = max(sizes) - min(sizes)
+    if span <= 0:
+        return sorted(chosen)
+
+    def better(t: dict[str, Any]) -> tuple[float, float]:
+        q = t["metrics"][quality]
+        return (q if maximize else -q, -t["metrics"][size])
+
+    chosen.add(min(done, key=lambda t: (t["metrics"][size], -better(t)[0]))["number"])
+    chosen.add(max(done, key=lambda t: (t["metrics"][size], better(t)[0]))["number"])
+    while True:
+        ordered = sorted(chosen, key=lambda n: by_number[n]["metrics"][size])
+        filled = False
+        for a, b in pairwise(ordered):
+            lo, hi = by_number[a]["metrics"][size], by_number[b]["metrics"][size]
+            if (hi - lo) / span <= max_gap:
+                continue
+            inside = [t for t in done if lo < t["metrics"][size] < hi and t["number"] not in chosen]
+            if inside:
+                chosen.add(max(inside, key=better)["number"])
+                filled = True
+                break
+        if not filled:
+            return sorted(chosen, key=lambda n: by_number[n]["metrics"][size])
+
+
+def front_gaps(sizes: Sequence[float], full: float) -> dict[str, float]:
+    """``front_top_share`` (largest member / full) and ``front_max_gap`` (widest gap / range)."""
+    if not sizes or full <= 0:
+        return {"front_top_share": 0.0, "front_max_gap": 1.0}
+    ordered = sorted(sizes)
+    span = full - ordered[0]
+    gaps = [b - a for a, b in pairwise(ordered)] + [full - ordered[-1]]
+    return {
+        "front_top_share": ordered[-1] / full,
+        "front_max_gap": max(gaps) / span if span > 0 else 0.0,
+    }
+
+
+__all__ = ["MAX_GAP", "binned_design", "covering_front", "front_gaps"]

@@ -1,0 +1,93 @@
+"""The exported set covers the size range: full model always in, gaps filled, design spread over bins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from elastic_lm.architecture import Architecture
+from elastic_lm.config.loading import validate_config
+from elastic_lm.metrics.size import count_params
+from elastic_lm.model import ElasticConfig
+from elastic_lm.prune import run_prune
+from elastic_lm.prune.coverage import binned_design, covering_front, front_gaps
+from elastic_lm.space import preset
+from prune_fixtures import prune_config
+
+SPACE = preset("prune-small", layers=6, hidden=384, heads=12, ffn=1536)
+CONFIG = ElasticConfig(num_layers=6, hidden_size=384, num_attention_heads=12, intermediate_size=1536)
+
+
+def size(arch: Architecture) -> float:
+    return float(count_params(CONFIG, arch, include_embeddings=False))
+
+
+def trial(number: int, arch: Architecture, quality: float) -> dict[str, Any]:
+    return {
+        "number": number,
+        "architecture": arch.to_dict(),
+        "metrics": {"params_nonembedding": size(arch), "val_accuracy": quality},
+        "feasible": True,
+        "state": "COMPLETE",
+    }
+
+
+def test_binned_design_has_one_member_per_size_bin_up_to_the_top() -> None:
+    design = binned_design(SPACE, size, bins=10, seed=0)
+    low, high = size(SPACE.smallest()), size(SPACE.largest())
+    shares = sorted((size(a) - low) / (high - low) for a in design)
+    bins = {min(int(s * 10), 9) for s in shares}
+    assert len(bins) == len(design) >= 9  # distinct bins, nearly all of them
+    assert shares[-1] >= 0.9  # a member near the full model
+    assert binned_design(SPACE, size, bins=10, seed=0) == design  # seeded
+
+
+def test_a_front_always_contains_the_full_architecture() -> None:
+    full, small = SPACE.largest(), SPACE.smallest()
+    middle = SPACE.middle()
+    trials = [trial(0, small, 0.6), trial(1, full, 0.80), trial(2, middle, 0.85)]  # the middle dominates full
+    out = covering_front(trials, [0, 2], "params_nonembedding", "val_accuracy", True, full.key())
+    assert 1 in out
+    assert out[0] == 0  # sorted by size: smallest first, full last
+    assert out[-1] == 1
+
+
+def test_gaps_wider_than_the_limit_are_filled_with_the_best_member_inside() -> None:
+    rng_archs = binned_design(SPACE, size, bins=10, seed=1)
+    full, small = SPACE.largest(), SPACE.smallest()
+    trials = [trial(0, small, 0.5), trial(1, full, 0.9)]
+    trials += [trial(10 + i, a, 0.6 + 0.02 * i) for i, a in enumerate(rng_archs)]
+    # a worse duplicate-size member next to each design member: the better one must be chosen
+    trials += [trial(100 + i, a, 0.1) for i, a in enumerate(rng_archs)]
+    out = covering_front(trials, [0, 1], "params_nonembedding", "val_accuracy", True, full.key())
+    sizes = [next(t for t in trials if t["number"] == n)["metrics"]["params_nonembedding"] for n in out]
+    gaps = front_gaps(sizes, size(full))
+    assert gaps["front_top_share"] == 1.0
+    assert gaps["front_max_gap"] <= 0.15
+    assert not any(n >= 100 for n in out)  # the worse twin of a chosen size is never picked
+    # with the limit at 1 nothing is filled: the front and the full model only
+    assert covering_front(trials, [0, 1], "params_nonembedding", "val_accuracy", True, full.key(), 1.0) == [
+        0,
+        1,
+    ]
+
+
+def test_front_gaps_measures_top_share_and_widest_gap() -> None:
+    assert front_gaps([10.0, 40.0, 90.0], 100.0) == {"front_top_share": 0.9, "front_max_gap": 50 / 90}
+
+
+def test_a_prune_run_exports_the_full_model_and_the_design(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("ELASTIC_LM_CACHE", str(tmp_path / "cache"))
+    raw = prune_config(tmp_path, search__trials=12)
+    config = validate_config(raw)
+    run_prune(config, until="search")
+    trials = json.loads((Path(config.run_dir) / "search" / "trials.json").read_text())
+    summary = json.loads((Path(config.run_dir) / "search" / "summary.json").read_text())
+    full = max(t["metrics"]["params_nonembedding"] for t in trials)
+    by_number = {t["number"]: t for t in trials}
+    exported = [by_number[n]["metrics"]["params_nonembedding"] for n in summary["exported"]]
+    assert max(exported) == full
+    assert set(summary["pareto"]) <= set(summary["exported"])
+    # the first trials are the smallest, the largest, the middle, then the size bins (12 // 2 - 3 = 3)
+    assert len({round(t["metrics"]["params_nonembedding"]) for t in trials[:6]}) == 6

@@ -33,20 +33,12 @@ from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.config import load_config
 from elastic_lm.evaluate.retrieval import movie_dialog_pairs, retrieval_metrics
 from elastic_lm.metrics.size import count_params
+from elastic_lm.space.codec import evenly_spaced
 from elastic_lm.train.build import build_training, tokenizer_from_config
 from elastic_lm.train.loop import train_supernet
 from elastic_lm.train.representation import mean_pooled, sentence_embeddings
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "elm-mlm.yaml"
-
-
-def evenly_spaced(n_layers: int, k: int) -> list[int]:
-    """k of n layer indices, spread evenly, always keeping the first and the last."""
-    if k >= n_layers:
-        return list(range(n_layers))
-    if k == 1:
-        return [n_layers - 1]
-    return sorted({round(i * (n_layers - 1) / (k - 1)) for i in range(k)})
 
 
 def subnetworks(largest: Architecture) -> dict[str, Architecture]:
@@ -113,7 +105,9 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--steps", type=int, default=0, help="train this many steps, then measure again")
     parser.add_argument("--pairs", type=int, default=500, help="held-out movie-dialog pairs")
@@ -154,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return result
 
 
-__all__ = ["evenly_spaced", "main", "mean_pooled", "subnetworks"]
+__all__ = ["main", "mean_pooled", "subnetworks"]
 
 if __name__ == "__main__":
     main()

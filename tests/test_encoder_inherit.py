@@ -5,6 +5,7 @@ the last layer; the last-hidden loss is 0 for the teacher and about 1 for an unr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,7 +25,7 @@ def _config(tmp_path: Path, source: Path, corpus: Path) -> Path:
         "run_dir": str(tmp_path / "run"),
         "seed": 1,
         "model": {"source": str(source), "task": "masked-lm", "importance": "activation",
-                  "importance_batches": 2},
+                  "importance_batches": 2, "dropout": 0.0},
         "space": {"preset": "elm", "options": {"layers": 3, "hidden": 32, "heads": 4, "ffn": 64,
                   "head_step": 2, "ffn_step": 32, "hidden_choices": [32], "blocks": ["bert"],
                   "layer_subsets": True, "min_layers": 2}},
@@ -41,6 +42,9 @@ def _config(tmp_path: Path, source: Path, corpus: Path) -> Path:
 
 def test_largest_subnetwork_is_the_teacher_before_training(tmp_path: Path, isolated_cache: Path) -> None:
     source = tiny_bert(tmp_path / "tiny-bert", layers=3, seed=4)
+    shipped = json.loads((source / "config.json").read_text())  # dropout as MiniLM ships it
+    shipped.update(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+    (source / "config.json").write_text(json.dumps(shipped))
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(str(r["text"]) for r in sentiment_rows(120)))
     parts = build_training(load_config(_config(tmp_path, source, corpus)), progress=False)
@@ -58,6 +62,10 @@ def test_largest_subnetwork_is_the_teacher_before_training(tmp_path: Path, isola
         teacher_pooled = sentence_embeddings(parts.teacher, enc)
     keep = enc["attention_mask"].bool()
     torch.testing.assert_close(ours[keep], reference[keep], atol=1e-5, rtol=0)
+    model.train()  # model.dropout: 0, so the training forward is the teacher too (no noise to distil)
+    with torch.no_grad(), model.using(parts.space.largest()):
+        training = model.backbone(**enc).last_hidden_state
+    torch.testing.assert_close(training[keep], reference[keep], atol=1e-5, rtol=0)
     hf_pooled = mean_pooled(reference, enc["attention_mask"])
     torch.testing.assert_close(pooled, hf_pooled, atol=1e-5, rtol=0)
     torch.testing.assert_close(teacher_pooled, hf_pooled, atol=1e-5, rtol=0)

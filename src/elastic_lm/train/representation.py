@@ -263,6 +263,25 @@ class MiniLMRelationDistillation(Loss):
         return torch.stack(losses).mean()
 
 
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Set every dropout of ``model`` (and its config, so checkpoints and exports agree) to ``p``.
+
+    Why: with dropout on, an inherited student is a noisy copy of its teacher, and distilling that
+    noise away moves the weights of the largest member away from the teacher it already equals.
+    """
+    from elastic_lm.model.attention import ElasticAttention
+
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        elif isinstance(module, ElasticAttention):
+            module.dropout = p
+    cfg = getattr(model, "config", None)
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if cfg is not None and hasattr(cfg, key):
+            setattr(cfg, key, p)
+
+
 REPRESENTATION_LOSSES = (EmbeddingDistillation, LastHiddenDistillation, MiniLMRelationDistillation)
 LOSSES.update({cls.name: cls for cls in REPRESENTATION_LOSSES})
 
@@ -274,5 +293,6 @@ __all__ = [
     "attention_relations",
     "mean_pooled",
     "sentence_embeddings",
+    "set_dropout",
     "unmasked_inputs",
 ]

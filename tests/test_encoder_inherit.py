@@ -112,3 +112,20 @@ def test_last_hidden_loss_is_zero_for_the_teacher_and_about_one_for_noise() -> N
     changed = t.clone()
     changed[1, 5:] = -1.0  # padded tokens are ignored
     assert float(loss(SimpleNamespace(hidden_states=(None, changed)), batch, teacher)) < 1e-9
+
+
+def test_fresh_masked_lm_head_is_seeded(tmp_path: Path) -> None:
+    """A bare encoder has no MLM head: the one Hugging Face draws must come from the seed, so two
+    conversions (two runs of one config) build identical models."""
+    from elastic_lm.convert import from_hf
+
+    source = tiny_bert(tmp_path / "bare", layers=1)
+    torch.manual_seed(123)
+    a = from_hf(source, task="masked-lm", seed=5).state_dict()
+    torch.manual_seed(456)  # the global RNG must not matter
+    b = from_hf(source, task="masked-lm", seed=5).state_dict()
+    c = from_hf(source, task="masked-lm", seed=6).state_dict()
+    heads = [k for k in a if k.startswith("mlm.") and k.endswith("weight")]
+    assert heads
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in heads)

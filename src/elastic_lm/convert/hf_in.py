@@ -187,7 +187,7 @@ def _task_of(class_name: str) -> str | None:
     return None
 
 
-def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedModel:
+def _load(path: Path, task: str | None, gguf_file: str | None, seed: int = 0) -> PreTrainedModel:
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         config = AutoConfig.from_pretrained(path, **extra)
@@ -200,7 +200,9 @@ def _load(path: Path, task: str | None, gguf_file: str | None) -> PreTrainedMode
         )
     if task is None:
         task = next((t for a in config.architectures or [] if (t := _task_of(a))), None)
-    return _AUTO[task].from_pretrained(path, **extra)
+    with torch.random.fork_rng(devices=[]):  # a head the checkpoint lacks is drawn from ``seed``
+        torch.manual_seed(seed)
+        return _AUTO[task].from_pretrained(path, **extra)
 
 
 def from_hf(
@@ -228,7 +230,7 @@ def from_hf(
     fresh head), so conversions are reproducible; the global RNG is left untouched.
     """
     if isinstance(model_or_path, str | Path):
-        hf = _load(Path(model_or_path), task, gguf_file)
+        hf = _load(Path(model_or_path), task, gguf_file, seed)
     elif isinstance(model_or_path, PreTrainedModel):
         hf = model_or_path
     else:

@@ -13,13 +13,14 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from elastic_lm.assets import cache_dir
 from elastic_lm.config import Config
 from elastic_lm.io import atomic_directory, atomic_write_json
+
+if TYPE_CHECKING:
+    from elastic_lm.model.modeling import ElasticPreTrainedModel
 
 _TEACHER_FORMAT = 1  # bump when the preparation changes, so stale caches are not reused
 
@@ -43,7 +44,7 @@ def teacher_folder(config: Config, *, progress: bool = True) -> Path | None:
     return target
 
 
-def load_teacher(folder: str | Path, task: str) -> nn.Module:
+def load_teacher(folder: str | Path, task: str) -> ElasticPreTrainedModel:
     """A frozen teacher in eval mode (elastic-lm folders and Hugging Face folders alike)."""
     from elastic_lm.convert import from_hf
     from elastic_lm.model import TASK_MODELS, ElasticConfig

@@ -16,10 +16,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from elastic_lm.evaluate.embedding import PoolingSpec, load_encoder, read_pooling_spec
 from elastic_lm.io import atomic_directory, atomic_write_text
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 SUFFIX = "-st"
 _TOKENIZER_FILES = (
@@ -84,7 +87,7 @@ def export_sentence_transformer(
     """
     model_dir = Path(model_dir)
     out = Path(out_dir) if out_dir is not None else sentence_folder_for(model_dir)
-    encoder = load_encoder(model_dir)
+    encoder = cast("PreTrainedModel", load_encoder(model_dir))
     dim = int(encoder.config.hidden_size)
     stock = getattr(encoder.config, "model_type", "") != "elastic-lm"
     tokenizer_files = [model_dir / n for n in _TOKENIZER_FILES if (model_dir / n).is_file()]

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -108,7 +108,7 @@ def heal_model(
 
     if len(data) == 0:
         raise ConfigError("heal: the training split is empty; give data.source more text")
-    s_cfg, t_cfg = student.config, teacher.config
+    s_cfg, t_cfg = cast(Any, student).config, cast(Any, teacher).config
     context = {
         "n_student_layers": s_cfg.num_hidden_layers + 1 if hasattr(s_cfg, "num_hidden_layers") else 1,
         "student_width": getattr(s_cfg, "hidden_size", 0),

@@ -13,7 +13,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -22,8 +22,11 @@ from elastic_lm.errors import DataError
 from elastic_lm.heal.distill import HealBudget, heal_model, kd_divergence, perplexity
 from elastic_lm.io import atomic_write_json
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
-def nonembedding_params(model: torch.nn.Module) -> int:
+
+def nonembedding_params(model: PreTrainedModel) -> int:
     """Parameters other than the token embeddings (a tied LM head counted with them)."""
     unique = {id(p): p.numel() for p in model.parameters()}
     embeddings = {id(model.get_input_embeddings().weight)}
@@ -33,7 +36,7 @@ def nonembedding_params(model: torch.nn.Module) -> int:
     return sum(unique.values()) - sum(unique.get(i, 0) for i in embeddings)
 
 
-def load_causal(folder: Path) -> torch.nn.Module:
+def load_causal(folder: Path) -> PreTrainedModel:
     """An exported causal LM (stock class, or elastic-lm's for non-uniform shapes), in eval mode."""
     from transformers import AutoModelForCausalLM
 
@@ -59,18 +62,22 @@ def chosen_members(
 
     front, _, _ = pareto_trials(run_root)
     supernet = load_supernet(run_root / "train" / "supernet")
-    sized = [(count_params(supernet.model.config, t.architecture, False), t) for t in front]
+    sized = [
+        (count_params(supernet.model.config, t.architecture, False), t.architecture, t)
+        for t in front
+        if t.architecture is not None
+    ]
     out: list[tuple[str, Path, float | None]] = []
     for target in targets:
         fitting = [s for s in sized if s[0] <= target * teacher_params]
         if not fitting:
             continue
-        _, trial = max(fitting, key=lambda s: s[0])
+        _, architecture, trial = max(fitting, key=lambda s: s[0])
         folder = run_root / "export" / f"trial-{trial.number}"
         if not (folder / "config.json").is_file():
             provenance = {**supernet.provenance, "trial": trial.number, "run_dir": str(run_root)}
             export_subnetwork(
-                supernet.model, trial.architecture, folder, tokenizer=supernet.tokenizer(),
+                supernet.model, architecture, folder, tokenizer=supernet.tokenizer(),
                 provenance=provenance, metrics=trial.metrics,
             )  # fmt: skip
         out.append((folder.name, folder, target))
@@ -101,26 +108,29 @@ class Healer:
         source = config.teacher.source if config.teacher.source != "none" else config.model.source
         teacher_section = config.teacher.model_copy(update={"source": source})
         teacher_config = config.model_copy(update={"teacher": teacher_section})
-        self.teacher = load_teacher(teacher_folder(teacher_config, progress=False), "causal-lm").eval()
+        folder = teacher_folder(teacher_config, progress=False)
+        if folder is None:
+            raise DataError("heal: no teacher to heal against; set model.source or teacher.source")
+        self.teacher = load_teacher(folder, "causal-lm").eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.teacher_params = nonembedding_params(self.teacher)
         self.budget = HealBudget.from_section(h, config.seed)
         self.losses = [{"name": s.name, "weight": s.weight, **s.options} for s in h.losses]
 
-    def samples(self, model: torch.nn.Module) -> list[dict[str, str]]:
+    def samples(self, model: PreTrainedModel) -> list[dict[str, str]]:
         e = self.config.evaluate
         out = []
         for prompt in e.prompts:
             encoded = self.tokenizer(prompt, return_tensors="pt")
             ids = {k: encoded[k] for k in ("input_ids", "attention_mask") if k in encoded}
             with torch.no_grad():
-                tokens = model.generate(**ids, max_new_tokens=e.max_new_tokens, do_sample=False)
+                tokens = cast(Any, model).generate(**ids, max_new_tokens=e.max_new_tokens, do_sample=False)
             text = self.tokenizer.decode(tokens[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
             out.append({"prompt": prompt, "completion": text})
         return out
 
-    def latency(self, model: torch.nn.Module) -> dict[str, float]:
+    def latency(self, model: PreTrainedModel) -> dict[str, float]:
         from elastic_lm.metrics.latency import measure_decode_ms
 
         s = self.config.search
@@ -136,7 +146,7 @@ class Healer:
         return {"decode_ms_per_token": m.decode.median_ms, "prefill_ms": m.prefill.median_ms}
 
     def heal(
-        self, name: str, kind: str, model: torch.nn.Module, folder: Path | None, target: float | None
+        self, name: str, kind: str, model: PreTrainedModel, folder: Path | None, target: float | None
     ) -> dict[str, Any]:
         """Measure ``model``, heal it with the shared budget, measure again, save it to ``heal/<name>/``."""
         self.log(f"[heal] {name} ({kind})")
@@ -165,7 +175,7 @@ class Healer:
         return record
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, out: Path, template: Path | None) -> None:
+def save_model(model: PreTrainedModel, tokenizer: Any, out: Path, template: Path | None) -> None:
     """Write ``out`` through a temporary folder (a copy of ``template`` with the new weights)."""
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
@@ -214,7 +224,8 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
         "members": records + ([teacher] if teacher else []),
     }
     atomic_write_json(run_root / "heal" / "results.json", results)
-    return {"healed": len(results["members"]), "teacher_perplexity": results["teacher_perplexity"]}
+    healed = len(records) + (teacher is not None)
+    return {"healed": healed, "teacher_perplexity": results["teacher_perplexity"]}
 
 
 def _baselines(healer: Healer, fractions: list[float]) -> list[dict[str, Any]]:

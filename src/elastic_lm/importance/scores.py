@@ -17,7 +17,7 @@ sub-layer (one value per query head) and FFN sub-layer (one per hidden unit), at
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -32,6 +32,11 @@ Batches = Sequence[dict[str, torch.Tensor]]
 
 def _sublayers(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, ElasticAttention | ElasticFFN)}
+
+
+def _output_projection(m: nn.Module) -> nn.Linear:
+    """The linear layer whose input columns are a sub-layer's heads or FFN units."""
+    return cast(nn.Linear, m.o if isinstance(m, ElasticAttention) else m.down)
 
 
 def _count(m: nn.Module) -> int:
@@ -61,10 +66,7 @@ def activation_importance(model: nn.Module, batches: Batches) -> dict[str, torch
 
         return hook
 
-    handles = [
-        (m.o if isinstance(m, ElasticAttention) else m.down).register_forward_pre_hook(hook_for(n, m))
-        for n, m in subs.items()
-    ]
+    handles = [_output_projection(m).register_forward_pre_hook(hook_for(n, m)) for n, m in subs.items()]
     device = next(model.parameters()).device
     try:
         for batch in batches:
@@ -99,7 +101,7 @@ def gradient_importance(model: nn.Module, batches: Batches) -> dict[str, torch.T
         model(**inputs).loss.backward()
         with torch.no_grad():
             for name, m in subs.items():
-                w = m.o.weight if isinstance(m, ElasticAttention) else m.down.weight
+                w = _output_projection(m).weight
                 if w.grad is None:
                     continue
                 prod = (w * w.grad).float().sum(0)  # one value per input column

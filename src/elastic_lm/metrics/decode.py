@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -97,15 +98,12 @@ def measure_decode_ms(
             for t in range(new_tokens):
                 if kv_cache:
                     token = rest[:, t : t + 1]
-                    out, step_ms = timed(
-                        lambda token=token, past=past: model(
-                            input_ids=token, past_key_values=past, use_cache=True
-                        )
-                    )
+                    step = partial(model, input_ids=token, past_key_values=past, use_cache=True)
+                    out, step_ms = timed(step)
                     past = out.past_key_values
                 else:
                     prefix = ids[:, : prompt_len + t + 1]
-                    out, step_ms = timed(lambda prefix=prefix: model(input_ids=prefix))
+                    out, step_ms = timed(partial(model, input_ids=prefix))
                 steps.append(step_ms)
             if run >= warmup:
                 prefill_samples.append(ms)

@@ -172,23 +172,29 @@ def _flops(ctx: MetricContext) -> ArchFn:
     return lambda arch: float(count_flops(ctx.model.config, arch, ctx.latency_seq_len))
 
 
-def _latency(ctx: MetricContext) -> ArchFn:
-    """Measured on the extracted sub-network (never the sliced super-network), median of repeats."""
-    from elastic_lm.metrics.latency import measure_latency_ms
+def _on_extracted(ctx: MetricContext, measure: Callable[..., Any], attribute: str, **options: Any) -> ArchFn:
+    """Measure the extracted sub-network (never the sliced super-network) at the search's shape."""
 
     def fn(arch: Architecture) -> float:
         sub = ctx.model.extract(arch)
-        m = measure_latency_ms(
+        m = measure(
             sub,
             batch_size=ctx.latency_batch_size,
             seq_len=ctx.latency_seq_len,
             device=ctx.device,
             threads=ctx.latency_threads,
-            repeats=ctx.latency_repeats,
+            **options,
         )
-        return float(m.median_ms)
+        return float(getattr(m, attribute))
 
     return fn
+
+
+def _latency(ctx: MetricContext) -> ArchFn:
+    """Median of repeats, measured on the extracted sub-network."""
+    from elastic_lm.metrics.latency import measure_latency_ms
+
+    return _on_extracted(ctx, measure_latency_ms, "median_ms", repeats=ctx.latency_repeats)
 
 
 def _latency_pred(ctx: MetricContext) -> ArchFn:
@@ -209,18 +215,7 @@ def _latency_pred(ctx: MetricContext) -> ArchFn:
 def _memory(ctx: MetricContext) -> ArchFn:
     from elastic_lm.metrics.latency import measure_peak_memory_mb
 
-    def fn(arch: Architecture) -> float:
-        sub = ctx.model.extract(arch)
-        m = measure_peak_memory_mb(
-            sub,
-            batch_size=ctx.latency_batch_size,
-            seq_len=ctx.latency_seq_len,
-            device=ctx.device,
-            threads=ctx.latency_threads,
-        )
-        return float(m.peak_memory_mb)
-
-    return fn
+    return _on_extracted(ctx, measure_peak_memory_mb, "peak_memory_mb")
 
 
 def _teacher_cosine(ctx: MetricContext) -> ArchFn:
@@ -237,6 +232,7 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
         )
     if ctx.batches is None:
         raise ConfigError("search objective 'teacher_cosine' needs eval batches")
+    batches = ctx.batches
     device = next(ctx.model.parameters()).device
 
     def fn(arch: Architecture) -> float:
@@ -247,14 +243,14 @@ def _teacher_cosine(ctx: MetricContext) -> ArchFn:
             if ctx._teacher_embeddings is None:
                 ctx.teacher.to(device).eval()
                 ctx._teacher_embeddings = [
-                    sentence_embeddings(ctx.teacher, unmasked_inputs(b, device)) for b in ctx.batches
+                    sentence_embeddings(ctx.teacher, unmasked_inputs(b, device)) for b in batches
                 ]
             was_training = ctx.model.training
             ctx.model.eval()
             total, count = 0.0, 0
             try:
                 with ctx.model.using(arch):
-                    for batch, t in zip(ctx.batches, ctx._teacher_embeddings, strict=True):
+                    for batch, t in zip(batches, ctx._teacher_embeddings, strict=True):
                         s = sentence_embeddings(ctx.model, unmasked_inputs(batch, device))
                         t = torch.nn.functional.normalize(t[:, : s.shape[-1]], dim=-1)
                         total += float((s * t).sum())

@@ -135,7 +135,8 @@ def render_embedding_section(table: EmbeddingTable) -> str:
             f1 = _f(base.get(f1_key)) if f1_key else "–"
             cells.append(f"{_f(base.get(acc_key))} / {f1}")
         accs = [table.baselines.get(t, {}).get(acc_key) for t in table.tasks]
-        avg = sum(accs) / len(accs) if accs and all(a is not None for a in accs) else None
+        known = [a for a in accs if a is not None]
+        avg = sum(known) / len(known) if known and len(known) == len(accs) else None
         body.append(
             f"<tr class='muted'><td>{_e(line)}</td>"
             + "".join(_td(c) for c in ["", "", "", "", *cells, _f(avg)])

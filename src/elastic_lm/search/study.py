@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import optuna
 import sqlalchemy.exc
@@ -215,10 +215,11 @@ def open_study(
     resolved = resolve_storage(storage)
     try:
         study = optuna.create_study(
-            study_name=name, storage=resolved, directions=list(directions), sampler=sampler
+            study_name=name, storage=resolved, directions=cast(list[Any], list(directions)), sampler=sampler
         )
         created = True
     except optuna.exceptions.DuplicatedStudyError:
+        assert resolved is not None, "an in-memory study cannot already exist"
         study = optuna.load_study(study_name=name, storage=resolved, sampler=sampler)
         created = False
     if created or (PARAMS_ATTR not in study.user_attrs and not study.get_trials(deepcopy=False)):

@@ -8,12 +8,15 @@ meaningful perplexities (``model.decoder_importance`` in the config names the sc
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from elastic_lm.model.modeling import ElasticPreTrainedModel
 
 
 def calibration_batches(config: Config, n_batches: int, batch_size: int = 8) -> list[dict[str, Any]]:
@@ -51,8 +54,9 @@ def reorder_from_config(model: torch.nn.Module, config: Config) -> dict[str, int
     batches = calibration_batches(config, config.model.importance_batches)
     was_training = model.training
     model.eval()
-    scores = decoder_importance(model, batches, names)
-    done = reorder_decoder(model, scores, dims=names)
+    elastic = cast("ElasticPreTrainedModel", model)
+    scores = decoder_importance(elastic, batches, names)
+    done = reorder_decoder(elastic, scores, dims=names)
     model.train(was_training)
     return done
 

@@ -6,7 +6,7 @@ Kept apart from :mod:`elastic_lm.train.build` so the wiring module stays small.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ def subnet_score_fn(
         model.eval()
         total = 0.0
         try:
-            with model.using(arch):
+            with cast(Any, model).using(arch):
                 for batch in batches:
                     if teacher is not None:
                         inputs = unmasked_inputs(batch, device)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ def greedy_continuation(model: nn.Module, tokenizer: Any, prompt: str, max_new_t
     can_generate = getattr(model, "can_generate", None)
     if callable(can_generate) and can_generate():
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-        out = model.generate(
+        out = cast(Any, model).generate(
             ids,
             attention_mask=torch.ones_like(ids),
             max_new_tokens=max_new_tokens,

@@ -15,6 +15,7 @@ import torch
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.config import Config
+from elastic_lm.errors import ConfigError
 from elastic_lm.importance.decoder import keep_layers
 from elastic_lm.metrics.size import count_params
 
@@ -62,6 +63,8 @@ def enqueue_seeds(config: Config, storage: str, study_name: str) -> int:
         return 0
     saved = load_supernet(f"{config.run_dir}/train/supernet")
     model, space = saved.model.eval(), saved.space
+    if space is None:
+        raise ConfigError(f"{config.run_dir}/train/supernet has no search space; re-run the train stage")
     name = config.heal.layer_score
     batches = calibration_batches(config, config.model.importance_batches)
     with model.using(model.backbone.largest()):

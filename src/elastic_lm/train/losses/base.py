@@ -35,6 +35,13 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def teacher_outputs(teacher: Any | None, loss: str) -> Any:
+    """The teacher's forward outputs, which a distillation loss cannot do without."""
+    if teacher is None:
+        raise ValueError(f"loss {loss!r} needs the teacher's outputs, and none were given")
+    return teacher
+
+
 class Loss(nn.Module):
     """Base: ``default_when`` lists the task targets at which a loss applies unless configured."""
 
@@ -57,4 +64,4 @@ class Loss(nn.Module):
         raise NotImplementedError
 
 
-__all__ = ["IGNORE_INDEX", "Loss", "uniform_layer_map"]
+__all__ = ["IGNORE_INDEX", "Loss", "teacher_outputs", "uniform_layer_map"]

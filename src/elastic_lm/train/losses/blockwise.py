@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -79,7 +79,7 @@ class BlockwiseDistillation(Loss):
 
     def layerwise(self, model: nn.Module, batch: Mapping[str, Any], teacher: Any) -> Tensor:
         """Mean over the active student blocks of their block-wise regression losses."""
-        backbone = getattr(model, "backbone", model)
+        backbone: Any = getattr(model, "backbone", model)
         if not hasattr(backbone, "forward_layer"):
             raise ConfigError(
                 f"loss 'blockwise' needs a model with forward_layer (an elastic model), not "
@@ -88,7 +88,8 @@ class BlockwiseDistillation(Loss):
         states = getattr(teacher, "hidden_states", None)
         if not states:
             raise DataError("teacher outputs have no hidden_states; call it with output_hidden_states=True")
-        active = [i for i, layer in enumerate(model.architecture.layers) if layer.block != "identity"]
+        layers = cast(Any, model).architecture.layers
+        active = [i for i, layer in enumerate(layers) if layer.block != "identity"]
         mask = batch.get("attention_mask")
 
         def run(k: int, hidden: Tensor, m: Tensor | None) -> Tensor:

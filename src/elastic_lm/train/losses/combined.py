@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -80,7 +80,7 @@ class CombinedLoss(nn.Module):
             if getattr(loss, "layerwise_loss", False):
                 if model is None:
                     raise ConfigError(f"loss {label!r} runs the model's layers; pass model=")
-                value = loss.layerwise(model, batch, teacher)
+                value = cast(Any, loss).layerwise(model, batch, teacher)
             else:
                 value = loss(student, batch, teacher)
             parts[label] = value.detach()
@@ -93,8 +93,9 @@ class CombinedLoss(nn.Module):
     def attach(self, model: nn.Module, teacher: nn.Module | None) -> None:
         """Let parts that read modules through hooks (``minilm-relation``) register them."""
         for loss in self.parts.values():
-            if hasattr(loss, "attach"):
-                loss.attach(model, teacher)
+            attach = getattr(loss, "attach", None)
+            if attach is not None:
+                attach(model, teacher)
 
     @property
     def layerwise(self) -> bool:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from elastic_lm.errors import ConfigError, DataError
-from elastic_lm.train.losses.base import Loss, _masked_mean, _token_mask, uniform_layer_map
+from elastic_lm.train.losses.base import (
+    Loss,
+    _masked_mean,
+    _token_mask,
+    teacher_outputs,
+    uniform_layer_map,
+)
 
 
 class _LayerProjections(nn.Module):
@@ -33,7 +39,8 @@ class _LayerProjections(nn.Module):
                 )
             layer = self.proj[index]
             width = student.shape[-1]
-            return F.linear(student, layer.weight[:, :width], layer.bias), teacher
+            weight, bias = cast(Tensor, layer.weight), cast(Tensor, layer.bias)
+            return F.linear(student, weight[:, :width], bias), teacher
         if student.shape[-1] > teacher.shape[-1]:
             raise ConfigError(
                 f"student width {student.shape[-1]} exceeds teacher width {teacher.shape[-1]}; "
@@ -90,13 +97,24 @@ class HiddenStateDistillation(Loss):
         self.layer_map = layer_map
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states")
+        pairs = _mapped_pairs(
+            student.hidden_states,
+            teacher_outputs(teacher, self.name).hidden_states,
+            self.layer_map,
+            "hidden_states",
+        )
         losses = []
         for i, s, t in pairs:
-            s, t = self.projections.pair(i, s, t)
-            mask = _token_mask(batch, s.shape[:2], s.device)
-            losses.append(_masked_mean((s - t).pow(2).mean(-1), mask))
+            s, t = self.projections.pair(i, *self._prepare(s, t))
+            losses.append(self.pair_loss(s, t, _token_mask(batch, s.shape[:2], s.device)))
         return torch.stack(losses).mean()
+
+    def _prepare(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        return student, teacher
+
+    def pair_loss(self, student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
+        """The loss of one mapped layer pair ([B, T, H] each, same width; ``mask`` [B, T])."""
+        return _masked_mean((student - teacher).pow(2).mean(-1), mask)
 
 
 class AttentionDistillation(Loss):
@@ -117,7 +135,9 @@ class AttentionDistillation(Loss):
         self.eps = eps
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(student.attentions, teacher.attentions, self.layer_map, "attentions")
+        pairs = _mapped_pairs(
+            student.attentions, teacher_outputs(teacher, self.name).attentions, self.layer_map, "attentions"
+        )
         losses = []
         for _, s, t in pairs:
             if s.shape[1] != t.shape[1]:
@@ -142,7 +162,7 @@ def standardise_tokens(x: Tensor, mask: Tensor, eps: float = 1e-6) -> Tensor:
     return centred / torch.sqrt(var + eps)
 
 
-class RelationalLoss(Loss):
+class RelationalLoss(HiddenStateDistillation):
     """ELM relational loss (Wang 2025): per block, mean over channels of (1 - Pearson r).
 
     Features are standardised per channel over the valid tokens of a sequence, so only how each
@@ -152,10 +172,6 @@ class RelationalLoss(Loss):
     """
 
     name = "relational"
-    reads_hidden_states = True
-    logits_at_labels_only = True
-    needs_teacher = True
-    default_when = ("teacher", "largest")
 
     def __init__(
         self,
@@ -165,23 +181,18 @@ class RelationalLoss(Loss):
         layer_map: Sequence[int] | None = None,
         eps: float = 1e-6,
     ) -> None:
-        super().__init__()
-        self.projections = _LayerProjections(n_student_layers, student_width, teacher_width)
-        self.layer_map = layer_map
+        super().__init__(n_student_layers, student_width, teacher_width, layer_map)
         self.eps = eps
 
-    def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        pairs = _mapped_pairs(student.hidden_states, teacher.hidden_states, self.layer_map, "hidden_states")
-        losses = []
-        for i, s, t in pairs:
-            s, t = self.projections.pair(i, s.float(), t.float())
-            mask = _token_mask(batch, s.shape[:2], s.device)
-            zs = standardise_tokens(s, mask, self.eps)
-            zt = standardise_tokens(t, mask, self.eps)
-            n = mask.sum(1).clamp_min(1.0).unsqueeze(-1)  # [B, 1]
-            r = (zs * zt).sum(1) / n  # [B, H] Pearson r per sequence and channel
-            losses.append((1.0 - r).mean())
-        return torch.stack(losses).mean()
+    def _prepare(self, student: Tensor, teacher: Tensor) -> tuple[Tensor, Tensor]:
+        return student.float(), teacher.float()
+
+    def pair_loss(self, student: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
+        zs = standardise_tokens(student, mask, self.eps)
+        zt = standardise_tokens(teacher, mask, self.eps)
+        n = mask.sum(1).clamp_min(1.0).unsqueeze(-1)  # [B, 1]
+        r = (zs * zt).sum(1) / n  # [B, H] Pearson r per sequence and channel
+        return (1.0 - r).mean()
 
 
 __all__ = ["AttentionDistillation", "HiddenStateDistillation", "RelationalLoss", "standardise_tokens"]

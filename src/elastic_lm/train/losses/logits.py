@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from elastic_lm.errors import ConfigError, DataError
-from elastic_lm.train.losses.base import IGNORE_INDEX, Loss, _masked_mean, _token_mask
+from elastic_lm.train.losses.base import IGNORE_INDEX, Loss, _masked_mean, _token_mask, teacher_outputs
 
 
 def _kl_positions(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
@@ -37,7 +37,7 @@ class LogitDistillation(Loss):
 
     name = "logit-kd"
     needs_teacher = True
-    default_when = ("teacher", "largest")
+    default_when: ClassVar[tuple[str, ...]] = ("teacher", "largest")
 
     def __init__(self, temperature: float = 1.0, positions: str = "attention") -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class LogitDistillation(Loss):
         return self.positions == "labels"
 
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
-        t_logits = teacher.logits.detach()
+        t_logits = teacher_outputs(teacher, self.name).logits.detach()
         kl = _kl_positions(student.logits, t_logits, self.temperature)
         mask = _position_mask(batch, student.logits, self.positions)
         return _masked_mean(kl, mask) * self.temperature**2

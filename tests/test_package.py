@@ -113,6 +113,7 @@ def test_a_tiny_recipe_runs_by_name_outside_the_repository(
     assert done.returncode == 0, done.stderr[-3000:]
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["space"]["preset"] == "elm"  # from the shipped recipe
-    assert [loss["name"] for loss in saved["train"]["losses"]] == ["minilm-relation", "embedding"]
-    assert saved["search"]["trials"] == 40  # the recipe's quick budget
+    losses = [loss["name"] for loss in saved["train"]["losses"]]
+    assert losses == ["last-hidden", "embedding", "minilm-relation"]
+    assert saved["search"]["trials"] == 200  # the recipe's quick budget
     assert (tmp_path / "run" / "train" / "supernet" / "space.json").is_file()

@@ -4,8 +4,12 @@ For every model it prints ``params_nonembedding``, measured ``latency_ms`` (batc
 standalone model, ``--seq-len`` tokens), ``retrieval_mrr``, ``retrieval_recall_at_10``,
 ``cos_to_teacher``, per-task probe accuracy and macro F1 and ``probe_avg``, all through the evaluate
 stage's own code (``elastic_lm.evaluate.embedding_run``), then the headline fields computed from those
-rows (``retrieval_kept_at_half`` ...). Hand-designed baselines here are the teacher's first-k layers,
-untrained (``--cuts``); a run's own baselines are its exports named ``baseline-*``.
+rows (``retrieval_kept_at_half`` ...). Hand-designed baselines (with ``--run``, unless
+``--no-baselines``): at 25/50/75% of the teacher's non-embedding parameters, the teacher's first k
+layers and all layers at a uniform narrower width, each distilled alone with the run's own training
+budget (``encoder_baselines.py``), exported under ``RUN/benchmark-baselines/`` (re-used when there).
+``--cuts`` adds the teacher's first k layers untrained (origin ``cut``, not a baseline).
+``deterministic``: one baseline is trained twice; true when the two weight hashes agree.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_compression.py --cuts 3
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_compression.py --run runs/elm-mlm-quick
@@ -13,7 +17,7 @@ untrained (``--cuts``); a run's own baselines are its exports named ``baseline-*
 
 ``--tau N`` (with ``--run``) scores N searched sub-networks, spread over the search's quality objective,
 by retrieval MRR with the super-network's inherited weights and prints Kendall's tau between the two
-(``proxy_downstream_tau``; null without it). Still a skeleton: ``deterministic`` is printed as null.
+(``proxy_downstream_tau``; null without it).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ def cut_candidate(config: Any, k: int) -> Candidate:
         )
         return embedder, non_embedding_params(model)
 
-    return Candidate(f"first-{k}-layers", "baseline", load, str(folder))
+    return Candidate(f"first-{k}-layers-untrained", "cut", load, str(folder))
 
 
 def first_layers(folder: Path, k: int) -> torch.nn.Module:
@@ -83,7 +87,7 @@ def first_layers(folder: Path, k: int) -> torch.nn.Module:
 def latency_ms(candidate: Candidate, seq_len: int, repeats: int) -> float:
     """Median ms of one forward pass, batch 1, one thread, of the standalone model."""
     assert candidate.path is not None
-    if candidate.origin == "baseline":
+    if candidate.origin == "cut":
         model = first_layers(Path(candidate.path), int(candidate.name.split("-")[1]))
     else:
         model = load_encoder(candidate.path)
@@ -101,7 +105,7 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's headline fields, from the rows (None where no member fits the budget)."""
     teacher = next(r for r in rows if r["origin"] == "teacher")
     members = [r for r in rows if r["origin"] == "export" and not r["name"].startswith("baseline")]
-    baselines = [r for r in rows if r["origin"] == "baseline" or r["name"].startswith("baseline")]
+    baselines = [r for r in rows if r["origin"] == "baseline"]
     full = teacher["params_nonembedding"]
     half = best_within(members, 0.5 * full)
     quarter = best_within(members, 0.25 * full)
@@ -132,7 +136,6 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
     verdicts = [b["beats"] for b in per_budget.values()]
     out["searched_beats_handdesigned"] = all(verdicts) if all(v is not None for v in verdicts) else None
     out["searched_beats_handdesigned_per_budget"] = per_budget
-    out["deterministic"] = None  # not measured yet (needs two runs of the quick budget)
     return out
 
 
@@ -199,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seq-len", type=int, default=128, help="tokens per latency forward pass")
     parser.add_argument("--tau", type=int, default=0, help="score N searched sub-networks for the proxy tau")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--no-baselines", action="store_true", help="skip training the baselines")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -220,6 +224,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         teacher, models = candidates_without_run(config)
     models += [cut_candidate(config, int(k)) for k in args.cuts.split(",") if k.strip()]
+    determinism = None
+    if args.run and not args.no_baselines:
+        from encoder_baselines import trained_baselines
+
+        found, determinism = trained_baselines(
+            config, args.run, BUDGETS, log=lambda m: print(m, file=sys.stderr)
+        )
+        models += [_baseline_candidate(config, name, folder) for name, folder in found]
     pairs = movie_dialog_pairs(config.evaluate.embedding.retrieval_pairs, config.seed, training_texts(config))
     tasks = probe_tasks(config)
     results = evaluate_embeddings(
@@ -247,6 +259,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "latency": {"batch_size": 1, "threads": 1, "seq_len": args.seq_len, "repeats": args.repeats},
         "rows": rows,
         **headline(rows),
+        "deterministic": None if determinism is None else determinism["same"],
+        "determinism_check": determinism,
         "proxy_downstream_tau": None if tau is None else tau["tau"],
         "proxy_downstream": tau,
         "seconds": time.perf_counter() - start,
@@ -256,6 +270,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.out:
         atomic_write_json(args.out, output)
     return output
+
+
+def _baseline_candidate(config: Any, name: str, folder: Path) -> Candidate:
+    """A trained baseline folder scored like an exported member (the source's pooling)."""
+    from elastic_lm.evaluate.embedding_run import _candidate
+
+    spec = resolve_spec(config, model_folder(config.model.source))
+    return Candidate(name, "baseline", _candidate(config, name, "baseline", folder, spec).load, str(folder))
 
 
 def candidates_without_run(config: Any) -> tuple[Candidate, list[Candidate]]:

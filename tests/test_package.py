@@ -125,8 +125,9 @@ def tiny_run(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_tiny_recipe_runs_by_name_outside_the_repository(tiny_run: Path) -> None:
     saved = yaml.safe_load((tiny_run / "run" / "config.yaml").read_text())
     assert saved["space"]["preset"] == "elm"  # from the shipped recipe
-    assert [loss["name"] for loss in saved["train"]["losses"]] == ["minilm-relation", "embedding"]
-    assert saved["search"]["trials"] == 40  # the recipe's quick budget
+    losses = [loss["name"] for loss in saved["train"]["losses"]]
+    assert losses == ["last-hidden", "embedding", "minilm-relation"]
+    assert saved["search"]["trials"] == 200  # the recipe's quick budget
     assert (tiny_run / "run" / "train" / "supernet" / "space.json").is_file()
 
 

@@ -37,6 +37,13 @@ class ModelSection(Section):
         "none", description="reorder heads and FFN units by this score before training (most important first)"
     )
     importance_batches: PositiveInt = Field(4, description="training batches the importance is measured on")
+    dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="dropout of the super-network while it trains; None: the source's. 0 for "
+        "representation distillation, so the largest member stays exactly the teacher",
+    )
     decoder_importance: list[Literal["ffn", "heads", "hidden"]] = Field(
         default_factory=list,
         description="decoders: reorder the seeded super-network by these decoder scores (measured on "

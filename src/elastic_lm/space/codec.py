@@ -65,6 +65,16 @@ def _as_index(value: Any) -> int | None:
         return None
 
 
+def evenly_spaced(n_layers: int, k: int) -> list[int]:
+    """``k`` of ``n_layers`` positions spread evenly, the first and (for k >= 2) the last included:
+    a shallow member of a layer-subset space keeps the teacher's output layer (k = 1: layer 0)."""
+    if k >= n_layers:
+        return list(range(n_layers))
+    if k <= 1:
+        return [0][:k]
+    return sorted({round(i * (n_layers - 1) / (k - 1)) for i in range(k)})
+
+
 def decode(space: SpaceData, vector: Sequence[int]) -> Architecture:
     """Build the canonical member a vector stands for (deterministic repair, never fails)."""
     values = _values(space, vector)
@@ -86,7 +96,11 @@ def decode(space: SpaceData, vector: Sequence[int]) -> Architecture:
             keep = [bool(values[(g.name, i)]) for i in range(L)]
     kept = [keep[i] and i < depth for i in range(L)]
     missing = space.min_depth - sum(kept)
-    for i in range(L):  # repair: keep the earliest dropped layers until min_depth holds
+    order = list(range(L))
+    if any(g.target == "keep" for g in space.groups):  # keep bits: spread the repair evenly
+        spread = evenly_spaced(min(L, depth), space.min_depth)
+        order = spread + [i for i in order if i not in spread]
+    for i in order:  # repair: keep dropped layers until min_depth holds
         if missing <= 0:
             break
         if not kept[i] and i < depth:

@@ -277,12 +277,21 @@ def model_from_config(config: Config, space: Any, num_labels: int | None = None)
         vocab = len(tokenizer_from_config(config))
         elastic = ElasticConfig.from_space(space, vocab_size=vocab, task=config.model.task, **extra)
         torch.manual_seed(config.seed)
-        return build_model(elastic).train()
+        scratch = build_model(elastic)
+        if config.model.dropout is not None:
+            from elastic_lm.train.representation import set_dropout
+
+            set_dropout(scratch, config.model.dropout)
+        return scratch.train()
     from elastic_lm.convert import from_hf
 
     model = from_hf(
         model_folder(config.model.source), task=config.model.task, space=space, seed=config.seed, **extra
     )
+    if config.model.dropout is not None:
+        from elastic_lm.train.representation import set_dropout
+
+        set_dropout(model, config.model.dropout)
     # decoders: most important units/heads/channels first, before training
     if config.model.decoder_importance:
         from elastic_lm.train.calibrate import reorder_from_config

@@ -8,6 +8,8 @@ compare exactly those, so the student never has to learn a vocabulary-sized outp
   self-attention relations of the last attention sub-layer that ran, split into ``relation_heads``
   relation heads, matched by KL divergence. Relations are T x T, so student and teacher may differ
   in width and head count.
+* ``last-hidden``: the last hidden state token by token (normalised MSE or ``1 - cos``), the
+  states mean pooling averages.
 * ``embedding``: the mean-pooled, L2-normalised sentence embedding of the last hidden state, by
   cosine (``1 - cos``) or MSE. Where the student is narrower, the teacher's first channels are
   used (what elastic slicing keeps).
@@ -105,6 +107,45 @@ class EmbeddingDistillation(Loss):
         if self.metric == "cosine":
             return (1.0 - (es * et).sum(-1)).mean()
         return (es - et).pow(2).sum(-1).mean()
+
+
+class LastHiddenDistillation(Loss):
+    """Token-level distillation of the last hidden state (what mean pooling averages).
+
+    ``mse`` divides the squared error by the teacher's mean squared token norm, so the loss is about 1
+    for an unrelated student whatever the model's scale; ``cosine`` is ``1 - cos`` per token. Both
+    are averaged over real tokens. Stronger than the pooled ``embedding`` loss alone: every token
+    gives a target, not one vector per sentence.
+    """
+
+    name = "last-hidden"
+    reads_hidden_states = True
+    logits_at_labels_only = True
+    needs_teacher = True
+    default_when = ("teacher", "largest")
+
+    def __init__(self, metric: str = "mse") -> None:
+        super().__init__()
+        if metric not in ("cosine", "mse"):
+            raise ConfigError(f"loss last-hidden: metric={metric!r} is unknown; use 'cosine' or 'mse'")
+        self.metric = metric
+
+    def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
+        s = _last_state(student, "student").float()
+        t = _last_state(teacher, "teacher").detach().float()
+        if s.shape[-1] > t.shape[-1]:
+            raise ConfigError(
+                f"loss last-hidden: student width {s.shape[-1]} exceeds the teacher's {t.shape[-1]}"
+            )
+        t = t[..., : s.shape[-1]]
+        mask = batch.get("attention_mask")
+        m = torch.ones(s.shape[:2], device=s.device) if mask is None else mask.to(s.device, torch.float32)
+        if self.metric == "cosine":
+            per_token = 1.0 - F.cosine_similarity(s, t, dim=-1)
+        else:
+            scale = ((t.pow(2).sum(-1) * m).sum() / m.sum().clamp_min(1.0)).clamp_min(1e-12)
+            per_token = (s - t).pow(2).sum(-1) / scale
+        return (per_token * m).sum() / m.sum().clamp_min(1.0)
 
 
 class _QKVRecorder:
@@ -222,15 +263,36 @@ class MiniLMRelationDistillation(Loss):
         return torch.stack(losses).mean()
 
 
-REPRESENTATION_LOSSES = (EmbeddingDistillation, MiniLMRelationDistillation)
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Set every dropout of ``model`` (and its config, so checkpoints and exports agree) to ``p``.
+
+    Why: with dropout on, an inherited student is a noisy copy of its teacher, and distilling that
+    noise away moves the weights of the largest member away from the teacher it already equals.
+    """
+    from elastic_lm.model.attention import ElasticAttention
+
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        elif isinstance(module, ElasticAttention):
+            module.dropout = p
+    cfg = getattr(model, "config", None)
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if cfg is not None and hasattr(cfg, key):
+            setattr(cfg, key, p)
+
+
+REPRESENTATION_LOSSES = (EmbeddingDistillation, LastHiddenDistillation, MiniLMRelationDistillation)
 LOSSES.update({cls.name: cls for cls in REPRESENTATION_LOSSES})
 
 __all__ = [
     "REPRESENTATION_LOSSES",
     "EmbeddingDistillation",
+    "LastHiddenDistillation",
     "MiniLMRelationDistillation",
     "attention_relations",
     "mean_pooled",
     "sentence_embeddings",
+    "set_dropout",
     "unmasked_inputs",
 ]

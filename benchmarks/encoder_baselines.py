@@ -1,0 +1,121 @@
+"""Hand-designed encoder baselines for ``encoder_compression.py``: cut from the teacher by hand,
+then given the run's own distillation budget.
+
+Each baseline is one fixed sub-network of the same inherited, importance-reordered super-network
+(the teacher's first k layers; or all layers at a uniform narrower head count and FFN width, keeping
+the most important heads and units), distilled from the teacher with the run's losses, learning rate,
+batch size and number of steps (``train.steps``; the searched members shared those steps between
+``n_random + 2`` sub-networks each step, so a baseline gets at least as many updates as any
+member), then exported like a member.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.train.build import build_training, tokenizer_from_config
+from elastic_lm.train.loop import train_supernet
+from elastic_lm.train.strategies import SubnetTask
+
+
+@dataclass
+class FixedStrategy:
+    """Trains one architecture every step (the strategy protocol of ``train_supernet``)."""
+
+    arch: Architecture
+    target: str = "teacher"
+
+    def __call__(self, step: int) -> list[SubnetTask]:
+        return [SubnetTask(self.arch, self.target, "fixed")]  # type: ignore[arg-type]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"arch": self.arch.to_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.arch = Architecture.from_dict(state["arch"])
+
+
+def baseline_archs(largest: Architecture, shares: tuple[float, ...]) -> dict[str, Architecture]:
+    """For each share of the non-embedding parameters: first-k layers (k = the most whole layers
+    that fit) and all layers at a uniform width ``share`` (heads and FFN units scaled alike)."""
+    n = len(largest.layers)
+    full = largest.layers[0]
+    out: dict[str, Architecture] = {}
+    for share in shares:
+        k = max(1, int(share * n + 1e-9))
+        layers = [full if i < k else LayerArch(block="identity") for i in range(n)]
+        out[f"baseline-first-{k}-layers"] = Architecture(hidden=largest.hidden, layers=tuple(layers))
+        heads, ffn = max(1, round(full.heads * share)), max(1, round(full.ffn * share))
+        narrow = LayerArch(block=full.block, heads=heads, ffn=ffn)
+        out[f"baseline-uniform-x{share}"] = Architecture(hidden=largest.hidden, layers=(narrow,) * n)
+    return out
+
+
+def train_baseline(config: Any, arch: Architecture, out_dir: Path) -> tuple[Path, str]:
+    """Distil ``arch`` alone for the run's budget and export it to ``out_dir``; returns the folder
+    and a hash of the trained sub-network's weights (for the determinism check)."""
+    from elastic_lm.export.subnet import export_subnetwork
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = config.model_copy(update={"run_dir": f"{tmp}/run"})
+        parts = build_training(local, progress=False)
+        train_supernet(
+            parts.model,
+            FixedStrategy(arch),  # type: ignore[arg-type]
+            parts.losses,
+            parts.train_data,
+            val_data=parts.val_data,
+            teacher=parts.teacher,
+            settings=parts.settings,
+            run_dir=parts.run_dir,
+        )
+        model = parts.model.eval()
+        digest = hashlib.sha256()
+        with torch.no_grad():
+            sub = model.extract(arch)
+            for name, tensor in sorted(sub.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+        export_subnetwork(model, arch, out_dir, tokenizer=tokenizer_from_config(local))
+    return out_dir, digest.hexdigest()[:16]
+
+
+def trained_baselines(
+    config: Any, run_dir: Path, shares: tuple[float, ...], log: Any = print
+) -> tuple[list[tuple[str, Path]], dict[str, Any]]:
+    """Train (or re-use) every baseline under ``run_dir/benchmark-baselines``; the first one is
+    trained a second time in a scratch folder to check that training is deterministic."""
+    import json
+
+    from elastic_lm.space import preset
+
+    largest = preset(config.space.preset, **config.space.options).largest()
+    root = run_dir / "benchmark-baselines"
+    found, hashes = [], {}
+    for name, arch in baseline_archs(largest, shares).items():
+        folder, record = root / name, root / f"{name}.json"
+        if record.is_file() and folder.is_dir():
+            hashes[name] = json.loads(record.read_text())["weights_sha256_16"]
+        else:
+            log(f"baseline {name}: distilling {config.train.steps} steps")
+            tmp_folder = root / f".{name}.tmp"
+            _, hashes[name] = train_baseline(config, arch, tmp_folder)
+            tmp_folder.rename(folder)
+            record.write_text(json.dumps({"weights_sha256_16": hashes[name], "arch": arch.to_dict()}))
+        found.append((name, folder))
+    first_name, first_arch = next(iter(baseline_archs(largest, shares).items()))
+    with tempfile.TemporaryDirectory() as tmp:
+        log(f"baseline {first_name}: trained again for the determinism check")
+        _, again = train_baseline(config, first_arch, Path(tmp) / "again")
+    check = {"baseline": first_name, "first": hashes[first_name], "second": again}
+    return found, {**check, "same": hashes[first_name] == again}
+
+
+__all__ = ["FixedStrategy", "baseline_archs", "train_baseline", "trained_baselines"]

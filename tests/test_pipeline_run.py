@@ -171,13 +171,15 @@ def test_run_on_a_pruning_recipe_prunes_exports_and_reports(
     assert [o["name"] for o in summary["objectives"]] == ["params_nonembedding", "val_accuracy"]
     index = json.loads((run / "export" / "index.json").read_text())
     folders = sorted(p.name for p in (run / "export").glob("trial-*") if p.is_dir())
-    assert len(folders) == len(index) == min(3, len(summary["pareto"])) >= 1
+    covering = summary["exported"]  # the Pareto set, the full model and gap fillers (prune.coverage)
+    assert set(summary["pareto"]) <= set(covering)
+    assert len(folders) == len(index) == min(3, len(covering)) >= 1
     assert folders == sorted(item["name"] for item in index)
     tests = json.loads((run / "evaluate" / "test_metrics.json").read_text())
     assert set(tests) == {"unpruned", *folders}
     for item in index:
         assert item["name"].removeprefix("trial-").isdigit()
-        assert int(item["name"].removeprefix("trial-")) in summary["pareto"]
+        assert int(item["name"].removeprefix("trial-")) in covering
         assert 0.0 <= item["metrics"]["test_accuracy"] <= 1.0
         assert item["metrics"]["test_accuracy"] == tests[item["name"]]["test_accuracy"]
         assert (run / item["path"] / "config.json").is_file()

@@ -21,7 +21,6 @@ import torch
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.train.build import build_training, tokenizer_from_config
-from elastic_lm.train.loop import train_supernet
 from elastic_lm.train.strategies import SubnetTask
 
 
@@ -66,16 +65,7 @@ def train_baseline(config: Any, arch: Architecture, out_dir: Path) -> tuple[Path
     with tempfile.TemporaryDirectory() as tmp:
         local = config.model_copy(update={"run_dir": f"{tmp}/run"})
         parts = build_training(local, progress=False)
-        train_supernet(
-            parts.model,
-            FixedStrategy(arch),  # type: ignore[arg-type]
-            parts.losses,
-            parts.train_data,
-            val_data=parts.val_data,
-            teacher=parts.teacher,
-            settings=parts.settings,
-            run_dir=parts.run_dir,
-        )
+        parts.train(FixedStrategy(arch))  # type: ignore[arg-type]
         model = parts.model.eval()
         digest = hashlib.sha256()
         with torch.no_grad():

@@ -35,7 +35,6 @@ from elastic_lm.evaluate.retrieval import movie_dialog_pairs, retrieval_metrics
 from elastic_lm.metrics.size import count_params
 from elastic_lm.space.codec import evenly_spaced
 from elastic_lm.train.build import build_training, tokenizer_from_config
-from elastic_lm.train.loop import train_supernet
 from elastic_lm.train.representation import mean_pooled, sentence_embeddings
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "elm-mlm.yaml"
@@ -131,16 +130,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(json.dumps(result["inherited"]), file=sys.stderr)
         if args.steps:
             t0 = time.perf_counter()
-            train_supernet(
-                parts.model,
-                parts.strategy,
-                parts.losses,
-                parts.train_data,
-                val_data=parts.val_data,
-                teacher=parts.teacher,
-                settings=parts.settings,
-                run_dir=parts.run_dir,
-            )
+            parts.train()
             result["train_seconds"] = round(time.perf_counter() - t0, 1)
             result["trained"] = measure(parts.model, parts.teacher, tokenizer, archs, pairs, max_length)
     result["seconds"] = round(time.perf_counter() - start, 1)

@@ -60,6 +60,19 @@ class TrainingParts:
         adjusted = getattr(self.dynamic, "space", None)
         return adjusted if adjusted is not None else self.space
 
+    def train(self, strategy: Strategy | None = None) -> TrainResult:
+        """Run the loop on these parts (``strategy`` replaces the configured one, e.g. a fixed arch)."""
+        return train_supernet(
+            self.model,
+            strategy or self.strategy,
+            self.losses,
+            self.train_data,
+            val_data=self.val_data,
+            teacher=self.teacher,
+            settings=self.settings,
+            run_dir=self.run_dir,
+        )
+
 
 def settings_from_config(config: Config, *, resume: bool = False, progress: bool = True) -> TrainSettings:
     """The loop's settings: the ``train`` section plus the job's seed and device."""
@@ -396,16 +409,7 @@ def train_from_config(config: Config, **parts: Any) -> TrainResult:
     ``space`` after training (adjusted by dynamic modules): save that one for the search.
     """
     p = build_training(config, **parts)
-    result = train_supernet(
-        p.model,
-        p.strategy,
-        p.losses,
-        p.train_data,
-        val_data=p.val_data,
-        teacher=p.teacher,
-        settings=p.settings,
-        run_dir=p.run_dir,
-    )
+    result = p.train()
     result.model, result.space = p.model, p.final_space()
     return result
 

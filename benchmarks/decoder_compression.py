@@ -12,7 +12,9 @@ object with the issue's fields:
 - ``ppl_ratio_at_75`` / ``ppl_ratio_at_60``: ours after healing over the teacher healed the same way;
 - ``beats_baselines``; ``decode_speedup_at_60`` (exported teacher over exported member, KV cache);
 - ``generate_matches_stock``: greedy tokens of the elastic sub-network equal its stock export's;
-- ``stage_seconds``: wall time of each stage.
+- ``stage_seconds``: wall time of each stage;
+- ``decode_timing``: how the decode numbers were taken (all healed models round-robin, one thread,
+  median) and the machine's load average before and after; ``loadavg_at_end``.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget cpu    # ~1 hour
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget quick  # <= 15 min
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     out["generate_matches_stock"] = matches
     records = RunDirectory(run_dir)
     out["stage_seconds"] = {s: (r.seconds if (r := records.record(s)) else None) for s in STAGES}
+    out["decode_timing"] = results.get("timing")  # round-robin over every healed model, with the load
+    out["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2))
     return 0
 

@@ -82,6 +82,16 @@ def cli(argv: list[str]) -> tuple[int, str, bool]:
     return rc, text, tb or "Traceback (most recent call last)" in text
 
 
+def copy_run(good: Path, dest: Path, drop: tuple[str, ...] = ()) -> Path:
+    """A copy of the good run without its training checkpoints (about 60 % of its bytes, read only
+    by ``train --resume``) and without the stage folders in ``drop``: 20 kills and 8 workers of full
+    copies filled the disk under the worker pools of the first full run."""
+    shutil.copytree(good, dest, ignore=shutil.ignore_patterns("checkpoints"))
+    for stage in drop:
+        shutil.rmtree(dest / stage, ignore_errors=True)
+    return dest
+
+
 def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -163,7 +173,7 @@ def disk_faults(tmp: Path, good: Path, tally: Tally) -> None:
                 copy.mkdir()
                 argv = ["train", *OPTS, "--run-dir", str(copy), "--no-progress"]
             else:
-                shutil.copytree(good, copy)
+                copy_run(good, copy)
                 argv = {
                     "search": [
                         "search",
@@ -239,11 +249,8 @@ def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> No
             argv, again = ["train", *OPTS, "--run-dir", str(copy), "--no-progress"], ["--resume"]
             delay = rng.uniform(3, 12)
         else:
-            shutil.copytree(good, copy)
-            shutil.rmtree(copy / stage, ignore_errors=True)
-            if stage == "search":
-                for later in ("export", "evaluate"):
-                    shutil.rmtree(copy / later, ignore_errors=True)
+            later = ("export", "evaluate") if stage == "search" else ()
+            copy_run(good, copy, drop=(stage, *later))
             argv = {
                 "search": ["search", *OPTS, "--run-dir", str(copy), "--no-progress"],
                 "export": ["export", str(copy), "--pareto"],
@@ -251,31 +258,46 @@ def kills(tmp: Path, good: Path, n: int, rng: random.Random, tally: Tally) -> No
                 "report": ["report", str(copy), "--open-browser", "no"],
             }[stage]
             again, delay = [], rng.uniform(2, 10 if stage != "report" else 4)
-        subprocess_cli(argv, kill_after=delay)
-        tally.add("kills")
-        rc, hung = subprocess_cli(argv + again)
-        if hung:
-            tally.fail("hangs", f"{stage} after kill", "")
-            continue
-        if rc != 0:
-            tally.fail("lost", f"{stage} resume after kill at {delay:.1f}s", f"rc={rc}")
-            continue
-        if stage == "search":
-            trials = json.loads((copy / "search" / "trials.json").read_text())
-            keys = [json.dumps(t["architecture"], sort_keys=True) for t in trials if not t.get("cached_from")]
-            tally.add("lost", max(0, 8 - len(trials)))
-            tally.add("duplicated", len(keys) - len(set(keys)))
-            continue
-        if stage == "evaluate":
-            same = _evaluated(copy) == evaluated
-        else:
-            got = snapshot(copy / ("train/supernet" if stage == "train" else stage))
-            same = {k: v for k, v in got.items() if k in reference[stage]} == reference[stage]
-        if same:
-            tally.add("resumed_identical")
-        else:
-            tally.fail("resumed_different", f"{stage} killed at {delay:.1f}s", "")
-        shutil.rmtree(copy)
+        try:
+            _kill_and_resume(copy, stage, argv, again, delay, reference, evaluated, tally)
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)  # whatever happened: the next kill needs the space
+
+
+def _kill_and_resume(
+    copy: Path,
+    stage: str,
+    argv: list[str],
+    again: list[str],
+    delay: float,
+    reference: dict[str, dict[str, str]],
+    evaluated: str,
+    tally: Tally,
+) -> None:
+    subprocess_cli(argv, kill_after=delay)
+    tally.add("kills")
+    rc, hung = subprocess_cli(argv + again)
+    if hung:
+        tally.fail("hangs", f"{stage} after kill", "")
+        return
+    if rc != 0:
+        tally.fail("lost", f"{stage} resume after kill at {delay:.1f}s", f"rc={rc}")
+        return
+    if stage == "search":
+        trials = json.loads((copy / "search" / "trials.json").read_text())
+        keys = [json.dumps(t["architecture"], sort_keys=True) for t in trials if not t.get("cached_from")]
+        tally.add("lost", max(0, 8 - len(trials)))
+        tally.add("duplicated", len(keys) - len(set(keys)))
+        return
+    if stage == "evaluate":
+        same = _evaluated(copy) == evaluated
+    else:
+        got = snapshot(copy / ("train/supernet" if stage == "train" else stage))
+        same = {k: v for k, v in got.items() if k in reference[stage]} == reference[stage]
+    if same:
+        tally.add("resumed_identical")
+    else:
+        tally.fail("resumed_different", f"{stage} killed at {delay:.1f}s", "")
 
 
 # ---------------------------------------------------------------------------------------- workers
@@ -295,8 +317,7 @@ def _workers(tmp: Path, good: Path, storage: str, label: str) -> dict[str, Any]:
     procs = []
     for w in range(4):
         run = tmp / f"w-{label}-{w}"
-        shutil.copytree(good, run)
-        shutil.rmtree(run / "search")
+        copy_run(good, run, drop=("search", "export", "evaluate", "report"))
         argv = ["search", *OPTS, "--run-dir", str(run), "--set", "search.trials=16", "--no-progress"]
         procs.append(
             subprocess.Popen(

@@ -173,6 +173,7 @@ def file_cases(tmp: Path, good: Path) -> Iterator[tuple[str, list[str]]]:
             ["train", *OPTS, "--run-dir", str(copy), "--resume"],
         )
         yield f"run: {what} (search)", ["search", *OPTS, "--run-dir", str(copy), "--set", "search.trials=9"]
+        shutil.rmtree(copy)  # its commands have run (a generator resumes after them): free the space
     for url in (
         "foo://bar",
         "postgresql://u:pw@127.0.0.1:1/x",

@@ -40,7 +40,7 @@ def main() -> None:
         return error(arch)
 
     Path(f"{log}.ready{seed}").touch()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # the others may still be importing on a loaded machine
     while not Path(f"{log}.go").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     run_search(

@@ -210,7 +210,7 @@ def test_an_exported_member_is_a_stock_folder_that_generates_like_the_sub_networ
         [sys.executable, "-c", CHILD, str(tmp_path / "member"), text],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=False,
     )
     assert run.returncode == 0, run.stderr[-2000:]

@@ -39,7 +39,7 @@ def _worker(
 
 
 def _start_together(log: Path, seeds: list[int]) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a hang guard: imports take long on a loaded machine
     while not all(Path(f"{log}.ready{s}").exists() for s in seeds):
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.02)
@@ -62,7 +62,7 @@ def test_resume_after_killed_worker_loses_and_repeats_nothing(tmp_path: Path) ->
     proc = _worker(storage, log, n, seed=0, hang_at=6)
     _start_together(log, [0])
     hang = Path(f"{log}.hang")
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a hang guard, not a speed check
     while not hang.exists():
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "worker never reached its 6th evaluation"
@@ -107,7 +107,7 @@ def test_two_workers_share_one_budget_without_duplicates(tmp_path: Path, storage
     procs = [_worker(storage, log, n, seed=s) for s in (0, 1)]
     _start_together(log, [0, 1])
     for p in procs:
-        _, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err.decode()
     started, ended = _log(log)
     assert started == ended
@@ -130,7 +130,7 @@ def test_four_workers_on_a_new_study_with_one_seed_propose_different_members(
     procs = [_worker(storage, log, n, seed=s, run_seed=7) for s in range(4)]
     _start_together(log, list(range(4)))
     for p in procs:
-        _, err = p.communicate(timeout=180)
+        _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err.decode()[-2000:]
     started, ended = _log(log)
     assert started == ended

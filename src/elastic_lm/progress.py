@@ -9,10 +9,12 @@ by this process, so a resumed job reports its real speed. :func:`configure_loggi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -38,6 +40,25 @@ def configure_logging(verbosity: int = 0, stream: TextIO | None = None) -> None:
     for name in _THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.INFO if verbosity > 0 else logging.WARNING)
     quiet_optuna(verbosity > 0)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers at ERROR for one load whose warnings we answer ourselves, unless ``--verbose``.
+
+    Converting a checkpoint that lacks a head (MiniLM has no MLM head) makes transformers print a
+    load report and a "checkpoint seems corrupted" warning on every ``train``; elastic-lm draws
+    those weights from the seed itself (``convert.hf_in``), so the report only alarms the user.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    if logging.getLogger("elastic_lm").getEffectiveLevel() > logging.DEBUG:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

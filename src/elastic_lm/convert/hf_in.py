@@ -20,6 +20,7 @@ from transformers import AutoConfig, PreTrainedModel
 from elastic_lm.convert.names import BERT_NAMES, GPT2_NAMES, LLAMA_NAMES, Rename, rename, to_elastic
 from elastic_lm.errors import CheckpointError, UserError
 from elastic_lm.model import TASK_MODELS, ElasticConfig, ElasticModel, ElasticPreTrainedModel
+from elastic_lm.progress import quiet_transformers
 
 
 class UnsupportedModelError(UserError):
@@ -205,7 +206,8 @@ def _load(path: Path, task: str | None, gguf_file: str | None) -> tuple[PreTrain
         )
     if task is None:
         task = next((t for a in config.architectures or [] if (t := _task_of(a))), None)
-    model, info = _AUTO[task].from_pretrained(path, output_loading_info=True, **extra)
+    with quiet_transformers():  # its report lists the weights we draw from the seed below
+        model, info = _AUTO[task].from_pretrained(path, output_loading_info=True, **extra)
     return model, set(info.get("missing_keys") or ())
 
 

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from elastic_lm.errors import CheckpointError
@@ -170,12 +173,19 @@ def _write_checkpoint(
 def load_checkpoint(
     path: str | os.PathLike[str], model: torch.nn.Module, device: torch.device | str = "cpu"
 ) -> Checkpoint:
-    """Load the weights into ``model`` (strict) and return the other states, safely."""
+    """Load the weights into ``model`` (strict) and return the other states, safely.
+
+    Every file that is truncated, corrupt or foreign (a pickle holding more than tensors) is a
+    :class:`CheckpointError` naming it, with no library warning on stderr: the fix is the same
+    for all of them, resume from an earlier checkpoint.
+    """
     folder = Path(path)
     if not (folder / "state.json").exists():
         raise CheckpointError(f"checkpoint {folder} is incomplete (no state.json); pick another")
     try:
         missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+    except SafetensorError as err:
+        raise _damaged(folder / "model.safetensors", err) from None
     except RuntimeError as exc:
         raise CheckpointError(
             f"checkpoint {folder}: weights do not fit the model ({str(exc).splitlines()[0]}); "
@@ -186,17 +196,45 @@ def load_checkpoint(
             f"checkpoint {folder}: missing {sorted(missing)[:3]} / unexpected "
             f"{sorted(unexpected)[:3]} weights; resume with the model the run was started with"
         )
+    file = folder / "trainer.pt"
     try:
-        trainer = torch.load(folder / "trainer.pt", map_location=device, weights_only=True)
-    except (RuntimeError, EOFError) as err:  # a truncated or corrupt zip (a refused pickle: faults.py)
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        with warnings.catch_warnings():  # torch warns about the pickle protocol before refusing it
+            warnings.simplefilter("ignore")
+            trainer = torch.load(file, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only refused it: nothing in it was run
+        why = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:80]
         raise CheckpointError(
-            f"checkpoint {folder / 'trainer.pt'} is truncated, corrupt or not written by elastic-lm "
-            f"({first}); remove that checkpoint folder to resume from an earlier one"
-        ) from err
-    state = json.loads((folder / "state.json").read_text())
-    strategy = json.loads((folder / "strategy.json").read_text())
+            f"checkpoint {file} is not one elastic-lm wrote: torch refused to unpickle it ({why}) "
+            f"and ran nothing in it; {_EARLIER}"
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as err:  # a truncated or corrupt zip
+        raise _damaged(file, err) from None
+    state = _read_json(folder / "state.json")
+    strategy = _read_json(folder / "strategy.json")
+    if not isinstance(state.get("step"), int):
+        raise CheckpointError(f"checkpoint {folder / 'state.json'} has no integer 'step'; {_EARLIER}")
     return Checkpoint(folder, int(state["step"]), state, trainer, strategy)
+
+
+_EARLIER = "remove that checkpoint folder to resume from an earlier one"
+
+
+def _damaged(file: Path, err: BaseException) -> CheckpointError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0][:120]
+    return CheckpointError(f"checkpoint {file} is truncated or corrupt ({first}); {_EARLIER}")
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {file} is missing; {_EARLIER}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _damaged(file, err) from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise CheckpointError(f"checkpoint {file} holds a JSON {kind}, not an object; {_EARLIER}")
+    return data
 
 
 __all__ = [

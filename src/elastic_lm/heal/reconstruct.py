@@ -100,7 +100,9 @@ def _linear_parts(linear: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def _run_layer(student: nn.Module, i: int, hidden: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
     mask = batch.get("attention_mask")
     backbone = cast(Any, student).backbone
-    return cast(torch.Tensor, backbone.forward_layer(i, hidden, None if mask is None else mask.to(hidden.device)))
+    return cast(
+        torch.Tensor, backbone.forward_layer(i, hidden, None if mask is None else mask.to(hidden.device))
+    )
 
 
 @torch.no_grad()
@@ -121,7 +123,9 @@ def _fit_sublayer(
     norm = getattr(block, part)
     rows, cols = _linear_parts(linear)
     w0 = linear.weight[rows][:, cols].double()  # [out, in]
-    b0 = linear.bias[rows].double() if linear.bias is not None else torch.zeros(len(rows), dtype=torch.float64)
+    b0 = (
+        linear.bias[rows].double() if linear.bias is not None else torch.zeros(len(rows), dtype=torch.float64)
+    )
     theta0 = torch.cat([w0.T, b0[None]], 0)  # [in + 1, out]
     k = theta0.shape[0]
     gram = torch.zeros(k, k, dtype=torch.float64)

@@ -16,7 +16,8 @@ sub-layer (one value per query head) and FFN sub-layer (one per hidden unit), at
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 import torch
@@ -43,14 +44,29 @@ def _count(m: nn.Module) -> int:
     return m.max_heads if isinstance(m, ElasticAttention) else m.inner  # type: ignore[return-value]
 
 
-@torch.no_grad()
-def activation_importance(model: nn.Module, batches: Batches) -> dict[str, torch.Tensor]:
-    """Per-head context norms and per-unit mean |activation| over real tokens, at full size."""
+@contextmanager
+def _scoring(model: nn.Module) -> Iterator[tuple[dict[str, nn.Module], dict[str, torch.Tensor]]]:
+    """Full size, eval mode, zeroed scores per sub-layer; the training mode is restored after."""
     model.reset()  # type: ignore[operator]
     was_training = model.training
     model.eval()
     subs = _sublayers(model)
-    scores = {n: torch.zeros(_count(m)) for n, m in subs.items()}
+    try:
+        yield subs, {n: torch.zeros(_count(m)) for n, m in subs.items()}
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def activation_importance(model: nn.Module, batches: Batches) -> dict[str, torch.Tensor]:
+    """Per-head context norms and per-unit mean |activation| over real tokens, at full size."""
+    with _scoring(model) as (subs, scores):
+        return _activation_pass(model, batches, subs, scores)
+
+
+def _activation_pass(
+    model: nn.Module, batches: Batches, subs: dict[str, nn.Module], scores: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     current: dict[str, torch.Tensor | None] = {"mask": None}
 
     def hook_for(name: str, m: nn.Module) -> Callable[..., None]:
@@ -77,7 +93,6 @@ def activation_importance(model: nn.Module, batches: Batches) -> dict[str, torch
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return scores
 
 
@@ -90,24 +105,19 @@ def magnitude_importance(model: nn.Module, batches: Batches = ()) -> dict[str, t
 
 def gradient_importance(model: nn.Module, batches: Batches) -> dict[str, torch.Tensor]:
     """Per-head and per-unit scores by module name (``...attention`` / ``...ffn``) at full size."""
-    model.reset()  # type: ignore[operator]
-    was_training = model.training
-    model.eval()
-    subs = _sublayers(model)
-    scores = {n: torch.zeros(_count(m)) for n, m in subs.items()}
-    for batch in batches:
+    with _scoring(model) as (subs, scores):
+        for batch in batches:
+            model.zero_grad(set_to_none=True)
+            inputs = {k: v for k, v in batch.items() if k in (*_INPUTS, "labels")}
+            model(**inputs).loss.backward()
+            with torch.no_grad():
+                for name, m in subs.items():
+                    w = _output_projection(m).weight
+                    if w.grad is None:
+                        continue
+                    prod = (w * w.grad).float().sum(0)  # one value per input column
+                    scores[name] += prod.reshape(_count(m), -1).sum(1).abs().cpu()
         model.zero_grad(set_to_none=True)
-        inputs = {k: v for k, v in batch.items() if k in (*_INPUTS, "labels")}
-        model(**inputs).loss.backward()
-        with torch.no_grad():
-            for name, m in subs.items():
-                w = _output_projection(m).weight
-                if w.grad is None:
-                    continue
-                prod = (w * w.grad).float().sum(0)  # one value per input column
-                scores[name] += prod.reshape(_count(m), -1).sum(1).abs().cpu()
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
     return scores
 
 

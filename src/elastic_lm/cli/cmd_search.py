@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from elastic_lm.cli.common import add_config_arguments, config_from_args
+from elastic_lm.cli.common import add_config_arguments, add_restart_arguments, config_from_args, restart_aside
+from elastic_lm.errors import UserError
+from elastic_lm.pipeline.rundir import RunDirectory
 
 HELP = "multi-objective search for the Pareto set of sub-networks of a trained super-network"
 EXAMPLES = (
@@ -31,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shared study for several workers: a journal file (*.journal), SQLite path or "
         "postgresql:// URL (default RUN_DIR/search/study.db)",
     )
+    add_restart_arguments(parser, "RUN_DIR/search (the study and its results)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument(
         "--json",
@@ -47,6 +50,13 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"search.strategy={args.strategy}")
     args.overrides = overrides
     config = config_from_args(args)
+    if args.restart:
+        if args.workers_storage:
+            raise UserError(
+                "--restart sets RUN_DIR/search aside, not a shared study; give --workers-storage a new "
+                "study URL instead"
+            )
+        restart_aside(config.run_dir, RunDirectory(config.run_dir).stage_dir("search"), yes=args.yes)
     from elastic_lm.pipeline.search_stage import run_search_stage  # torch & co. only when searching
 
     result = run_search_stage(config, storage=args.workers_storage, progress=not args.no_progress)

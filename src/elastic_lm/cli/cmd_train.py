@@ -7,7 +7,7 @@ import functools
 import json
 import sys
 
-from elastic_lm.cli.common import add_config_arguments, add_restart_arguments, config_from_args, set_aside
+from elastic_lm.cli.common import add_config_arguments, add_restart_arguments, config_from_args, restart_aside
 from elastic_lm.errors import UserError
 from elastic_lm.pipeline.rundir import RunDirectory
 
@@ -39,9 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.restart and args.resume:
         raise UserError("--restart and --resume contradict each other; pick one")
     if args.restart:
-        moved = set_aside(RunDirectory(config.run_dir).stage_dir("train"), yes=args.yes)
-        if moved is not None:
-            print(f"previous training moved to {moved}", file=sys.stderr)
+        restart_aside(config.run_dir, RunDirectory(config.run_dir).stage_dir("train"), yes=args.yes)
     resume = not args.restart
     from elastic_lm.pipeline.engine import run_recipe
     from elastic_lm.pipeline.recipes.nas import RECIPE

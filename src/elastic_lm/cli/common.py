@@ -120,3 +120,20 @@ def set_aside(folder: Path, yes: bool = False) -> Path | None:
             raise UserError(f"not restarted: {folder} is untouched")
     folder.rename(target)
     return target
+
+
+def restart_aside(run_dir: str | Path, folder: Path, yes: bool = False) -> None:
+    """``--restart``: set ``folder`` (inside ``run_dir``, or ``run_dir`` itself) aside under the run's lock.
+
+    The lock is taken first, so a command still writing into the run directory is named and nothing
+    moves; a moved run directory does not carry our lock file along.
+    """
+    from elastic_lm.pipeline.lock import LOCK_NAME, locked
+
+    with locked(run_dir, "elastic-lm --restart", create=False):
+        moved = set_aside(folder, yes=yes)
+    if moved is None:
+        return
+    if Path(folder).resolve() == Path(run_dir).resolve():
+        (moved / LOCK_NAME).unlink(missing_ok=True)
+    print(f"{folder} moved to {moved}; starting over", file=sys.stderr)

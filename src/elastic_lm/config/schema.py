@@ -354,6 +354,9 @@ class HealSection(Section):
     teacher: bool = Field(True, description="also train the full model with the same budget (ppl ratios)")
     eval_batches: PositiveInt = Field(16, description="test-split batches for perplexity")
     importance_batches: PositiveInt = Field(4, description="batches for the baselines' block scores")
+    timing_repeats: PositiveInt = Field(
+        5, description="rounds of the final decode timing (every healed model once per round, median)"
+    )
 
 
 class Config(Section):

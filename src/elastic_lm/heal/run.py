@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -130,20 +131,43 @@ class Healer:
             out.append({"prompt": prompt, "completion": text})
         return out
 
-    def latency(self, model: PreTrainedModel) -> dict[str, float]:
-        from elastic_lm.metrics.latency import measure_decode_ms
+    def retime(self, names: list[str]) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+        """Decode latency of the healed models ``heal/<name>/`` (stock class, KV cache), measured
+        round-robin in one pass at the end: timed one by one across a long stage, a shared machine's
+        changing load would decide their ratios. Returns per-name numbers and how they were taken."""
+        from elastic_lm.metrics.latency import measure_decode_round_robin
 
-        s = self.config.search
-        m = measure_decode_ms(
-            copy.deepcopy(model),
+        s, h = self.config.search, self.config.heal
+        models = {name: load_causal(self.root / "heal" / name) for name in dict.fromkeys(names)}
+        load_before = os.getloadavg()
+        measured = measure_decode_round_robin(
+            models,
             batch_size=1,
             prompt_len=s.decode_prompt_len,
             new_tokens=s.decode_new_tokens,
             threads=s.latency_threads,
-            repeats=s.latency_repeats,
+            repeats=h.timing_repeats,
             warmup=1,
         )
-        return {"decode_ms_per_token": m.decode.median_ms, "prefill_ms": m.prefill.median_ms}
+        numbers = {
+            name: {
+                "decode_ms_per_token": m.decode.median_ms,
+                "decode_iqr_ms": m.decode.iqr_ms,
+                "prefill_ms": m.prefill.median_ms,
+            }
+            for name, m in measured.items()
+        }
+        how = {
+            "method": "round-robin: every model once per round (prefill + decode steps), median",
+            "models": len(models),
+            "rounds": h.timing_repeats,
+            "threads": s.latency_threads,
+            "prompt_len": s.decode_prompt_len,
+            "new_tokens": s.decode_new_tokens,
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        }
+        return numbers, how
 
     def heal(
         self, name: str, kind: str, model: PreTrainedModel, folder: Path | None, target: float | None
@@ -157,7 +181,6 @@ class Healer:
         }
         record: dict[str, Any] = {"name": name, "kind": kind, "target": target, "params_nonembedding": params}
         record.update(fraction=params / self.teacher_params, before=before)
-        record.update(self.latency(model))
         started = time.perf_counter()
         kept = _kept_layers(folder)
         result = heal_model(
@@ -230,12 +253,16 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
             healer.teacher, full, folder, tokenizer=healer.tokenizer, provenance={"baseline": "teacher"}
         )
         teacher = healer.heal("teacher", "teacher", load_causal(folder), folder, 1.0)
+    timed, timing = healer.retime([r["name"] for r in records] + (["teacher"] if teacher else []))
+    for r in records + ([teacher] if teacher else []):
+        r.update(timed[r["name"]])
     results = {
         "teacher_params_nonembedding": healer.teacher_params,
         "teacher_perplexity": perplexity(healer.teacher, healer.test),
         "teacher_healed_perplexity": None if teacher is None else teacher["after"]["perplexity"],
         "budget": {"tokens": h.tokens, "minutes": h.minutes, "batch_size": h.batch_size, "top_k": h.top_k},
         "members": records + ([teacher] if teacher else []),
+        "timing": timing,
     }
     atomic_write_json(run_root / "heal" / "results.json", results)
     healed = len(records) + (teacher is not None)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from elastic_lm.errors import UserError
-from elastic_lm.metrics.decode import DecodeMeasurement, measure_decode_ms
+from elastic_lm.metrics.decode import DecodeMeasurement, measure_decode_ms, measure_decode_round_robin
 from elastic_lm.metrics.memory import MemoryMeasurement, measure_peak_memory_mb
 from elastic_lm.metrics.onnx_latency import _measure_onnx, onnx_runner, require_onnxruntime
 from elastic_lm.metrics.timing import (
@@ -102,6 +102,7 @@ __all__ = [
     "example_inputs",
     "fixed_threads",
     "measure_decode_ms",
+    "measure_decode_round_robin",
     "measure_latency_ms",
     "measure_peak_memory_mb",
     "onnx_runner",

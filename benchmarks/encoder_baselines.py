@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,12 @@ class FixedStrategy:
         self.arch = Architecture.from_dict(state["arch"])
 
 
-def baseline_archs(largest: Architecture, shares: tuple[float, ...]) -> dict[str, Architecture]:
+def baseline_archs(
+    largest: Architecture, shares: tuple[float, ...], size: Any = None
+) -> dict[str, Architecture]:
     """For each share of the non-embedding parameters: first-k layers (k = the most whole layers
-    that fit) and all layers at a uniform width ``share`` (heads and FFN units scaled alike)."""
+    that fit) and all layers at one uniform width (heads and FFN units scaled alike), the widest
+    whose ``size`` is at or under the share's edge, so no baseline is larger than its budget."""
     n = len(largest.layers)
     full = largest.layers[0]
     out: dict[str, Architecture] = {}
@@ -51,9 +55,15 @@ def baseline_archs(largest: Architecture, shares: tuple[float, ...]) -> dict[str
         k = max(1, int(share * n + 1e-9))
         layers = [full if i < k else LayerArch(block="identity") for i in range(n)]
         out[f"baseline-first-{k}-layers"] = Architecture(hidden=largest.hidden, layers=tuple(layers))
-        heads, ffn = max(1, round(full.heads * share)), max(1, round(full.ffn * share))
-        narrow = LayerArch(block=full.block, heads=heads, ffn=ffn)
-        out[f"baseline-uniform-x{share}"] = Architecture(hidden=largest.hidden, layers=(narrow,) * n)
+        factor = share
+        while True:
+            heads, ffn = max(1, round(full.heads * factor)), max(1, round(full.ffn * factor))
+            narrow = LayerArch(block=full.block, heads=heads, ffn=ffn)
+            arch = Architecture(hidden=largest.hidden, layers=(narrow,) * n)
+            if size is None or size(arch) <= share * size(largest) or factor <= 0.01:
+                break
+            factor -= 0.01
+        out[f"baseline-uniform-x{share}"] = arch
     return out
 
 
@@ -73,6 +83,10 @@ def train_baseline(config: Any, arch: Architecture, out_dir: Path) -> tuple[Path
             for name, tensor in sorted(sub.state_dict().items()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().numpy().tobytes())
+        if local.export.reconstruct:  # members are re-fitted at export: so are the baselines
+            from elastic_lm.pipeline.stages import reconstructor
+
+            model = reconstructor(local)(model, arch)
         export_subnetwork(model, arch, out_dir, tokenizer=tokenizer_from_config(local))
     return out_dir, digest.hexdigest()[:16]
 
@@ -84,23 +98,34 @@ def trained_baselines(
     trained a second time in a scratch folder to check that training is deterministic."""
     import json
 
+    from elastic_lm.export.supernet import load_supernet
+    from elastic_lm.metrics.size import count_params
     from elastic_lm.space import preset
 
     largest = preset(config.space.preset, **config.space.options).largest()
+    model_config = load_supernet(run_dir / "train" / "supernet").model.config
+
+    def size(arch: Architecture) -> float:
+        return float(count_params(model_config, arch, include_embeddings=False))
+
+    archs = baseline_archs(largest, shares, size)
     root = run_dir / "benchmark-baselines"
     found, hashes = [], {}
-    for name, arch in baseline_archs(largest, shares).items():
+    for name, arch in archs.items():
         folder, record = root / name, root / f"{name}.json"
-        if record.is_file() and folder.is_dir():
-            hashes[name] = json.loads(record.read_text())["weights_sha256_16"]
+        saved = json.loads(record.read_text()) if record.is_file() else {}
+        if folder.is_dir() and saved.get("arch") == arch.to_dict():  # re-use only the same cut
+            hashes[name] = saved["weights_sha256_16"]
         else:
+            if folder.is_dir():  # an older, differently sized cut: set aside, never deleted
+                folder.rename(root / f".{name}.old-{int(time.time())}")
             log(f"baseline {name}: distilling {config.train.steps} steps")
             tmp_folder = root / f".{name}.tmp"
             _, hashes[name] = train_baseline(config, arch, tmp_folder)
             tmp_folder.rename(folder)
             record.write_text(json.dumps({"weights_sha256_16": hashes[name], "arch": arch.to_dict()}))
         found.append((name, folder))
-    first_name, first_arch = next(iter(baseline_archs(largest, shares).items()))
+    first_name, first_arch = next(iter(archs.items()))
     with tempfile.TemporaryDirectory() as tmp:
         log(f"baseline {first_name}: trained again for the determinism check")
         _, again = train_baseline(config, first_arch, Path(tmp) / "again")

@@ -9,6 +9,7 @@ the loss of quality comes from the cut itself or from training.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_diagnostic.py --steps 100 \
         --set train.learning_rate=3e-5
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_diagnostic.py --reconstruct 24
 
 Prints JSON: per stage (``inherited``, ``trained``) one row per sub-network.
 """
@@ -103,6 +104,30 @@ def measure(
     return rows
 
 
+def reconstructed(
+    parts: Any, tokenizer: Any, archs: dict[str, Architecture], pairs: Any, max_length: int, n: int
+) -> list[dict[str, Any]]:
+    """Each sub-network measured after layer-wise least-squares reconstruction (on a copy)."""
+    import copy
+
+    from elastic_lm.heal.reconstruct import reconstruct_layers, teacher_prenorm_states
+    from elastic_lm.train.build import fixed_batches
+
+    batches = fixed_batches(parts.train_data, parts.settings.collate_fn, n, parts.settings.batch_size, 0)
+    states = teacher_prenorm_states(parts.teacher, batches)
+    rows = []
+    for name, arch in archs.items():
+        model = copy.deepcopy(parts.model)
+        t0 = time.perf_counter()
+        reconstruct_layers(model, arch, parts.teacher, batches, states=states)
+        seconds = round(time.perf_counter() - t0, 1)
+        pair = {"largest": archs["largest"], name: arch}
+        row = measure(model, parts.teacher, tokenizer, pair, pairs, max_length)[-1]
+        rows.append({**row, "seconds": seconds})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -110,6 +135,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--budget", default="quick")
     parser.add_argument("--steps", type=int, default=0, help="train this many steps, then measure again")
     parser.add_argument("--pairs", type=int, default=500, help="held-out movie-dialog pairs")
+    parser.add_argument(
+        "--reconstruct",
+        type=int,
+        default=0,
+        metavar="BATCHES",
+        help="also measure each sub-network re-fitted by least squares on this many training batches",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -128,6 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"config": overrides, "budget": args.budget, "pairs": len(pairs)}
         result["inherited"] = measure(parts.model, parts.teacher, tokenizer, archs, pairs, max_length)
         print(json.dumps(result["inherited"]), file=sys.stderr)
+        if args.reconstruct:
+            n = args.reconstruct
+            result["reconstructed"] = reconstructed(parts, tokenizer, archs, pairs, max_length, n)
         if args.steps:
             t0 = time.perf_counter()
             parts.train()

@@ -172,6 +172,15 @@ class ExportSection(Section):
     pareto: bool = True
     max_models: PositiveInt = 8
     onnx: bool = False
+    budget_marks: list[float] = Field(
+        default_factory=list,
+        description="shares of the largest member's size (e.g. [0.25, 0.5, 0.75]): the best member "
+        "at or under each is always exported, whatever max_models",
+    )
+    reconstruct: bool = Field(
+        False, description="re-fit each exported member's output projections to the teacher (least squares)"
+    )
+    reconstruct_batches: PositiveInt = Field(16, description="training batches the re-fit reads")
 
 
 class EvalTask(DataConfig):

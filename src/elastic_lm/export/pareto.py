@@ -9,6 +9,7 @@ each member into ``RUN_DIR/export/<name>/`` and writes ``RUN_DIR/export/index.js
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,16 @@ def export_pareto(
     onnx: bool = False,
     prefer_stock: bool = True,
     seq_len: int = 128,
+    budget_marks: Sequence[float] = (),
+    tune: Callable[[Any, Any], Any] | None = None,
 ) -> list[ExportedModel]:
-    """Export every Pareto member of ``run_dir`` (or the best one with at most ``max_params``)."""
+    """Export every Pareto member of ``run_dir`` (or the best one with at most ``max_params``).
+
+    ``budget_marks`` (shares of the largest member's size): the best member at or under each is
+    exported even when ``max_models`` would spread it away. ``tune(model, arch)`` returns a model
+    whose sub-network ``arch`` is exported instead of the super-network's (e.g. a copy re-fitted by
+    :func:`elastic_lm.heal.reconstruct.reconstruct_layers`).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run directory {run_dir} does not exist; 'elastic-lm run CONFIG' creates it")
@@ -94,7 +103,11 @@ def export_pareto(
     supernet = load_supernet(source)
     chosen = front if max_params is None else [best_under_budget(front, directions, max_params, supernet)]
     first = next(iter(directions))
-    chosen = spread(chosen, lambda t: t.metrics[first], max_models)
+    size = next((n for n in directions if n.startswith("params") or n in ("flops", "latency_ms")), first)
+    marked = _marked(chosen, directions, size, budget_marks) if max_params is None else []
+    rest = [t for t in chosen if t not in marked]
+    room = None if max_models is None else max(max_models - len(marked), 0)
+    chosen = marked + (spread(rest, lambda t: t.metrics[size], room) if room != 0 else [])
     tokenizer = supernet.tokenizer()
     sentence = sentence_spec_of(supernet.provenance.get("source_model"))  # None: not an embedding model
     exported: list[ExportedModel] = []
@@ -112,7 +125,7 @@ def export_pareto(
             "trial": trial.number,
         }
         done = export_subnetwork(
-            supernet.model,
+            supernet.model if tune is None else tune(supernet.model, trial.architecture),
             trial.architecture,
             run_dir / "export" / name,
             tokenizer=tokenizer,
@@ -133,6 +146,19 @@ def export_pareto(
     bar.close()
     atomic_write_json(run_dir / "export" / "index.json", index)
     return exported
+
+
+def _marked(front: list[Trial], directions: dict[str, str], size: str, marks: Sequence[float]) -> list[Trial]:
+    """The best front member at or under each budget mark (the covering helper of pruning)."""
+    from elastic_lm.prune.coverage import best_at_marks
+
+    quality = next((n for n in directions if n != size and n not in ("params", "flops", "latency_ms")), None)
+    if not marks or quality is None:
+        return []
+    records = [{"number": t.number, "metrics": t.metrics} for t in front]
+    numbers = best_at_marks(records, size, quality, directions[quality] == "maximize", marks)
+    by_number = {t.number: t for t in front}
+    return [by_number[n] for n in numbers]
 
 
 __all__ = ["SUPERNET_SUBDIR", "best_under_budget", "export_pareto", "pareto_trials"]

@@ -112,6 +112,26 @@ def covering_front(
             return sorted(chosen, key=lambda n: by_number[n]["metrics"][size])
 
 
+def best_at_marks(
+    trials: Sequence[dict[str, Any]], size: str, quality: str, maximize: bool, marks: Sequence[float]
+) -> list[int]:
+    """For each share in ``marks`` of the largest size, the best-quality trial at or under it (ties:
+    the smaller), so a user asking for "half the size" gets a member whenever one exists."""
+    done = [t for t in trials if t.get("feasible", True) and t.get("state", "COMPLETE") == "COMPLETE"]
+    if not done:
+        return []
+    full = max(t["metrics"][size] for t in done)
+    chosen: list[int] = []
+    for share in marks:
+        fitting = [t for t in done if t["metrics"][size] <= share * full + 1e-9]
+        if fitting:
+            q = (lambda t: t["metrics"][quality]) if maximize else (lambda t: -t["metrics"][quality])
+            best = max(fitting, key=lambda t: (q(t), -t["metrics"][size]))
+            if best["number"] not in chosen:
+                chosen.append(best["number"])
+    return chosen
+
+
 def front_gaps(sizes: Sequence[float], full: float) -> dict[str, float]:
     """``front_top_share`` (largest member / full) and ``front_max_gap`` (widest gap / range)."""
     if not sizes or full <= 0:
@@ -125,4 +145,4 @@ def front_gaps(sizes: Sequence[float], full: float) -> dict[str, float]:
     }
 
 
-__all__ = ["MAX_GAP", "binned_design", "covering_front", "front_gaps"]
+__all__ = ["MAX_GAP", "best_at_marks", "binned_design", "covering_front", "front_gaps"]

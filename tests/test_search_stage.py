@@ -244,3 +244,21 @@ def test_search_json_summary_matches_the_written_files(
     assert out["pareto"] == summary["pareto"]
     assert out["hypervolume"] == pytest.approx(summary["hypervolume"][-1][1])
     assert out["search_dir"] == str(run_dir / "search")
+
+
+def test_workers_from_their_own_run_directories_meet_in_one_shared_study(tmp_path: Path) -> None:
+    from elastic_lm.config import Config
+    from elastic_lm.pipeline.search_stage import study_name
+
+    store = str(tmp_path / "shared.journal")
+
+    def name(**changes: object) -> str:
+        return study_name(Config.model_validate({"run_dir": "runs/w-0", **changes}), store, shared=True)
+
+    first = name()
+    assert name(run_dir="elsewhere/w-3") == first  # another worker's folder: the same study
+    assert name(search={"trials": 500}) == first  # a longer search continues it
+    assert name(seed=1) != first  # another super-network never joins it
+    assert name(train={"steps": 7}) != first
+    local = study_name(Config.model_validate({"run_dir": "runs/w-0"}), str(tmp_path / "s.db"))
+    assert local.startswith("w-0 ")  # the run's own storage keeps naming the run

@@ -154,7 +154,7 @@ def run_search_stage(
     objectives = build_objectives(section.objectives, ctx, space)
     constraints = build_constraints(section.constraints, ctx)
     store = storage or section.storage or str(search_dir / "study.db")
-    name = study_name(config, store)
+    name = study_name(config, store, shared=store != str(search_dir / "study.db"))
     existing = _existing_trials(store, name)
     result = run_search(
         space,
@@ -197,14 +197,20 @@ def _storage(store: str) -> Any:
     return resolve_storage(store)
 
 
-def study_name(config: Config, store: str) -> str:
+def study_name(config: Config, store: str, shared: bool = False) -> str:
     """A name that says what the study is (run, space, objectives), e.g. ``elm-mlm-quick elm: val_loss
     vs params``; a storage that holds one study of another name (``search``, from before names
     described the run, or a run directory that was renamed) keeps using it, so a search resumes.
+
+    In a ``shared`` storage (``--workers-storage``, ``search.storage``) workers run from run
+    directories of their own, so the name leaves the folder out and carries a hash of what defines
+    the super-network instead: workers of one run meet in one study, other runs never join it.
     """
     import optuna
 
     objectives = " vs ".join(o.name for o in config.search.objectives)
+    if shared:
+        return f"{config.space.preset}: {objectives} [{inputs_hash('train', config)[:10]}]"
     name = f"{Path(config.run_dir).name} {config.space.preset}: {objectives}"
     existing = optuna.get_all_study_names(_storage(store))
     if name not in existing and len(existing) == 1:

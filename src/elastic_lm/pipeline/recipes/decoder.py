@@ -31,12 +31,13 @@ def heal_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     """The NAS search, its study seeded first with importance-guided members (when it is new)."""
     from elastic_lm.pipeline.recipes.decoder_seeds import enqueue_seeds
-    from elastic_lm.pipeline.search_stage import STUDY_NAME
+    from elastic_lm.pipeline.search_stage import study_name
     from elastic_lm.pipeline.stages import search_stage as nas_search
 
     storage = config.search.storage or str(run_dir.stage_dir("search") / "study.db")
     run_dir.stage_dir("search").mkdir(parents=True, exist_ok=True)
-    seeded = enqueue_seeds(config, storage, STUDY_NAME) if config.model.decoder_importance else 0
+    name = study_name(config, storage, shared=config.search.storage is not None)  # the one the search opens
+    seeded = enqueue_seeds(config, storage, name) if config.model.decoder_importance else 0
     return {**nas_search(config, run_dir), "seeded": seeded}
 
 

@@ -388,3 +388,24 @@ def test_an_old_study_of_choice_indices_resumes_with_indices(tmp_path: Any) -> N
     assert fresh.user_attrs["params"] == "values"
     assert {v for t in fresh.trials for v in t.params.values()} <= set(space.widths)
     assert any(v > 4 for t in fresh.trials for v in t.params.values())  # 16..80, not indices
+
+
+def test_a_postgresql_schema_race_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers creating the schema at once: PostgreSQL says DuplicateTable (a ProgrammingError)."""
+    import sqlalchemy
+
+    from elastic_lm.search import study as study_module
+
+    calls: list[str] = []
+
+    def flaky(url: str, engine_kwargs: dict[str, object]) -> str:
+        calls.append(url)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.ProgrammingError(
+                "CREATE TABLE alembic_version", {}, Exception('relation "alembic_version" already exists')
+            )
+        return "storage"
+
+    monkeypatch.setattr(study_module, "RDBStorage", flaky)
+    assert study_module._rdb("postgresql://u@h/db") == "storage"
+    assert calls == ["postgresql://u@h/db", "postgresql://u@h/db"]

@@ -101,7 +101,8 @@ def _rdb(url: str, attempts: int = 20) -> RDBStorage:
     """An RDB storage whose schema is created once even when several workers start together.
 
     Optuna creates the tables and the version row on first use; two processes doing it at the
-    same moment make one fail (``IntegrityError``, "table already exists"). The loser finds the
+    same moment make one fail (``IntegrityError``, "table already exists"; on PostgreSQL a
+    ``ProgrammingError``, "relation ... already exists"). The loser finds the
     schema made by the winner when it tries again, so we retry with a small random back-off.
     """
     # SQLite shared by several workers: wait for the file lock instead of failing at once.
@@ -109,7 +110,11 @@ def _rdb(url: str, attempts: int = 20) -> RDBStorage:
     for attempt in range(attempts):
         try:
             return RDBStorage(url, engine_kwargs=engine_kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError) as error:
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.ProgrammingError,  # PostgreSQL: DuplicateTable "relation ... already exists"
+        ) as error:
             if attempt == attempts - 1 or not _schema_race(error):
                 raise
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))

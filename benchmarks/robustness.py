@@ -86,9 +86,12 @@ def copy_run(good: Path, dest: Path, drop: tuple[str, ...] = ()) -> Path:
     """A copy of the good run without its training checkpoints (about 60 % of its bytes, read only
     by ``train --resume``) and without the stage folders in ``drop``: 20 kills and 8 workers of full
     copies filled the disk under the worker pools of the first full run."""
-    shutil.copytree(good, dest, ignore=shutil.ignore_patterns("checkpoints"))
-    for stage in drop:
-        shutil.rmtree(dest / stage, ignore_errors=True)
+
+    def skipped(folder: str, names: list[str]) -> set[str]:
+        top = Path(folder) == good
+        return {n for n in names if n == "checkpoints" or (top and n in drop)}
+
+    shutil.copytree(good, dest, ignore=skipped)
     return dest
 
 

@@ -409,3 +409,40 @@ def test_a_postgresql_schema_race_is_retried(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(study_module, "RDBStorage", flaky)
     assert study_module._rdb("postgresql://u@h/db") == "storage"
     assert calls == ["postgresql://u@h/db", "postgresql://u@h/db"]
+
+
+def test_a_trial_still_being_asked_is_waited_on_not_evaluated_twice() -> None:
+    """Another worker's lower trial with only some parameters written may hold the same member:
+    its key is unknown for a moment, and evaluating at once evaluated that member twice (seen
+    once in a loaded CI run of four workers)."""
+    from elastic_lm.search.loop import _Evaluator
+    from elastic_lm.search.study import KEY_ATTR, params_of
+
+    space = DummySpace(n=3, k=2)
+    dims = param_distributions(space)
+    names = list(dims)
+    arch = space.largest()
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.enqueue_trial(params_of(space, arch))
+    other = study.ask({names[0]: dims[names[0]]})  # its worker is between two parameters
+    study.enqueue_trial(params_of(space, arch))
+    mine = study.ask(dims)
+    assert other.number < mine.number
+    assert len(other.params) == 1
+    evaluator = _Evaluator(space, two_objectives(), [], poll_s=0.0)
+    waits: list[int] = []
+
+    def the_other_worker_goes_on() -> None:
+        waits.append(1)
+        if len(waits) == 1:  # it writes the rest (the same member) and evaluates it
+            for n in names[1:]:
+                other._suggest(n, dims[n])
+            other.set_user_attr(KEY_ATTR, arch.key())
+        elif len(waits) == 2:
+            study.tell(other, [1.0, 2.0])
+
+    evaluator.on_wait = the_other_worker_goes_on
+    previous = evaluator._previous(study, mine.number, arch.key())
+    assert previous is not None
+    assert previous.number == other.number
+    assert len(waits) == 2

@@ -270,20 +270,24 @@ class _Evaluator:
             return str(trial.user_attrs[KEY_ATTR])
         if trial.state != TrialState.RUNNING or len(trial.params) != len(self.space.dimensions()):
             return None
-        return arch_of(self.space, trial.params).key()
+        return arch_of(self.space, trial.params, self.values).key()
 
     def _previous(self, study: optuna.Study, number: int, key: str) -> FrozenTrial | None:
         """A finished evaluation of the same architecture, waiting for one still running.
 
         Of two workers holding the same architecture, the lower trial number evaluates it and
-        the other waits and reuses its result: no architecture is evaluated twice.
+        the other waits and reuses its result: no architecture is evaluated twice. A lower trial
+        still being asked (its parameters not all written, so its key unknown) may turn out the
+        same: it is waited on too, for the milliseconds its ``ask`` takes (or until reclaimed).
         """
         while True:
-            same = [t for t in study.get_trials(deepcopy=False) if t.number != number and self._key(t) == key]
-            done = [t for t in same if t.state in FINISHED]
+            trials = [t for t in study.get_trials(deepcopy=False) if t.number != number]
+            keys = {t.number: self._key(t) for t in trials}
+            done = [t for t in trials if t.state in FINISHED and keys[t.number] == key]
             if done:
                 return min(done, key=lambda t: t.number)
-            if not any(t.state == TrialState.RUNNING and t.number < number for t in same):
+            earlier = [t for t in trials if t.state == TrialState.RUNNING and t.number < number]
+            if not any(keys[t.number] in (key, None) for t in earlier):
                 return None
             self.on_wait()  # the one we wait for may belong to a dead worker
             time.sleep(self.poll_s)

@@ -142,3 +142,42 @@ def test_four_workers_on_a_new_study_with_one_seed_propose_different_members(
     # were reuses of another worker's member. Random collisions in 5**6 members are rare.
     reused = [t for t in complete if "cached_from" in t.user_attrs]
     assert len(reused) <= 2, [(t.number, t.user_attrs["cached_from"], t.user_attrs["worker"]) for t in reused]
+
+
+_POP = """
+import sys, time
+from pathlib import Path
+import optuna
+from elastic_lm.search.study import resolve_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+storage, log, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+study = optuna.load_study(study_name="queue", storage=resolve_storage(storage))
+Path(f"{log}.ready{me}").touch()
+while not Path(f"{log}.go").exists():
+    time.sleep(0.001)
+for _ in range(10):
+    trial = study.ask()  # pops an enqueued trial
+    Path(f"{log}.{me}").open("a").write(f"{trial.number}\\n")
+    study.tell(trial, [0.0])
+"""
+
+
+def test_enqueued_trials_go_to_one_sqlite_worker_each(tmp_path: Path) -> None:
+    """Optuna pops an enqueued trial by reading it WAITING, then writing RUNNING: without row
+    locks two SQLite processes took the same trial (in 4 of 5 such starts before the fix)."""
+    from elastic_lm.search.study import resolve_storage
+
+    for rep in range(2):
+        db, log = tmp_path / f"q{rep}.db", tmp_path / f"pops{rep}"
+        study = optuna.create_study(study_name="queue", storage=resolve_storage(db))
+        for _ in range(40):
+            study.enqueue_trial({})
+        cmd = [sys.executable, "-c", _POP, str(db), str(log)]
+        procs = [subprocess.Popen([*cmd, str(k)], env=_env(), stderr=subprocess.PIPE) for k in range(4)]
+        _start_together(log, list(range(4)))
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err.decode()[-2000:]  # a double pop ends in UpdateFinishedTrialError
+        popped = Counter(n for k in range(4) for n in Path(f"{log}.{k}").read_text().split())
+        assert sum(popped.values()) == 40
+        assert max(popped.values()) == 1

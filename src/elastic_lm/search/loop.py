@@ -163,8 +163,9 @@ def run_search(
 def _claim(study: optuna.Study, trial: Trial) -> bool:
     """Make sure no other worker runs this trial too.
 
-    SQLite has no row locks, so two processes can both take the same enqueued (WAITING) trial.
-    Each writes its own claim; all read them back and agree on the earliest one.
+    Optuna pops an enqueued (WAITING) trial without a row lock; our SQLite storages serialise
+    their transactions, but a storage the caller built may not. Each writes its own claim; all
+    read them back and agree on the earliest one.
     """
     mine = f"{CLAIM_PREFIX}{worker_id()}"
     trial.set_user_attr(mine, time.time_ns())

@@ -262,3 +262,21 @@ def test_workers_from_their_own_run_directories_meet_in_one_shared_study(tmp_pat
     assert name(train={"steps": 7}) != first
     local = study_name(Config.model_validate({"run_dir": "runs/w-0"}), str(tmp_path / "s.db"))
     assert local.startswith("w-0 ")  # the run's own storage keeps naming the run
+
+
+def test_enqueued_seeds_leave_the_search_seed_to_the_config(tmp_path: Path) -> None:
+    """The decoder recipe enqueues its seeds before searching. Counted as existing trials, they
+    mixed the process id into the seed, so one config searched differently on every run."""
+    import optuna
+
+    from elastic_lm.pipeline.search_stage import _existing_trials, worker_seed
+
+    store = str(tmp_path / "study.db")
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{store}")
+    assert _existing_trials(store, "s") == 0
+    for _ in range(3):
+        study.enqueue_trial({})
+    assert _existing_trials(store, "s") == 0
+    assert worker_seed(7, _existing_trials(store, "s")) == 7
+    study.ask()  # a started trial: another run joins or resumes, and gets a fresh seed
+    assert _existing_trials(store, "s") == 1

@@ -225,14 +225,20 @@ def _version() -> str:
 
 
 def _existing_trials(store: str, name: str) -> int:
-    """How many trials the study already holds (0 for a new study)."""
+    """How many trials the study has started (0 for a new one, or one holding only enqueued seeds).
+
+    Enqueued trials do not count: the decoder recipe enqueues its seeds before searching, and
+    counting them mixed the process id into the seed of every such run, so one config gave a
+    different search each time.
+    """
     import optuna
 
     try:
         study = optuna.load_study(study_name=name, storage=_storage(store))
     except KeyError:
         return 0
-    return len(study.get_trials(deepcopy=False))
+    waiting = optuna.trial.TrialState.WAITING
+    return sum(t.state != waiting for t in study.get_trials(deepcopy=False))
 
 
 def trial_records(study: Any) -> list[dict[str, Any]]:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from transformers import AutoTokenizer, BertTokenizerFast, PreTrainedTokenizerBase
 
 from elastic_lm.assets import cache_dir, get_asset
 
 # Resolved once, before any test points ELASTIC_LM_CACHE elsewhere.
 _REAL_CACHE = cache_dir()
+
+# Property tests draw the same examples on every run, so a red CI can be reproduced and a green one
+# means the same thing twice; HYPOTHESIS_PROFILE=explore draws new ones (how to hunt for bugs).
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 TINY_VOCAB = [
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",

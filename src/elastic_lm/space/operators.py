@@ -64,8 +64,9 @@ def sample_stratified(
 def mutate(space: SpaceData, arch: Architecture, rng: random.Random, rate: float) -> Architecture:
     """Resample each dimension with probability ``rate`` (at least one), to a different index.
 
-    Retries a few times when the change only touched dimensions the member does not use, so the
-    result differs from ``arch`` whenever the space has another member.
+    Retries a few times when the change only touched dimensions the member does not use, then
+    tries every single-dimension change in random order, so the result differs from ``arch``
+    whenever the space has another member.
     """
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate={rate}; use a probability in [0, 1]")
@@ -83,6 +84,13 @@ def mutate(space: SpaceData, arch: Architecture, rng: random.Random, rate: float
         child = decode(space, vector)
         if child != arch:
             return child
+    for d in rng.sample(mutable, len(mutable)):  # a member using few dimensions: find one it uses
+        for k in rng.sample(range(sizes[d]), sizes[d]):
+            vector = list(base)
+            vector[d] = k
+            child = decode(space, vector)
+            if child != arch:
+                return child
     return child
 
 

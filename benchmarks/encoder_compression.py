@@ -10,6 +10,8 @@ layers and all layers at a uniform narrower width, each distilled alone with the
 budget (``encoder_baselines.py``), exported under ``RUN/benchmark-baselines/`` (re-used when there).
 ``--cuts`` adds the teacher's first k layers untrained (origin ``cut``, not a baseline).
 ``deterministic``: one baseline is trained twice; true when the two weight hashes agree.
+Retrieval uses 2,000 held-out pairs unless ``--pairs`` says otherwise, whatever the run's config
+(the quick start's own evaluation uses 1,000); the probes use the config's settings.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_compression.py --cuts 3
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/encoder_compression.py --run runs/elm-mlm-quick
@@ -189,7 +191,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--cuts", default="", help="comma list of k: the teacher's first k layers as baselines"
     )
-    parser.add_argument("--pairs", type=int, help="retrieval pairs (default: the config's)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=2000,
+        help="retrieval pairs (default 2000 whatever the run's config says: the quick start uses fewer)",
+    )
     parser.add_argument("--probe-examples", type=int, help="examples per probe task (default: the config's)")
     parser.add_argument(
         "--set",

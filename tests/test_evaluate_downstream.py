@@ -287,6 +287,25 @@ def test_disabled_stage_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "evaluate").exists()
 
 
+def test_max_models_zero_fine_tunes_nothing_and_clears_stale_tables(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """The quick budget's setting: no fine-tuning; tables of an earlier setting must not linger."""
+    run = _run_dir(tmp_path, tiny_tokenizer)
+    config = _config(tmp_path, run)
+    section = EvaluateSection.model_validate(config.evaluate.model_dump() | {"max_models": 0})
+    config = config.model_copy(update={"evaluate": section})
+    (run / "evaluate").mkdir()
+    for name in ("downstream.json", "downstream.csv"):
+        (run / "evaluate" / name).write_text("from an earlier setting")
+    outputs = evaluate_stage(config, RunDirectory(run))
+    assert outputs["downstream"] is None
+    assert outputs["fine_tuning"].startswith("none (evaluate.max_models 0")
+    assert sorted(p.name for p in (run / "evaluate").iterdir()) == []
+    with pytest.raises(ValueError, match="max_models"):
+        EvaluateSection(max_models=-1)
+
+
 def test_pareto_filter_and_max_models(tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase) -> None:
     run = _run_dir(tmp_path, tiny_tokenizer)
     assert [e.name for e in exported_models(run, "all", 1)] == ["trial-3"]

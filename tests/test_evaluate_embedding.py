@@ -164,6 +164,9 @@ def test_rows_compare_members_with_the_teacher_and_feed_the_report(tmp_path: Pat
     assert "<td>majority class</td>" in html
     assert f"{majority:.3f} / " in html
     assert html.index("teacher") < html.index("small") < html.index("narrow") < html.index("chance")
+    assert "of 12 held-out movie-dialog statements" in html  # the quick start scores fewer pairs: say so
+    assert "(train / held-out examples: toy 16 / 8, a-task 16 / 8)" in html
+    assert "cut at" not in html  # no settings recorded: no length claimed
     assert embedding_section(tmp_path) == html
     assert embedding_section(tmp_path / "elsewhere") == ""
 
@@ -240,3 +243,7 @@ def test_the_evaluate_stage_scores_teacher_and_exports_from_the_config(tmp_path:
     assert data["probe_tasks"]["sms-spam"]["test_examples"] == 16  # validation + test of 80 examples
     assert data["rows"][0]["probes"]["sms-spam"]["test_examples"] == 16
     assert data["settings"]["teacher"] == "minilm-l6"
+    table = load_embedding_table(path)
+    assert table is not None
+    assert table.max_length == 32
+    assert "Texts are cut at 32 tokens." in render_embedding_section(table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
 from elastic_lm.data.config import DataConfig
 
@@ -264,7 +264,11 @@ class EvaluateSection(Section):
     models: Literal["all", "pareto"] = Field(
         "all", description="every model in export/index.json, or only current Pareto members"
     )
-    max_models: PositiveInt = Field(4, description="evaluate at most this many exported models")
+    max_models: NonNegativeInt = Field(
+        4,
+        description="exported models to fine-tune (encoders) or score by perplexity (decoders), in "
+        "index order; 0: none (the embedding evaluation still scores every exported encoder)",
+    )
     references: list[str] = Field(
         default_factory=list,
         description="extra models to evaluate alongside (asset names or folders), e.g. the source",

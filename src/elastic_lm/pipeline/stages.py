@@ -139,8 +139,8 @@ def reconstructor(config: Config) -> Any:
 
 
 def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
-    """Score exported encoders as sentence embeddings (encoder runs), fine-tune them on the configured
-    tasks (one fixed budget), score decoders.
+    """Score exported encoders as sentence embeddings (encoder runs), fine-tune the first
+    ``evaluate.max_models`` of them on the configured tasks (one fixed budget; none for 0), score decoders.
 
     Writes ``RUN_DIR/evaluate/embedding.json``, ``downstream.json`` and ``downstream.csv`` (the report
     shows them).
@@ -160,6 +160,15 @@ def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     embedding = run_embedding_evaluation(config, run_dir.path) if embedding_enabled(config) else None
     models = exported_models(run_dir.path, section.models, section.max_models)
     models += reference_models(section.references)
+    folder = run_dir.stage_dir("evaluate")
+    if not models:  # evaluate.max_models 0 and no references: the embedding evaluation only
+        for stale in ("downstream.json", "downstream.csv"):  # this stage's own output of other settings
+            (folder / stale).unlink(missing_ok=True)
+        return {
+            "downstream": None,
+            "embedding": None if embedding is None else str(embedding),
+            "fine_tuning": f"none (evaluate.max_models {section.max_models}, no references)",
+        }
     tasks = [(t.display_name, t.data_config(section.max_length, section.max_examples)) for t in section.tasks]
     names = [name for name, _ in tasks]
     if len(set(names)) != len(names):
@@ -180,7 +189,6 @@ def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
         seed=config.seed,
         device=config.device,
     )
-    folder = run_dir.stage_dir("evaluate")
     results = evaluate_models(
         models,
         tasks,

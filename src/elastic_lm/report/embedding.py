@@ -34,6 +34,7 @@ class EmbeddingTable:
     tasks: tuple[str, ...]
     baselines: dict[str, dict[str, float]]  # task -> majority_accuracy, majority_macro_f1, chance_accuracy
     rows: tuple[EmbeddingTableRow, ...]
+    max_length: int | None = None  # tokens per text (the evaluation's setting), when recorded
 
 
 def _num(value: Any, where: str) -> float:
@@ -82,7 +83,9 @@ def load_embedding_table(path: Path) -> EmbeddingTable | None:
             )
         )
     pairs = int((raw.get("retrieval") or {}).get("pairs", 0))
-    return EmbeddingTable(pairs, tasks, baselines, tuple(rows))
+    length = (raw.get("settings") or {}).get("max_length")
+    max_length = length if isinstance(length, int) and not isinstance(length, bool) else None
+    return EmbeddingTable(pairs, tasks, baselines, tuple(rows), max_length)
 
 
 def _e(value: object) -> str:
@@ -143,13 +146,21 @@ def render_embedding_section(table: EmbeddingTable) -> str:
             + "</tr>"
         )
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    sizes = [
+        f"{t} {int(b['train_examples']):,} / {int(b['test_examples']):,}"
+        for t in table.tasks
+        if "train_examples" in (b := table.baselines.get(t, {})) and "test_examples" in b
+    ]
+    size_note = f" (train / held-out examples: {', '.join(sizes)})" if sizes else ""
+    length_note = f" Texts are cut at {table.max_length} tokens." if table.max_length else ""
     return (
         "<h2>Sentence embeddings</h2>"
         f"<p class='muted'>Each model's pooled sentence embedding, as its source defines it. Retrieval: each "
         f"of {table.pairs:,} held-out movie-dialog statements ranks its own reply among all replies (MRR; "
         "kept = share of the teacher's). Cos to teacher: mean cosine to the teacher's embedding of the same "
         "held-out texts (– where the widths differ). Probes: logistic regression on the frozen embedding, "
-        "held-out accuracy / macro F1. Also in <code>evaluate/embedding.json</code>.</p>"
+        f"held-out accuracy / macro F1{_e(size_note)}.{_e(length_note)} Also in "
+        "<code>evaluate/embedding.json</code>.</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
 

@@ -146,6 +146,7 @@ def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     shows them).
     """
     from elastic_lm.evaluate.downstream import (
+        DOWNSTREAM_FILES,
         FineTuneBudget,
         evaluate_models,
         exported_models,
@@ -162,7 +163,7 @@ def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     models += reference_models(section.references)
     folder = run_dir.stage_dir("evaluate")
     if not models:  # evaluate.max_models 0 and no references: the embedding evaluation only
-        for stale in ("downstream.json", "downstream.csv"):  # this stage's own output of other settings
+        for stale in DOWNSTREAM_FILES:  # this stage's own output of other settings
             (folder / stale).unlink(missing_ok=True)
         return {
             "downstream": None,

@@ -111,10 +111,14 @@ def evaluate_models(
     return DownstreamResults([name for name, _ in tasks], settings, encoders, decoders)
 
 
+DOWNSTREAM_FILES = ("downstream.json", "downstream.csv")  # what write_downstream writes, in order
+
+
 def write_downstream(folder: str | Path, results: DownstreamResults) -> tuple[Path, Path]:
     """``downstream.json`` (everything) and ``downstream.csv`` (one row per model), written atomically."""
     folder = Path(folder)
-    json_path = atomic_write_json(folder / "downstream.json", results.to_dict())
+    json_name, csv_name = DOWNSTREAM_FILES
+    json_path = atomic_write_json(folder / json_name, results.to_dict())
     task_columns = [f"{t}/{m}" for t in results.tasks for m in ("accuracy", "f1")]
     header = ["kind", "name", "path", "params", *task_columns, "average/accuracy", "average/f1", "perplexity"]
     buffer = io.StringIO()
@@ -138,11 +142,12 @@ def write_downstream(folder: str | Path, results: DownstreamResults) -> tuple[Pa
                 "perplexity": f"{d.perplexity:.6f}",
             }
         )
-    csv_path = atomic_write_text(folder / "downstream.csv", buffer.getvalue())
+    csv_path = atomic_write_text(folder / csv_name, buffer.getvalue())
     return json_path, csv_path
 
 
 __all__ = [
+    "DOWNSTREAM_FILES",
     "DecoderResult",
     "DownstreamResults",
     "EncoderResult",

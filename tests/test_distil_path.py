@@ -66,3 +66,24 @@ def test_two_runs_of_the_distillation_path_give_the_same_front(tmp_path: Path, i
     cosines = [values[0] for _, values in fronts[0]]
     assert all(-1.0 <= c <= 1.0 + 1e-6 for c in cosines)
     assert len(set(cosines)) == len(cosines)  # members differ in quality, not only in size
+
+
+def test_a_trained_model_keeps_no_loss_hooks_and_can_be_copied(tmp_path: Path, isolated_cache: Path) -> None:
+    """The MiniLM relation loss hooks the model's attention while it trains; left attached, the hooks
+    held the last forward's graph tensors, so ``copy.deepcopy`` (the export's least-squares re-fit)
+    failed on a model trained in the same process (benchmarks/encoder_baselines.py did)."""
+    import copy
+
+    from elastic_lm.train.build import build_training
+
+    source = tiny_bert(tmp_path / "tiny-bert")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(str(r["text"]) for r in sentiment_rows(80)))
+    parts = build_training(load_config(_job(tmp_path, source, corpus, "hooks")), progress=False)
+    parts.train()
+    hooked = [name for name, m in parts.model.named_modules() if m._forward_hooks]
+    assert hooked == []
+    copied = copy.deepcopy(parts.model)
+    assert copied is not parts.model
+    metrics = (tmp_path / "hooks" / "train" / "metrics.csv").read_text()
+    assert ",train,bin/minilm-relation," in metrics  # the hooks were there while it trained

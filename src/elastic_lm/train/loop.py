@@ -264,6 +264,8 @@ class _Trainer:
         )
         losses: list[float] = []
         val: dict[str, float] = {}
+        if hasattr(self.losses, "attach"):  # again: the last run's end removed the hooks
+            self.losses.attach(self.model, self.teacher)
         try:
             self.model.train()
             for step in range(self.start, self.s.steps):
@@ -334,6 +336,8 @@ class _Trainer:
             if bar is not None:
                 bar.close()
             log.close()
+            if hasattr(self.losses, "detach"):
+                self.losses.detach()
             if hasattr(self.model, "reset"):
                 self.model.reset()
         return TrainResult(

@@ -238,6 +238,12 @@ class MiniLMRelationDistillation(Loss):
         if teacher is not None:
             self._recorders["teacher"] = _QKVRecorder(teacher, "teacher")
 
+    def detach(self) -> None:
+        """Remove the hooks (training ended): they hold the last forward's graph tensors."""
+        for rec in self._recorders.values():
+            rec.remove()
+        self._recorders = {}
+
     def forward(self, student: Any, batch: Mapping[str, Any], teacher: Any | None = None) -> Tensor:
         if "teacher" not in self._recorders:
             raise ConfigError(

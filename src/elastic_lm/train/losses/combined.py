@@ -97,6 +97,13 @@ class CombinedLoss(nn.Module):
             if attach is not None:
                 attach(model, teacher)
 
+    def detach(self) -> None:
+        """Undo ``attach`` when training ends, so the trained model holds no hooks (and can be copied)."""
+        for loss in self.parts.values():
+            detach = getattr(loss, "detach", None)
+            if detach is not None:
+                detach()
+
     @property
     def layerwise(self) -> bool:
         """Whether some part runs the model's layers itself (block-wise distillation)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.export.load import load_exported, measure_ms, update_card
-from elastic_lm.importance import gradient_importance, reorder_by_importance
+from elastic_lm.importance import importance_scores, reorder_by_importance
 from elastic_lm.io import atomic_write_json
 from elastic_lm.prune import final
 from elastic_lm.prune.coverage import binned_design, covering_front
@@ -45,11 +45,8 @@ def finetune(parts: PruneParts) -> dict[str, Any]:
         trained = True
     model.eval()
     model.save_pretrained(folder / "model-original")
-    if p.importance == "gradient":
-        train_batches = fixed_batches(d.train, d.collator, parts.config.train.batch_size)
-        reorder_by_importance(model, gradient_importance(model, train_batches[: p.importance_batches]))
-    else:
-        reorder_by_importance(model)
+    train_batches = fixed_batches(d.train, d.collator, parts.config.train.batch_size)[: p.importance_batches]
+    reorder_by_importance(model, importance_scores(p.importance, model, train_batches))
     model.save_pretrained(folder / "model")
     parts.tokenizer.save_pretrained(folder / "model")
     metrics = {f"val_{k}": v for k, v in evaluate_model(model, parts.val_batches(), d.task).items()}

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +202,27 @@ def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespa
     }  # fmt: skip
 
 
+def run_pair(
+    task: str, seed: int, budget: str, results_dir: Path, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Every mode of one task / seed, in order (the modes share the fine-tuning); their JSON."""
+    torch.set_num_threads(args.threads)
+    runs = []
+    for mode in args.modes:
+        path = results_dir / f"{task}-s{seed}-{mode}.json"
+        if args.resume and path.is_file():
+            runs.append(json.loads(path.read_text()))
+            continue
+        out = run_one(task, seed, mode, budget, args)
+        atomic_write_json(path, out)
+        shown = ("unpruned_test_accuracy", "hypervolume", "nonembedding_params_removed_at_1pt_drop",
+                 "speedup_at_that_point", "stage_seconds")  # fmt: skip
+        row = {"task": task, "seed": seed, "mode": mode, **{k: out[k] for k in shown}}
+        print(json.dumps(row), flush=True)
+        runs.append(out)
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the recipe's quick budget (CPU minutes)")
@@ -225,27 +249,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, help="where the prune run goes (one task, seed 0, nas)")
     parser.add_argument("--out", type=Path, help="JSON summary path")
     parser.add_argument("--latency-repeats", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for the whole run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (latency: always 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="task / seed pairs run at once, one process each")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value on top of the budget (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     budget = args.budget or ("quick" if args.quick else "full")
     results_dir = ROOT / "benchmarks" / "results" / f"pruning-{budget}"
-    runs = []
-    for task in args.tasks:
-        for seed in args.seeds:
-            for mode in args.modes:
-                path = results_dir / f"{task}-s{seed}-{mode}.json"
-                if args.resume and path.is_file():
-                    runs.append(json.loads(path.read_text()))
-                    continue
-                out = run_one(task, seed, mode, budget, args)
-                atomic_write_json(path, out)
-                shown = ("unpruned_test_accuracy", "hypervolume", "nonembedding_params_removed_at_1pt_drop",
-                         "speedup_at_that_point", "stage_seconds")  # fmt: skip
-                print(json.dumps({"task": task, "seed": seed, "mode": mode, **{k: out[k] for k in shown}}))
-                runs.append(out)
+    pairs = [(task, seed) for task in args.tasks for seed in args.seeds]
+    if args.jobs > 1 and len(pairs) > 1:
+        spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=min(args.jobs, len(pairs)), mp_context=spawn) as pool:
+            done = list(pool.map(run_pair, *zip(*pairs, strict=True), repeat(budget), repeat(results_dir),
+                                 repeat(args)))  # fmt: skip
+    else:
+        done = [run_pair(task, seed, budget, results_dir, args) for task, seed in pairs]
+    runs = [run for pair in done for run in pair]
     summary = summarise(runs)
     path = args.out or results_dir / "summary.json"
     atomic_write_json(path, {"budget": budget, "tasks": args.tasks, "seeds": args.seeds, **summary})

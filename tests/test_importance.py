@@ -68,6 +68,8 @@ def test_activation_ignores_padding():
 
 
 def test_scores_by_name():
-    assert set(SCORES) == {"activation", "magnitude", "gradient"}
+    assert set(SCORES) == {"activation", "magnitude", "gradient", "fisher"}
     with pytest.raises(ConfigError, match="activation"):
+        importance_scores("bogus", model(), [])
+    with pytest.raises(ConfigError, match="classification model"):
         importance_scores("fisher", model(), [])

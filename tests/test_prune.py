@@ -255,12 +255,13 @@ def test_tuning_the_supernet_or_the_search_does_not_redo_the_baselines(tmp_path:
     assert hashes(search__eval_batch_size=32)["baselines"] != base["baselines"]
 
 
-def test_importance_is_chosen_by_name_and_sorts_the_fine_tuned_model(tmp_path: Path) -> None:
-    """``prune.importance: activation`` scores with the importance home; the reorder keeps the function."""
-    from elastic_lm.importance import activation_importance
+@pytest.mark.parametrize("score", ["activation", "fisher"])
+def test_importance_is_chosen_by_name_and_sorts_the_fine_tuned_model(tmp_path: Path, score: str) -> None:
+    """``prune.importance`` scores with the importance home by name; the reorder keeps the function."""
+    from elastic_lm.importance import SCORES
     from elastic_lm.pipeline.recipes import prune_stages
 
-    config = validate_config(prune_config(tmp_path, prune__importance="activation"))
+    config = validate_config(prune_config(tmp_path, prune__importance=score))
     seen: list[tuple[str, Any]] = []
     real = prune_stages.importance_scores
 
@@ -272,7 +273,7 @@ def test_importance_is_chosen_by_name_and_sorts_the_fine_tuned_model(tmp_path: P
         mp.setenv("ELASTIC_LM_CACHE", str(tmp_path / "cache"))
         mp.setattr(prune_stages, "importance_scores", spy)
         run_prune(config, until="finetune")
-    assert [name for name, _ in seen] == ["activation"]
+    assert [name for name, _ in seen] == [score]
     batches = seen[0][1]
     folder = Path(config.run_dir) / "finetune"
     sorted_model = AutoModelForSequenceClassification.from_pretrained(folder / "model").eval()
@@ -281,10 +282,10 @@ def test_importance_is_chosen_by_name_and_sorts_the_fine_tuned_model(tmp_path: P
     def descending(scores: dict[str, torch.Tensor]) -> bool:
         return all(bool((s[:-1] >= s[1:] - 1e-6).all()) for s in scores.values())
 
-    scores = activation_importance(sorted_model, batches)
+    scores = SCORES[score](sorted_model, batches)
     assert scores
     assert descending(scores)
-    assert not descending(activation_importance(original, batches))  # the reorder did something
+    assert not descending(SCORES[score](original, batches))  # the reorder did something
     with torch.no_grad():
         for batch in batches:
             inputs = {k: v for k, v in batch.items() if k != "labels"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from elastic_lm.importance.fisher import fisher_diagonal, mask_gradients, sublayers
 from elastic_lm.prune.evaluation import fixed_batches
-from elastic_lm.prune.fisher import fisher_diagonal, mask_gradients, sublayers
 from elastic_lm.prune.posttrain import (
     masks_to_arch,
     post_training_prune,
@@ -78,7 +78,7 @@ def test_per_example_gradients_sum_to_the_batch_gradient(model_and_batches: tupl
 
 
 def test_mask_search_meets_the_budget_and_keeps_the_most_important() -> None:
-    from elastic_lm.prune.fisher import SubLayer
+    from elastic_lm.importance.fisher import SubLayer
 
     subs = [
         SubLayer("a", 0, "heads", torch.nn.Identity(), 4),

@@ -310,7 +310,7 @@ class PruneSection(Section):
     )
     finetune_steps: int = Field(200, ge=0, description="fine-tuning of the full model; 0 skips it")
     finetune_learning_rate: float = Field(5e-5, gt=0)
-    importance: Literal["gradient", "activation", "magnitude"] = Field(
+    importance: Literal["gradient", "fisher", "activation", "magnitude"] = Field(
         "gradient",
         description="score that orders heads and FFN units after fine-tuning (elastic_lm.importance.SCORES)",
     )

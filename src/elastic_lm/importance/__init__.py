@@ -2,7 +2,8 @@
 k" keeps the most important k (DynaBERT, OFA, Minitron).
 
 Heads and FFN units of any elastic model are scored by name in :mod:`elastic_lm.importance.scores`
-(``activation``, ``magnitude``, ``gradient``) and permuted by :mod:`elastic_lm.importance.reorder`;
+(``activation``, ``magnitude``, ``gradient``, ``fisher``) and permuted by
+:mod:`elastic_lm.importance.reorder`;
 decoder scores (hidden channels, blocks, removal perplexity) live in :mod:`elastic_lm.importance.decoder`.
 Every recipe that inherits weights reorders before its super-network trains; pruning reorders its
 fine-tuned model the same way. Reordering is a permutation: the full model's function is unchanged.
@@ -15,12 +16,19 @@ from elastic_lm.importance.reorder import (
     reorder_by_importance,
     reorder_ffn,
 )
-from elastic_lm.importance.scores import SCORES, activation_importance, gradient_importance, importance_scores
+from elastic_lm.importance.scores import (
+    SCORES,
+    activation_importance,
+    fisher_importance,
+    gradient_importance,
+    importance_scores,
+)
 
 __all__ = [
     "IMPORTANCE_MEASURES",
     "SCORES",
     "activation_importance",
+    "fisher_importance",
     "gradient_importance",
     "importance_scores",
     "register_measure",

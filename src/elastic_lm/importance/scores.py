@@ -1,4 +1,5 @@
-"""Importance scores of attention heads and FFN units, by name: ``activation``, ``magnitude``, ``gradient``.
+"""Importance scores of attention heads and FFN units, by name: ``activation``, ``magnitude``, ``gradient``,
+``fisher``.
 
 Each score maps a model and a few batches to ``{module name: 1-D scores}`` for every attention
 sub-layer (one value per query head) and FFN sub-layer (one per hidden unit), at full size; they feed
@@ -12,6 +13,9 @@ sub-layer (one value per query head) and FFN sub-layer (one per hidden unit), at
   head's output enters only through the columns of the output projection W_o,
   dL/d xi_h = sum(W_o[:, h] * dL/dW_o[:, h]) on each batch; FFN units use the down projection's
   columns the same way. Needs the model's own loss (``labels`` in the batches).
+* ``fisher`` (Kwon et al. 2022): the empirical Fisher information of a mask variable on each head
+  and unit, the sum over examples of the squared per-example mask gradient
+  (:mod:`elastic_lm.importance.fisher`). Needs a classification or regression head and labels.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import nn
 from elastic_lm.errors import ConfigError
 from elastic_lm.model.attention import ElasticAttention
 from elastic_lm.model.feedforward import ElasticFFN
+from elastic_lm.model.heads import ElasticForSequenceClassification
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 Batches = Sequence[dict[str, torch.Tensor]]
@@ -121,10 +126,23 @@ def gradient_importance(model: nn.Module, batches: Batches) -> dict[str, torch.T
     return scores
 
 
+def fisher_importance(model: nn.Module, batches: Batches) -> dict[str, torch.Tensor]:
+    """The Fisher diagonal of every head's and unit's mask; a classification or regression head only."""
+    from elastic_lm.importance.fisher import fisher_diagonal, mask_gradients
+
+    if not isinstance(model, ElasticForSequenceClassification):
+        raise ConfigError(
+            "importance 'fisher' needs a sequence-classification model; use gradient or activation"
+        )
+    task = "regression" if model.config.num_labels == 1 else "classification"
+    return fisher_diagonal(mask_gradients(model, batches, task))
+
+
 SCORES: dict[str, Callable[[nn.Module, Batches], dict[str, torch.Tensor]]] = {
     "activation": activation_importance,
     "magnitude": magnitude_importance,
     "gradient": gradient_importance,
+    "fisher": fisher_importance,
 }
 
 
@@ -138,6 +156,7 @@ def importance_scores(name: str, model: nn.Module, batches: Batches) -> dict[str
 __all__ = [
     "SCORES",
     "activation_importance",
+    "fisher_importance",
     "gradient_importance",
     "importance_scores",
     "magnitude_importance",

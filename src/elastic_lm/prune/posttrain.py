@@ -1,6 +1,6 @@
 """Retraining-free structured pruning (Kwon et al., NeurIPS 2022): no super-network, no fine-tuning.
 
-From the mask gradients of a few hundred labelled examples (:mod:`elastic_lm.prune.fisher`):
+From the mask gradients of a few hundred labelled examples (:mod:`elastic_lm.importance.fisher`):
 
 1. **mask search**: for every number of kept heads, the budget left over (parameters or FLOPs)
    buys FFN units; keep the most important heads and units globally, choose the split with the
@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from elastic_lm.architecture import Architecture, LayerArch
+from elastic_lm.importance.fisher import SubLayer, sublayers
 from elastic_lm.model.attention import ElasticAttention
-from elastic_lm.prune.fisher import SubLayer, sublayers
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 Masks = dict[str, torch.Tensor]  # sub-layer name -> bool [units], True = kept

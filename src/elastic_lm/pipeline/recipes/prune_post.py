@@ -23,10 +23,10 @@ def post_training(parts: PruneParts) -> dict[str, Any]:
     """Fisher scores once, then one pruned, tuned, exported model per target share."""
     from elastic_lm.export import export_subnetwork
     from elastic_lm.export.load import load_exported, measure_ms, update_card
+    from elastic_lm.importance.fisher import mask_gradients
     from elastic_lm.metrics.size import count_params
     from elastic_lm.prune import final
     from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
-    from elastic_lm.prune.fisher import mask_gradients
     from elastic_lm.prune.posttrain import post_training_prune
 
     d = parts.data  # first: on a tiny set it adapts parts.config

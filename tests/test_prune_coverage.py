@@ -6,12 +6,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from elastic_lm.architecture import Architecture
 from elastic_lm.config.loading import validate_config
 from elastic_lm.metrics.size import count_params
 from elastic_lm.model import ElasticConfig
 from elastic_lm.prune import run_prune
-from elastic_lm.prune.coverage import binned_design, covering_front, front_gaps
+from elastic_lm.prune.coverage import (
+    accuracy_half_width,
+    binned_design,
+    covering_front,
+    front_gaps,
+    tied_members,
+)
+from elastic_lm.prune.parts import pareto_members
 from elastic_lm.space import preset
 from prune_fixtures import prune_config
 
@@ -23,11 +32,11 @@ def size(arch: Architecture) -> float:
     return float(count_params(CONFIG, arch, include_embeddings=False))
 
 
-def trial(number: int, arch: Architecture, quality: float) -> dict[str, Any]:
+def trial(number: int, arch: Architecture, quality: float, params: float | None = None) -> dict[str, Any]:
     return {
         "number": number,
         "architecture": arch.to_dict(),
-        "metrics": {"params_nonembedding": size(arch), "val_accuracy": quality},
+        "metrics": {"params_nonembedding": size(arch) if params is None else params, "val_accuracy": quality},
         "feasible": True,
         "state": "COMPLETE",
     }
@@ -89,5 +98,43 @@ def test_a_prune_run_exports_the_full_model_and_the_design(tmp_path: Path, monke
     exported = [by_number[n]["metrics"]["params_nonembedding"] for n in summary["exported"]]
     assert max(exported) == full
     assert set(summary["pareto"]) <= set(summary["exported"])
+    assert not set(summary["tied"]) & set(summary["exported"])  # tied members come on top of the covering set
     # the first trials are the smallest, the largest, the middle, then the size bins (12 // 2 - 3 = 3)
     assert len({round(t["metrics"]["params_nonembedding"]) for t in trials[:6]}) == 6
+
+
+def test_members_validation_cannot_tell_apart_are_tied_to_the_best_of_their_size() -> None:
+    arch = SPACE.largest()
+    trials = [
+        trial(0, arch, 0.60, params=0.0),
+        trial(1, arch, 0.90, params=50.0),  # chosen
+        trial(2, arch, 0.89, params=52.0),  # one point below, same size: tied on 200 rows
+        trial(3, arch, 0.60, params=51.0),  # far below: not tied
+        trial(4, arch, 0.89, params=70.0),  # as good, but 20 % of the range away from any chosen member
+        trial(5, arch, 0.91, params=100.0),  # chosen
+        trial(6, arch, 0.88, params=98.0),  # tied with trial 5
+    ]
+    assert accuracy_half_width(0.9, 200) == pytest.approx(1.96 * (0.09 / 200) ** 0.5)
+    assert tied_members(trials, [0, 1, 5], "params_nonembedding", "val_accuracy", rows=200) == [2, 6]
+    # with a hundred times the rows the intervals shrink and nothing is tied
+    assert tied_members(trials, [0, 1, 5], "params_nonembedding", "val_accuracy", rows=20000) == []
+
+
+def test_export_fills_the_room_left_by_the_front_with_tied_members(tmp_path: Path) -> None:
+    arch = SPACE.largest()
+    trials = [
+        trial(n, arch, q, params=p) for n, q, p in [(0, 0.6, 0), (1, 0.9, 50), (2, 0.89, 52), (3, 0.88, 51)]
+    ]
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "trials.json").write_text(json.dumps(trials))
+    summary = {
+        "objectives": [{"name": "params_nonembedding"}],
+        "pareto": [0, 1],
+        "exported": [0, 1],
+        "tied": [2, 3],
+    }
+    (tmp_path / "search" / "summary.json").write_text(json.dumps(summary))
+    three = pareto_members(tmp_path, 3)
+    assert [(t["number"], t.get("tied", False)) for t in three] == [(0, False), (1, False), (2, True)]
+    assert [t["number"] for t in pareto_members(tmp_path, 2)] == [0, 1]
+    assert [t["number"] for t in pareto_members(tmp_path, None)] == [0, 1, 3, 2]

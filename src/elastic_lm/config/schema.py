@@ -324,6 +324,11 @@ class PruneSection(Section):
     front_max_gap: float = Field(
         0.15, gt=0, le=1, description="export fills gaps of the front wider than this share of the size range"
     )
+    keep_tied: bool = Field(
+        True,
+        description="export also members whose validation accuracy interval overlaps the best of about "
+        "their size (within export.max_models)",
+    )
     baselines: bool = False
     baseline_fractions: list[float] = Field(
         default_factory=lambda: [0.33, 0.5, 0.67], description="kept fractions of layers / heads / widths"

@@ -9,7 +9,10 @@ candidate between them, and the full model itself is "dominated" by noise. So:
   and the full member, the sampled member nearest the bin's centre; the search evaluates them first
   (with the smallest and the largest), so every size has been seen at least once;
 * :func:`covering_front` is the Pareto front, plus the full architecture, plus the best-scoring
-  evaluated member inside every gap wider than ``max_gap`` of the range.
+  evaluated member inside every gap wider than ``max_gap`` of the range;
+* :func:`tied_members` are the members validation cannot tell from the best chosen one of about
+  their size (their 95 % intervals overlap): the export keeps them too, as far as
+  ``export.max_models`` allows, so the final choice rests on more than one lucky validation score.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from itertools import pairwise
+from math import sqrt
 from typing import Any
 
 from elastic_lm.architecture import Architecture
 
 MAX_GAP = 0.15  # of the size range: the widest gap the exported set may leave when members exist
+NEAR = 0.05  # of the size range: members this close in size count as "about the same size"
+Z95 = 1.96
 
 
 def binned_design(
@@ -76,7 +82,7 @@ def covering_front(
     ``max_gap`` of the range gets the best-quality member inside it, repeatedly, until none is wider
     or no evaluated member lies in it.
     """
-    done = [t for t in trials if t.get("feasible", True) and t.get("state", "COMPLETE") == "COMPLETE"]
+    done = _complete(trials)
     if not done:
         return []
     by_number = {t["number"]: t for t in done}
@@ -112,12 +118,54 @@ def covering_front(
             return sorted(chosen, key=lambda n: by_number[n]["metrics"][size])
 
 
+def _complete(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in trials if t.get("feasible", True) and t.get("state", "COMPLETE") == "COMPLETE"]
+
+
+def accuracy_half_width(p: float, rows: int) -> float:
+    """Half the 95 % normal interval of an accuracy ``p`` measured on ``rows`` rows."""
+    return Z95 * sqrt(max(p * (1.0 - p), 0.0) / max(rows, 1))
+
+
+def tied_members(
+    trials: Sequence[dict[str, Any]],
+    chosen: Sequence[int],
+    size: str,
+    accuracy: str,
+    rows: int,
+    near: float = NEAR,
+) -> list[int]:
+    """Trials outside ``chosen`` whose validation ``accuracy`` interval overlaps that of the best
+    chosen member within ``near`` of the size range of theirs; best first.
+
+    The intervals are binomial (``rows`` validation rows), unpaired, so "overlap" is generous: these
+    are the members the validation split could not rule out, not members shown to be as good.
+    """
+    done = _complete(trials)
+    picked = [t for t in done if t["number"] in set(chosen)]
+    sizes = [t["metrics"][size] for t in done]
+    span = (max(sizes) - min(sizes)) if sizes else 0.0
+    tied = []
+    for t in done:
+        if t["number"] in set(chosen):
+            continue
+        q, s = t["metrics"][accuracy], t["metrics"][size]
+        rivals = [c for c in picked if abs(c["metrics"][size] - s) <= near * span]
+        if not rivals:
+            continue
+        best = max(c["metrics"][accuracy] for c in rivals)
+        if best - q <= accuracy_half_width(best, rows) + accuracy_half_width(q, rows):
+            tied.append(t)
+    tied.sort(key=lambda t: (-t["metrics"][accuracy], t["metrics"][size], t["number"]))
+    return [t["number"] for t in tied]
+
+
 def best_at_marks(
     trials: Sequence[dict[str, Any]], size: str, quality: str, maximize: bool, marks: Sequence[float]
 ) -> list[int]:
     """For each share in ``marks`` of the largest size, the best-quality trial at or under it (ties:
     the smaller), so a user asking for "half the size" gets a member whenever one exists."""
-    done = [t for t in trials if t.get("feasible", True) and t.get("state", "COMPLETE") == "COMPLETE"]
+    done = _complete(trials)
     if not done:
         return []
     full = max(t["metrics"][size] for t in done)
@@ -145,4 +193,13 @@ def front_gaps(sizes: Sequence[float], full: float) -> dict[str, float]:
     }
 
 
-__all__ = ["MAX_GAP", "best_at_marks", "binned_design", "covering_front", "front_gaps"]
+__all__ = [
+    "MAX_GAP",
+    "NEAR",
+    "accuracy_half_width",
+    "best_at_marks",
+    "binned_design",
+    "covering_front",
+    "front_gaps",
+    "tied_members",
+]

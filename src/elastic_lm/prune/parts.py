@@ -103,14 +103,18 @@ class PruneParts:
 
 def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
     """Members to export from ``search/trials.json`` (at most ``max_models``, spread over size): the
-    covering set of :mod:`elastic_lm.prune.coverage` (the Pareto front and gap fillers)."""
+    covering set of :mod:`elastic_lm.prune.coverage` (the Pareto front and gap fillers), then, while
+    room is left, the members validation could not tell from them (``tied``, best first)."""
     search_dir = Path(run_dir) / "search"
     trials = json.loads((search_dir / "trials.json").read_text())
     summary = json.loads((search_dir / "summary.json").read_text())
+    by_number = {t["number"]: t for t in trials}
     chosen = set(summary.get("exported", summary["pareto"]))  # the covering set (prune.coverage)
-    front = [t for t in trials if t["number"] in chosen]
     size = summary["objectives"][0]["name"]
-    return spread(front, lambda t: t["metrics"][size], max_models)
+    members = spread([by_number[n] for n in chosen], lambda t: t["metrics"][size], max_models)
+    room = len(trials) if max_models is None else max_models - len(members)
+    extra = [{**by_number[n], "tied": True} for n in summary.get("tied", [])[: max(room, 0)]]
+    return sorted(members + extra, key=lambda t: t["metrics"][size])
 
 
 def check_prune_config(config: Config) -> None:

@@ -16,7 +16,7 @@ from elastic_lm.export.load import load_exported, measure_ms, update_card
 from elastic_lm.importance import importance_scores, reorder_by_importance
 from elastic_lm.io import atomic_write_json
 from elastic_lm.prune import final
-from elastic_lm.prune.coverage import binned_design, covering_front
+from elastic_lm.prune.coverage import binned_design, covering_front, tied_members
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.objectives import UNITS, prune_objectives
 from elastic_lm.prune.parts import PruneParts
@@ -129,21 +129,27 @@ def search(parts: PruneParts) -> dict[str, Any]:
         for e in result.evaluations
     ]
     history = result.hypervolume_history()
+    exported = covering_front(
+        trials,
+        sorted(pareto),
+        objectives[0].name,
+        objectives[1].name,
+        objectives[1].direction == "maximize",
+        space.largest().key(),
+        parts.config.prune.front_max_gap,
+    )
+    tied: list[int] = []
+    if parts.config.prune.keep_tied and objectives[1].name == "val_accuracy":
+        rows = len(parts.data.validation)
+        tied = tied_members(trials, exported, objectives[0].name, "val_accuracy", rows)
     summary = {
         "objectives": [
             {"name": o.name, "direction": o.direction, "unit": UNITS.get(o.name, "")} for o in objectives
         ],
         "strategy": s.strategy,
         "pareto": sorted(pareto),
-        "exported": covering_front(
-            trials,
-            sorted(pareto),
-            objectives[0].name,
-            objectives[1].name,
-            objectives[1].direction == "maximize",
-            space.largest().key(),
-            parts.config.prune.front_max_gap,
-        ),
+        "exported": exported,
+        "tied": tied,  # validation cannot tell them from the best exported member of about their size
         "hypervolume": [[i + 1, h] for i, h in enumerate(history)],
         "reference_point": {
             o.name: b[1] if o.direction == "minimize" else b[0]
@@ -219,6 +225,7 @@ def export(parts: PruneParts) -> dict[str, Any]:
             "trial": t["number"],
             "source_model": config.model.source,
             "strategy": config.search.strategy,
+            "selection": "tied on validation with the front" if t.get("tied") else "front",
         }
         export_subnetwork(
             supernet, arch, out, tokenizer=parts.tokenizer, metrics=metrics, provenance=provenance

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from elastic_lm.architecture import Architecture
 from elastic_lm.config.loading import validate_config
@@ -138,3 +139,54 @@ def test_export_fills_the_room_left_by_the_front_with_tied_members(tmp_path: Pat
     assert [(t["number"], t.get("tied", False)) for t in three] == [(0, False), (1, False), (2, True)]
     assert [t["number"] for t in pareto_members(tmp_path, 2)] == [0, 1]
     assert [t["number"] for t in pareto_members(tmp_path, None)] == [0, 1, 3, 2]
+
+
+def test_the_warm_start_keeps_the_most_fisher_importance_that_fits() -> None:
+    import random
+
+    from elastic_lm.importance.fisher import SubLayer
+    from elastic_lm.prune.coverage import candidate_pool
+    from elastic_lm.prune.warmstart import fisher_design, kept_importance
+
+    subs = [
+        SubLayer(f"l{i}.{kind}", i, kind, None, n)
+        for i in range(6)
+        for kind, n in (("heads", 12), ("ffn", 1536))
+    ]  # type: ignore[arg-type]
+    # heads matter, FFN units barely: the best member at half size keeps (nearly) every head, least FFN
+    scores = {s.name: torch.full((s.units,), 1.0 if s.kind == "heads" else 1e-4) for s in subs}
+    full = size(SPACE.largest())
+    design = fisher_design(SPACE, size, subs, scores, [0.5, 0.3], seed=0)
+    assert len(design) == 2
+    half = design[0]
+    assert size(half) <= 0.5 * full
+    assert len(half.layers) == 6
+    assert all(la.heads >= 11 for la in half.layers)
+    pool = candidate_pool(SPACE, random.Random(0))
+    fitting = [kept_importance(a, subs, scores) for a in pool if size(a) <= 0.5 * full]
+    assert kept_importance(half, subs, scores) == max(fitting)
+    assert kept_importance(SPACE.largest(), subs, scores) == pytest.approx(6 * 12 + 6 * 1536 * 1e-4)
+
+
+def test_a_warm_started_search_evaluates_the_fisher_design_first(tmp_path: Path, monkeypatch: Any) -> None:
+    from elastic_lm.prune import warmstart
+
+    monkeypatch.setenv("ELASTIC_LM_CACHE", str(tmp_path / "cache"))
+    seen: list[list[str]] = []
+    real = warmstart.fisher_design
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        seen.append([a.key() for a in out])
+        return out
+
+    monkeypatch.setattr(warmstart, "fisher_design", spy)
+    raw = prune_config(tmp_path, search__trials=16, prune__warm_start=True)
+    raw["prune"]["post_training"] = {"examples": 32, "targets": [0.7, 0.4]}  # type: ignore[index]
+    config = validate_config(raw)
+    run_prune(config, until="search")
+    trials = json.loads((Path(config.run_dir) / "search" / "trials.json").read_text())
+    assert len(seen) == 1
+    assert seen[0]
+    first = [Architecture.from_dict(t["architecture"]).key() for t in trials[3 : 3 + len(seen[0])]]
+    assert first == seen[0]

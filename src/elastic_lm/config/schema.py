@@ -324,6 +324,11 @@ class PruneSection(Section):
     front_max_gap: float = Field(
         0.15, gt=0, le=1, description="export fills gaps of the front wider than this share of the size range"
     )
+    warm_start: bool = Field(
+        False,
+        description="NAS mode: the search first evaluates, per post_training.targets share, the member "
+        "keeping most Fisher importance (the retraining-free mode's answer in the search space)",
+    )
     keep_tied: bool = Field(
         True,
         description="export also members whose validation accuracy interval overlaps the best of about "

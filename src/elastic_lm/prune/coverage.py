@@ -30,6 +30,18 @@ NEAR = 0.05  # of the size range: members this close in size count as "about the
 Z95 = 1.96
 
 
+def candidate_pool(space: Any, rng: random.Random, pool: int = 2000) -> list[Architecture]:
+    """Distinct members: the largest's neighbours, then ``pool`` seeded samples of the space.
+
+    Random members of a nested space are rarely within 10 % of the full size, which is where a user
+    who can afford one point looks; the neighbours of the largest fill that end.
+    """
+    candidates: dict[str, Architecture] = {}
+    for arch in [*space.neighbours(space.largest()), *(space.sample(rng) for _ in range(pool))]:
+        candidates.setdefault(arch.key(), arch)
+    return list(candidates.values())
+
+
 def binned_design(
     space: Any,
     size_fn: Callable[[Architecture], float],
@@ -38,20 +50,12 @@ def binned_design(
     seed: int = 0,
     pool: int = 2000,
 ) -> list[Architecture]:
-    """One member per equal-width size bin (nearest the bin centre), from a seeded sample of the space.
-
-    The pool is random members plus the largest's neighbours (random members of a nested space are
-    rarely within 10 % of the full size, which is where a user who can afford one point looks).
-    """
-    rng = random.Random(seed)
+    """One member per equal-width size bin (nearest the bin centre), from :func:`candidate_pool`."""
     small, large = space.smallest(), space.largest()
     low, high = size_fn(small), size_fn(large)
     if high <= low or bins < 1:
         return []
-    candidates: dict[str, Architecture] = {}
-    for arch in [*space.neighbours(large), *(space.sample(rng) for _ in range(pool))]:
-        candidates.setdefault(arch.key(), arch)
-    sized = [(size_fn(a), a) for a in candidates.values()]
+    sized = [(size_fn(a), a) for a in candidate_pool(space, random.Random(seed), pool)]
     width = (high - low) / bins
     chosen: list[Architecture] = []
     for b in range(bins):
@@ -199,6 +203,7 @@ __all__ = [
     "accuracy_half_width",
     "best_at_marks",
     "binned_design",
+    "candidate_pool",
     "covering_front",
     "front_gaps",
     "tied_members",

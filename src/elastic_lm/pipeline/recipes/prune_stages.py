@@ -164,14 +164,32 @@ def search(parts: PruneParts) -> dict[str, Any]:
 
 
 def front_design(parts: PruneParts, supernet: Any, space: Any) -> list[Architecture]:
-    """Members spread over non-embedding size, evaluated first (at most half of the trials)."""
+    """Members evaluated first (at most half of the trials): with ``prune.warm_start`` the Fisher
+    answer at each post-training target, then members spread over non-embedding size."""
     from elastic_lm.metrics.size import count_params
 
-    bins = min(parts.config.prune.front_bins, max(parts.config.search.trials // 2 - 3, 0))
-    c = supernet.config
-    return binned_design(
-        space, lambda a: float(count_params(c, a, include_embeddings=False)), bins, seed=parts.config.seed
-    )
+    config, p = parts.config, parts.config.prune
+    room = max(config.search.trials // 2 - 3, 0)
+
+    def size(a: Architecture) -> float:
+        return float(count_params(supernet.config, a, include_embeddings=False))
+
+    design: dict[str, Architecture] = {}
+    if p.warm_start:
+        from elastic_lm.importance.fisher import fisher_diagonal, mask_gradients, sublayers
+        from elastic_lm.prune.warmstart import fisher_design
+
+        d = parts.data
+        rows = [d.train[i] for i in range(min(p.post_training.examples, len(d.train)))]
+        batches = fixed_batches(rows, d.collator, config.train.batch_size)
+        scores = fisher_diagonal(mask_gradients(supernet, batches, d.task))
+        for arch in fisher_design(
+            space, size, sublayers(supernet), scores, p.post_training.targets, seed=config.seed
+        ):
+            design.setdefault(arch.key(), arch)
+    for arch in binned_design(space, size, min(p.front_bins, room), seed=config.seed):
+        design.setdefault(arch.key(), arch)
+    return list(design.values())[:room]
 
 
 def evaluate(parts: PruneParts) -> dict[str, Any]:

@@ -190,3 +190,14 @@ def test_a_warm_started_search_evaluates_the_fisher_design_first(tmp_path: Path,
     assert seen[0]
     first = [Architecture.from_dict(t["architecture"]).key() for t in trials[3 : 3 + len(seen[0])]]
     assert first == seen[0]
+
+
+def test_gap_filling_halves_gaps_instead_of_creeping_down_from_the_top() -> None:
+    """Quality rising with size: the best member of a gap is at its top; a fill per step must not
+    add a member just below the last one (a real run exported 49 members that way)."""
+    arch = SPACE.largest()
+    trials = [trial(n, arch, 0.5 + 0.004 * n, params=float(n)) for n in range(101)]  # sizes 0 ... 100
+    out = covering_front(trials, [0, 100], "params_nonembedding", "val_accuracy", True, None)
+    sizes = [float(n) for n in out]
+    assert front_gaps(sizes, 100.0)["front_max_gap"] <= 0.15
+    assert len(out) <= 12

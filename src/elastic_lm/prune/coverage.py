@@ -83,8 +83,8 @@ def covering_front(
 
     ``trials`` are ``trials.json`` records (complete, feasible ones count); ``full_key`` is the
     full architecture's :meth:`Architecture.key`. A gap between consecutive chosen sizes wider than
-    ``max_gap`` of the range gets the best-quality member inside it, repeatedly, until none is wider
-    or no evaluated member lies in it.
+    ``max_gap`` of the range gets the best-quality member in its middle half (else anywhere inside
+    it), repeatedly, until none is wider or no evaluated member lies in it.
     """
     done = _complete(trials)
     if not done:
@@ -115,7 +115,11 @@ def covering_front(
                 continue
             inside = [t for t in done if lo < t["metrics"][size] < hi and t["number"] not in chosen]
             if inside:
-                chosen.add(max(inside, key=better)["number"])
+                # the middle half first: the best member overall sits at the gap's top edge (larger
+                # scores higher), and filling from the edge would creep down one member at a time
+                quarter = (hi - lo) / 4
+                middle = [t for t in inside if lo + quarter <= t["metrics"][size] <= hi - quarter]
+                chosen.add(max(middle or inside, key=better)["number"])
                 filled = True
                 break
         if not filled:

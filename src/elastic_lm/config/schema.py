@@ -158,6 +158,12 @@ class SearchSection(Section):
     eval_batches: PositiveInt = 8
     eval_batch_size: PositiveInt = 16
     strategy_options: dict[str, Any] = Field(default_factory=dict)
+    front_bins: int = Field(
+        8,
+        ge=0,
+        description="the search first evaluates one member per bin of non-embedding size, so the front "
+        "reaches every size (at most half the trials; 0: none; the prune pipeline has prune.front_bins)",
+    )
     latency_batch_size: PositiveInt = 1
     latency_seq_len: PositiveInt = 128
     latency_threads: PositiveInt | None = 1

@@ -4,9 +4,10 @@ then given the run's own distillation budget.
 Each baseline is one fixed sub-network of the same inherited, importance-reordered super-network
 (the teacher's first k layers; or all layers at a uniform narrower head count and FFN width, keeping
 the most important heads and units), distilled from the teacher with the run's losses, learning rate,
-batch size and number of steps (``train.steps``; the searched members shared those steps between
-``n_random + 2`` sub-networks each step, so a baseline gets at least as many updates as any
-member), then exported like a member.
+batch size and number of steps (``train.steps`` plus ``export.distil_steps``: the searched members
+shared ``train.steps`` between ``n_random + 2`` sub-networks each step, then each was distilled
+alone for ``export.distil_steps``, so a baseline gets at least as many updates as any member), then
+exported like a member (re-fitted when ``export.reconstruct`` is on).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,7 @@ import torch
 
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.train.build import build_training, tokenizer_from_config
-from elastic_lm.train.strategies import SubnetTask
-
-
-@dataclass
-class FixedStrategy:
-    """Trains one architecture every step (the strategy protocol of ``train_supernet``)."""
-
-    arch: Architecture
-    target: str = "teacher"
-
-    def __call__(self, step: int) -> list[SubnetTask]:
-        return [SubnetTask(self.arch, self.target, "fixed")]  # type: ignore[arg-type]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"arch": self.arch.to_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.arch = Architecture.from_dict(state["arch"])
+from elastic_lm.train.strategies import FixedSpace, StandardStrategy
 
 
 def baseline_archs(
@@ -67,15 +50,23 @@ def baseline_archs(
     return out
 
 
+def baseline_steps(config: Any) -> int:
+    """A baseline's steps: the super-network's plus a member's export-time distillation."""
+    return int(config.train.steps + config.export.distil_steps)
+
+
 def train_baseline(config: Any, arch: Architecture, out_dir: Path) -> tuple[Path, str]:
     """Distil ``arch`` alone for the run's budget and export it to ``out_dir``; returns the folder
     and a hash of the trained sub-network's weights (for the determinism check)."""
     from elastic_lm.export.subnet import export_subnetwork
+    from elastic_lm.heal.encoder import member_tuner
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = config.model_copy(update={"run_dir": f"{tmp}/run"})
+        steps = baseline_steps(config)
+        train = config.train.model_copy(update={"steps": steps, "checkpoint_every": steps})
+        local = config.model_copy(update={"run_dir": f"{tmp}/run", "train": train})
         parts = build_training(local, progress=False)
-        parts.train(FixedStrategy(arch))  # type: ignore[arg-type]
+        parts.train(StandardStrategy(FixedSpace(arch), seed=config.seed, target="teacher"))
         model = parts.model.eval()
         digest = hashlib.sha256()
         with torch.no_grad():
@@ -83,10 +74,10 @@ def train_baseline(config: Any, arch: Architecture, out_dir: Path) -> tuple[Path
             for name, tensor in sorted(sub.state_dict().items()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().numpy().tobytes())
-        if local.export.reconstruct:  # members are re-fitted at export: so are the baselines
-            from elastic_lm.pipeline.stages import reconstructor
-
-            model = reconstructor(local)(model, arch)
+        refit = local.model_copy(update={"export": local.export.model_copy(update={"distil_steps": 0})})
+        tune = member_tuner(refit)  # members are re-fitted at export: so are the baselines
+        if tune is not None:
+            model = tune(model, arch)
         export_subnetwork(model, arch, out_dir, tokenizer=tokenizer_from_config(local))
     return out_dir, digest.hexdigest()[:16]
 
@@ -109,21 +100,24 @@ def trained_baselines(
         return float(count_params(model_config, arch, include_embeddings=False))
 
     archs = baseline_archs(largest, shares, size)
+    steps = baseline_steps(config)
     root = run_dir / "benchmark-baselines"
     found, hashes = [], {}
     for name, arch in archs.items():
         folder, record = root / name, root / f"{name}.json"
         saved = json.loads(record.read_text()) if record.is_file() else {}
-        if folder.is_dir() and saved.get("arch") == arch.to_dict():  # re-use only the same cut
+        same = saved.get("arch") == arch.to_dict() and saved.get("steps", config.train.steps) == steps
+        if folder.is_dir() and same:  # re-use only the same cut and budget
             hashes[name] = saved["weights_sha256_16"]
         else:
             if folder.is_dir():  # an older, differently sized cut: set aside, never deleted
                 folder.rename(root / f".{name}.old-{int(time.time())}")
-            log(f"baseline {name}: distilling {config.train.steps} steps")
+            log(f"baseline {name}: distilling {steps} steps")
             tmp_folder = root / f".{name}.tmp"
             _, hashes[name] = train_baseline(config, arch, tmp_folder)
             tmp_folder.rename(folder)
-            record.write_text(json.dumps({"weights_sha256_16": hashes[name], "arch": arch.to_dict()}))
+            saved = {"weights_sha256_16": hashes[name], "arch": arch.to_dict(), "steps": steps}
+            record.write_text(json.dumps(saved))
         found.append((name, folder))
     first_name, first_arch = next(iter(archs.items()))
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,4 +127,4 @@ def trained_baselines(
     return found, {**check, "same": hashes[first_name] == again}
 
 
-__all__ = ["FixedStrategy", "baseline_archs", "train_baseline", "trained_baselines"]
+__all__ = ["baseline_archs", "baseline_steps", "train_baseline", "trained_baselines"]

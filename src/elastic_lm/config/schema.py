@@ -187,6 +187,12 @@ class ExportSection(Section):
         False, description="re-fit each exported member's output projections to the teacher (least squares)"
     )
     reconstruct_batches: PositiveInt = Field(16, description="training batches the re-fit reads")
+    distil_steps: int = Field(
+        0,
+        ge=0,
+        description="encoders: steps each exported member is distilled alone from the trained super-network "
+        "with train.losses before the re-fit (0: none; docs/training.md)",
+    )
 
 
 class EvalTask(DataConfig):

@@ -98,6 +98,7 @@ def search_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
 def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
     """Every Pareto member (at most ``export.max_models``) as a standalone model folder."""
     from elastic_lm.export import export_pareto
+    from elastic_lm.heal.encoder import member_tuner
 
     section = config.export
     exported = export_pareto(
@@ -105,37 +106,9 @@ def export_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:
         max_models=section.max_models,
         onnx=section.onnx,
         budget_marks=section.budget_marks,
-        tune=reconstructor(config) if section.reconstruct else None,
+        tune=member_tuner(config),
     )
     return {"models": [str(e.path) for e in exported]}
-
-
-def reconstructor(config: Config) -> Any:
-    """``tune(model, arch)`` for the export: a copy of the super-network whose sub-network ``arch``
-    is re-fitted to the teacher by layer-wise least squares on ``export.reconstruct_batches``
-    seeded training batches (docs/training.md)."""
-    import copy
-
-    from elastic_lm.heal.reconstruct import reconstruct_layers, teacher_prenorm_states
-    from elastic_lm.teacher import load_teacher, teacher_folder
-    from elastic_lm.train.build import data_from_config, fixed_batches, tokenizer_from_config
-
-    folder = teacher_folder(config, progress=False)
-    if folder is None:
-        raise ConfigError("export.reconstruct needs a teacher; set teacher.source (e.g. minilm-l6)")
-    teacher = load_teacher(folder, config.model.task)
-    train, _, collate, _ = data_from_config(config, tokenizer_from_config(config))
-    batches = fixed_batches(
-        train, collate, config.export.reconstruct_batches, config.train.batch_size, config.seed
-    )
-    states = teacher_prenorm_states(teacher, batches)
-
-    def tune(model: Any, arch: Any) -> Any:
-        fitted = copy.deepcopy(model)
-        reconstruct_layers(fitted, arch, teacher, batches, states=states)
-        return fitted
-
-    return tune
 
 
 def evaluate_stage(config: Config, run_dir: RunDirectory) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from elastic_lm.architecture import Architecture
 from elastic_lm.config import Config
 from elastic_lm.train.loop import TrainSettings, train_supernet
 from elastic_lm.train.losses import LOSSES, CombinedLoss, Loss
-from elastic_lm.train.strategies import StandardStrategy
+from elastic_lm.train.strategies import FixedSpace, StandardStrategy
 
 
 class OutputDistillationMSE(Loss):
@@ -33,21 +31,6 @@ class OutputDistillationMSE(Loss):
 
 
 LOSSES.setdefault(OutputDistillationMSE.name, OutputDistillationMSE)
-
-
-class FixedSpace:
-    """A one-member 'space': lets the super-network loop train one architecture (plain fine-tuning)."""
-
-    def __init__(self, arch: Architecture) -> None:
-        self.arch = arch
-
-    def largest(self) -> Architecture:
-        return self.arch
-
-    smallest = middle = largest
-
-    def sample(self, rng: random.Random) -> Architecture:
-        return self.arch
 
 
 def task_loss(task: str) -> str:
@@ -112,4 +95,4 @@ def train_fixed(
     model.eval()
 
 
-__all__ = ["FixedSpace", "OutputDistillationMSE", "distill_losses", "task_loss", "train_fixed"]
+__all__ = ["OutputDistillationMSE", "distill_losses", "task_loss", "train_fixed"]

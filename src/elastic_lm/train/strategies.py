@@ -121,6 +121,22 @@ class StandardStrategy(_Seeded):
         return [SubnetTask(self.space.largest(), self.target, "largest")]
 
 
+class FixedSpace:
+    """A one-member 'space': the loop trains one architecture with :class:`StandardStrategy`
+    (fine-tuning a pruned model, distilling an exported member or a hand-designed baseline alone)."""
+
+    def __init__(self, arch: Architecture) -> None:
+        self.arch = arch
+
+    def largest(self) -> Architecture:
+        return self.arch
+
+    smallest = middle = largest
+
+    def sample(self, rng: random.Random) -> Architecture:
+        return self.arch
+
+
 class RandomStrategy(_Seeded):
     """One uniformly sampled sub-network per step."""
 
@@ -365,6 +381,7 @@ def make_strategy(name: str, space: SearchSpaceLike, **kwargs: Any) -> Strategy:
 __all__ = [
     "STRATEGIES",
     "BinnedStrategy",
+    "FixedSpace",
     "InplaceDistillStrategy",
     "ProgressiveShrinkingStrategy",
     "RandomStrategy",

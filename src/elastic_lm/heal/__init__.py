@@ -2,7 +2,8 @@
 plus the representation losses of :mod:`elastic_lm.train.losses`), then re-evaluated.
 
 :mod:`.distill` is the loop, :mod:`.baselines` the layer-dropping and uniform-width comparisons,
-:mod:`.run` the ``heal`` stage of the decoder recipe.
+:mod:`.run` the ``heal`` stage of the decoder recipe. For encoders, :mod:`.reconstruct` (least-squares
+re-fit) and :mod:`.encoder` (a member distilled alone) act at export, on the super-network.
 """
 
 from elastic_lm.heal.distill import HealBudget, HealResult, heal_model, kd_divergence

@@ -12,24 +12,15 @@ import torch
 from elastic_lm.config import load_config
 from elastic_lm.errors import ConfigError
 from elastic_lm.heal.encoder import distil_member, member_tuner
+from elastic_lm.pipeline.objectives import METRICS, MetricContext
 from elastic_lm.train.build import build_training, fixed_batches
-from elastic_lm.train.representation import sentence_embeddings, unmasked_inputs
 from prune_fixtures import sentiment_rows, tiny_bert
 from test_distil_path import _job
 
 
 def _cosine(model: Any, arch: Any, teacher: Any, batches: list[dict[str, Any]]) -> float:
-    """Mean cosine of the member's sentence embeddings to the teacher's (the search's objective)."""
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad(), model.using(arch):
-        for batch in batches:
-            inputs = unmasked_inputs(batch, torch.device("cpu"))
-            s = sentence_embeddings(model, inputs)
-            t = torch.nn.functional.normalize(sentence_embeddings(teacher, inputs)[:, : s.shape[-1]], dim=-1)
-            total += float((s * t).sum())
-            count += s.shape[0]
-    return total / count
+    """Mean cosine of the member's sentence embeddings to the teacher's: the search's objective."""
+    return METRICS["teacher_cosine"].make(MetricContext(model, batches, teacher=teacher))(arch)
 
 
 def _state(model: Any) -> dict[str, torch.Tensor]:

@@ -284,16 +284,21 @@ def test_enqueued_seeds_leave_the_search_seed_to_the_config(tmp_path: Path) -> N
 
 def test_the_search_first_spreads_members_over_size(run_dir: Path) -> None:
     """After the smallest, largest and middle members, the search evaluates ``search.front_bins``
-    members spread over non-embedding size (pipeline/search_stage.py size_design); 0 turns it off."""
+    members spread over non-embedding size (prune/coverage.py size_design); 0 turns it off."""
     from elastic_lm.architecture import Architecture
-    from elastic_lm.pipeline.search_stage import size_design
+    from elastic_lm.metrics.size import count_params
+    from elastic_lm.prune.coverage import size_design
 
     saved = load_supernet(supernet_folder(run_dir))
-    design = size_design(saved.model, saved.space, 3, 12, seed=0)
+
+    def size(arch: Architecture) -> float:
+        return float(count_params(saved.model.config, arch, include_embeddings=False))
+
+    design = size_design(saved.space, size, 3, 12, seed=0)
     assert len(design) == 3
     assert main(["search", *config_args(run_dir, 12, "--set", "search.front_bins=3")]) == 0
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
     early = [Architecture.from_dict(t["architecture"]).key() for t in trials[:6]]
     assert all(a.key() in early for a in design)
-    assert size_design(saved.model, saved.space, 0, 12, seed=0) == []
-    assert size_design(saved.model, saved.space, 8, 6, seed=0) == []  # no room: at most half the trials
+    assert size_design(saved.space, size, 0, 12, seed=0) == []
+    assert size_design(saved.space, size, 8, 6, seed=0) == []  # no room: at most half the trials

@@ -22,6 +22,7 @@ from elastic_lm.errors import ConfigError
 from elastic_lm.export.supernet import load_supernet, supernet_folder
 from elastic_lm.io import atomic_write_json, atomic_write_text
 from elastic_lm.pipeline.objectives import (
+    METRICS,
     MetricContext,
     build_constraints,
     build_objectives,
@@ -156,7 +157,10 @@ def run_search_stage(
     store = storage or section.storage or str(search_dir / "study.db")
     name = study_name(config, store, shared=store != str(search_dir / "study.db"))
     existing = _existing_trials(store, name)
-    design = size_design(model, space, section.front_bins, n_trials, config.seed)
+    from elastic_lm.prune.coverage import size_design
+
+    size = METRICS["params_nonembedding"].make(ctx)
+    design = size_design(space, size, section.front_bins, n_trials, config.seed)
     result = run_search(
         space,
         objectives,
@@ -191,25 +195,6 @@ def run_search_stage(
     }
     run_dir.mark_done("search", inputs_hash("search", config), started, outputs)
     return SearchStageResult(search_dir, files["n_trials"], files["pareto"], result.hypervolume(), check)
-
-
-def size_design(model: Any, space: Any, bins: int, n_trials: int, seed: int) -> list[Any]:
-    """Members spread over non-embedding size, evaluated first (at most half of the trials).
-
-    Evolution from a random start piles up where the front is densest: on the cpu encoder run, 7 of
-    300 trials were above half the teacher's size and none between 62 % and the full model, so the
-    75 % budget mark exported a 54 % member (docs/benchmarks.md)."""
-    from elastic_lm.metrics.size import count_params
-    from elastic_lm.prune.coverage import binned_design
-
-    room = min(bins, max(n_trials // 2 - 3, 0))
-    if room == 0 or not hasattr(space, "neighbours"):
-        return []
-
-    def size(arch: Any) -> float:
-        return float(count_params(model.config, arch, include_embeddings=False))
-
-    return binned_design(space, size, room, seed=seed)
 
 
 def _storage(store: str) -> Any:

@@ -70,6 +70,21 @@ def binned_design(
     return chosen
 
 
+def size_design(
+    space: Any, size_fn: Callable[[Architecture], float], bins: int, n_trials: int, seed: int
+) -> list[Architecture]:
+    """:func:`binned_design` for a search of ``n_trials``: at most ``bins`` members, and at most half
+    the trials after the smallest, largest and middle (nothing for a space without neighbours).
+
+    Evolution from a random start piles up where the front is densest: on the cpu encoder run, 7 of
+    300 trials were above half the teacher's size and none between 62 % and the full model, so the
+    75 % budget mark exported a 54 % member (docs/benchmarks.md)."""
+    room = min(bins, max(n_trials // 2 - 3, 0))
+    if room == 0 or not hasattr(space, "neighbours"):
+        return []
+    return binned_design(space, size_fn, room, seed=seed)
+
+
 def covering_front(
     trials: Sequence[dict[str, Any]],
     front: Sequence[int],
@@ -210,5 +225,6 @@ __all__ = [
     "candidate_pool",
     "covering_front",
     "front_gaps",
+    "size_design",
     "tied_members",
 ]

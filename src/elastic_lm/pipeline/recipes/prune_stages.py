@@ -16,7 +16,7 @@ from elastic_lm.export.load import load_exported, measure_ms, update_card
 from elastic_lm.importance import importance_scores, reorder_by_importance
 from elastic_lm.io import atomic_write_json
 from elastic_lm.prune import final
-from elastic_lm.prune.coverage import covering_front, tied_members
+from elastic_lm.prune.coverage import covering_front, size_design, tied_members
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.objectives import UNITS, prune_objectives
 from elastic_lm.prune.parts import PruneParts
@@ -167,7 +167,6 @@ def front_design(parts: PruneParts, supernet: Any, space: Any) -> list[Architect
     """Members evaluated first (at most half of the trials): with ``prune.warm_start`` the Fisher
     answer at each post-training target, then members spread over non-embedding size."""
     from elastic_lm.metrics.size import count_params
-    from elastic_lm.pipeline.search_stage import size_design
 
     config, p = parts.config, parts.config.prune
     room = max(config.search.trials // 2 - 3, 0)
@@ -188,7 +187,7 @@ def front_design(parts: PruneParts, supernet: Any, space: Any) -> list[Architect
             space, size, sublayers(supernet), scores, p.post_training.targets, seed=config.seed
         ):
             design.setdefault(arch.key(), arch)
-    for arch in size_design(supernet, space, p.front_bins, config.search.trials, config.seed):
+    for arch in size_design(space, size, p.front_bins, config.search.trials, config.seed):
         design.setdefault(arch.key(), arch)
     return list(design.values())[:room]
 

@@ -39,7 +39,7 @@ def test_override_parses_yaml_scalars() -> None:
         (["train.stepz=1"], "'train.stepz' is not a known key; allowed keys here: batch_size"),
         (["model.task=translation"], "'model.task' has bad value 'translation'"),
         (["nonsense=1"], "'nonsense' is not a known key"),
-        (["train.steps=0"], "'train.steps' has bad value 0"),
+        (["train.steps=-1"], "'train.steps' has bad value -1"),
         (["train.steps"], "must look like section.key=value"),
     ],
 )

@@ -166,3 +166,26 @@ def test_search_seeds_keep_the_best_layers_and_spread_over_size() -> None:
         space.validate(arch)
         kept = [i for i, la in enumerate(arch.layers) if not la.is_identity]
         assert kept in ([0, 1, 2, 3], [0, 2, 3], [0, 3])  # dropped in order of the scores
+
+
+def test_zero_train_steps_keep_the_source_model(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    """``train.steps: 0`` skips super-network training: the saved super-network is the reordered source,
+    so its largest sub-network computes the source's logits (reordering is a permutation)."""
+    from elastic_lm.export.supernet import load_supernet
+    from elastic_lm.pipeline.run import run_pipeline
+
+    config = tiny_config(tmp_path, tiny_tokenizer)
+    config.train.steps = 0
+    outcomes = run_pipeline(config, until="train", log=None, progress=False)
+    assert [o.stage for o in outcomes] == ["teacher", "train"]
+    saved = load_supernet(config.run_dir / "train" / "supernet")
+    source = LlamaForCausalLM.from_pretrained(config.model.source).eval()
+    ids = torch.tensor([[5, 7, 9, 11, 13, 15, 17, 19]])
+    with torch.no_grad(), saved.model.eval().using(saved.space.largest()):
+        elastic = saved.model(input_ids=ids).logits
+    with torch.no_grad():
+        expected = source(input_ids=ids).logits
+    assert torch.allclose(elastic, expected, atol=1e-5)
+    assert not list((config.run_dir / "train").glob("train/checkpoint-*"))

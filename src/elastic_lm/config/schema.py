@@ -83,7 +83,9 @@ class LossSpec(Section):
 class TrainSection(Section):
     """Super-network training."""
 
-    steps: PositiveInt = 200
+    steps: NonNegativeInt = Field(
+        200, description="0: no training; the super-network is the (reordered) source model as it is"
+    )
     batch_size: PositiveInt = 16
     grad_accumulation: PositiveInt = 1
     learning_rate: float = Field(5e-4, gt=0)

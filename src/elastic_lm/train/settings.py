@@ -69,7 +69,9 @@ class TrainSettings:
 
     def validate(self) -> None:
         """Every bad value is a ConfigError naming the field, the value and a fix."""
-        positive = ("steps", "batch_size", "grad_accumulation", "checkpoint_every", "eval_every")
+        if int(self.steps) < 0:
+            raise ConfigError(f"train.steps={self.steps} must be >= 0 (0: the source model, untrained)")
+        positive = ("batch_size", "grad_accumulation", "checkpoint_every", "eval_every")
         for name in (*positive, "keep_checkpoints", "eval_batches"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}={getattr(self, name)} must be >= 1")

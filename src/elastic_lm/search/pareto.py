@@ -13,6 +13,7 @@ report can use it on a copied run folder.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import TypeVar
 
 import numpy as np
@@ -179,12 +180,14 @@ def step_line(
 
 
 def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | None) -> list[T]:
-    """At most ``max_items`` of ``items``, their ``value``s evenly spaced from the lowest to the
-    highest (both kept), sorted by value.
+    """At most ``max_items`` of ``items`` spread over their ``value`` (lowest and highest kept), sorted
+    by value, with the **smallest possible largest gap** between neighbours.
 
-    For each of ``max_items`` evenly spaced targets the nearest item not yet taken is picked:
-    spacing by value, not by rank, so a crowd of near-identical small members does not push out the
-    one member in a wide gap of the front (often the one a user wants).
+    The gap is what a user with a budget meets: a member missing from a wide gap of the front is the
+    one they wanted. So the fewest items that achieve the smallest achievable largest gap come first
+    (each jump the farthest one within it), then each remaining slot splits the widest gap left (the
+    item nearest its middle). A crowd of near-identical small members never pushes out the one member
+    in a wide gap.
     """
     ordered = sorted(items, key=value)
     if max_items is None or len(ordered) <= max_items:
@@ -192,12 +195,35 @@ def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | Non
     if max_items <= 1:
         return ordered[:max_items]
     values = [value(item) for item in ordered]
-    low, high = values[0], values[-1]
-    left = list(range(len(ordered)))
-    taken = []
-    for i in range(max_items):
-        target = low + (high - low) * i / (max_items - 1)
-        nearest = min(left, key=lambda j: (abs(values[j] - target), j))
-        left.remove(nearest)
-        taken.append(nearest)
+    candidates = sorted({b - a for i, a in enumerate(values) for b in values[i + 1 :]})
+    low, high = 0, len(candidates) - 1  # the range itself always fits in two items
+    while low < high:
+        mid = (low + high) // 2
+        if len(_jumps(values, candidates[mid])) <= max_items:
+            high = mid
+        else:
+            low = mid + 1
+    taken = set(_jumps(values, candidates[low]))
+    while len(taken) < max_items:
+        chosen = sorted(taken)
+        a, b = max(pairwise(chosen), key=lambda pair: (values[pair[1]] - values[pair[0]], -pair[0]))
+        middle = (values[a] + values[b]) / 2
+        inside = list(range(a + 1, b))
+        if not inside:  # every gap is between neighbours: take the nearest untaken anywhere
+            inside = [j for j in range(len(values)) if j not in taken]
+        taken.add(min(inside, key=lambda j: (abs(values[j] - middle), j)))
     return [ordered[j] for j in sorted(taken)]
+
+
+def _jumps(values: Sequence[float], gap: float) -> list[int]:
+    """Indices from the first to the last of sorted ``values``, each the farthest within ``gap`` of
+    the one before (the fewest items with no gap above ``gap``; an unbridgeable gap is crossed by one
+    step to the next item)."""
+    path, j = [0], 0
+    while j < len(values) - 1:
+        reach = j + 1
+        while reach + 1 < len(values) and values[reach + 1] - values[j] <= gap:
+            reach += 1
+        path.append(reach)
+        j = reach
+    return path

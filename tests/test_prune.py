@@ -255,6 +255,18 @@ def test_tuning_the_supernet_or_the_search_does_not_redo_the_baselines(tmp_path:
     assert hashes(search__eval_batch_size=32)["baselines"] != base["baselines"]
 
 
+def test_settings_only_the_nas_recipe_reads_leave_every_pruning_stage_as_done(tmp_path: Path) -> None:
+    from elastic_lm.pipeline.recipes.prune import STAGES, stage_hash
+
+    def hashes(**over: object) -> dict[str, str]:
+        config = validate_config(prune_config(tmp_path, **over))
+        return {s: stage_hash(s, config) for s in STAGES if s != "report"}
+
+    base = hashes()
+    assert hashes(search__front_bins=0, export__distil_steps=50) == base
+    assert hashes(prune__front_bins=0)["search"] != base["search"]  # the pruning design's own setting
+
+
 @pytest.mark.parametrize("score", ["activation", "fisher"])
 def test_importance_is_chosen_by_name_and_sorts_the_fine_tuned_model(tmp_path: Path, score: str) -> None:
     """``prune.importance`` scores with the importance home by name; the reorder keeps the function."""

@@ -54,6 +54,12 @@ _UNREAD: dict[str, dict[str, tuple[str, ...]]] = {
 }  # fmt: skip
 
 
+# Settings of the NAS recipe that no pruning stage reads (its design is ``prune.front_bins``; the NAS
+# export's ``distil_steps`` tunes nothing here): kept out of every hash, so that a new NAS setting does
+# not make finished pruning runs redo their search and baselines.
+_NAS_ONLY: dict[str, tuple[str, ...]] = {"search": ("front_bins",), "export": ("distil_steps",)}
+
+
 def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None) -> dict[str, Any]:
     """What ``stage``'s output depends on: config values, or (report) the records it shows."""
     if stage == "report":
@@ -61,7 +67,7 @@ def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None
         return {s: rec.finished_at for s in REPORT_READS if (rec := run_dir.record(s)) is not None}
     data = config.model_dump(mode="json")
     sections, prune_keys = _INPUTS[stage]
-    unread = _UNREAD.get(stage, {})
+    unread = {name: (*_UNREAD.get(stage, {}).get(name, ()), *_NAS_ONLY.get(name, ())) for name in sections}
     relevant = {
         name: {k: v for k, v in data[name].items() if k not in unread.get(name, ())}
         if isinstance(data[name], dict)

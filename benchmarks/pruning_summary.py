@@ -66,7 +66,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's summary fields over every run (NAS and post-training modes reported apart)."""
     nas = [r for r in runs if r.get("mode", "nas") == "nas"]
     post = [r for r in runs if r.get("mode") == "post-training"]
-    out: dict[str, Any] = {}
+    present = sorted(f"{r['task']}-s{r['seed']}-{r.get('mode', 'nas')}" for r in runs)
+    out: dict[str, Any] = {"runs_present": present}
     if nas:
         per_run = {f"{r['task']}-s{r['seed']}": margins(r) for r in nas}
         kinds = sorted({k for m in per_run.values() for k in m})

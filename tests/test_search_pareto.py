@@ -156,8 +156,8 @@ def test_spread_spaces_by_value_so_a_lone_member_in_a_gap_is_kept() -> None:
 
 
 def test_spread_keeps_the_largest_gap_as_small_as_the_full_set_allows() -> None:
-    # a real covering set (movie sentiment, cpu budget, millions of non-embedding params): evenly
-    # spaced targets picked 8.53 for 8.46 and left 8.53 -> 10.21 (1.68); 8.78 keeps every gap <= 1.47
+    # a real covering set (movie sentiment, cpu budget, millions of non-embedding params): the member
+    # nearest each of 10 evenly spaced sizes left 8.53 -> 10.21 (1.68); taking 8.78 keeps gaps <= 1.47
     sizes = [0.25, 0.3, 0.4, 0.45, 0.64, 1.05, 1.54, 1.64, 1.64, 2.62, 3.85, 4.84, 6.31, 6.81, 7.54,
              8.53, 8.78, 10.21, 10.8]  # fmt: skip
 

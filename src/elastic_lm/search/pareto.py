@@ -185,9 +185,9 @@ def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | Non
 
     The gap is what a user with a budget meets: a member missing from a wide gap of the front is the
     one they wanted. So the fewest items that achieve the smallest achievable largest gap come first
-    (each jump the farthest one within it), then each remaining slot splits the widest gap left (the
-    item nearest its middle). A crowd of near-identical small members never pushes out the one member
-    in a wide gap.
+    (each jump the farthest one within it), then each remaining slot splits the widest gap that still
+    holds an item (the item nearest its middle). A crowd of near-identical small members never pushes
+    out the one member in a wide gap.
     """
     ordered = sorted(items, key=value)
     if max_items is None or len(ordered) <= max_items:
@@ -204,14 +204,11 @@ def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | Non
         else:
             low = mid + 1
     taken = set(_jumps(values, candidates[low]))
-    while len(taken) < max_items:
-        chosen = sorted(taken)
-        a, b = max(pairwise(chosen), key=lambda pair: (values[pair[1]] - values[pair[0]], -pair[0]))
+    while len(taken) < max_items:  # both ends are taken, so an untaken item lies inside some gap
+        splittable = [(a, b) for a, b in pairwise(sorted(taken)) if b - a > 1]
+        a, b = max(splittable, key=lambda pair: (values[pair[1]] - values[pair[0]], -pair[0]))
         middle = (values[a] + values[b]) / 2
-        inside = list(range(a + 1, b))
-        if not inside:  # every gap is between neighbours: take the nearest untaken anywhere
-            inside = [j for j in range(len(values)) if j not in taken]
-        taken.add(min(inside, key=lambda j: (abs(values[j] - middle), j)))
+        taken.add(min(range(a + 1, b), key=lambda j: (abs(values[j] - middle), j)))
     return [ordered[j] for j in sorted(taken)]
 
 

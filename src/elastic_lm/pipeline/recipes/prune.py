@@ -69,7 +69,7 @@ def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None
     sections, prune_keys = _INPUTS[stage]
     unread = {name: (*_UNREAD.get(stage, {}).get(name, ()), *_NAS_ONLY.get(name, ())) for name in sections}
     relevant = {
-        name: {k: v for k, v in data[name].items() if k not in unread.get(name, ())}
+        name: {k: v for k, v in data[name].items() if k not in unread[name]}
         if isinstance(data[name], dict)
         else data[name]
         for name in sections

@@ -7,6 +7,7 @@ baselines at the same sizes, and of the teacher itself, all with one budget), th
 object with the issue's fields:
 
 - ``teacher_perplexity`` (test split of the recipe's corpus) and ``teacher_healed_perplexity``;
+- ``distilled_from``: the source model, or the healed teacher (``heal.teacher_correction``);
 - ``members``: per kind (ours, layer-drop, uniform-width) and size (75, 60): perplexity before / after
   healing, ``params_nonembedding``, ``decode_ms_per_token``, ``prefill_ms``;
 - ``ppl_ratio_at_75`` / ``ppl_ratio_at_60``: ours after healing over the teacher healed the same way;
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": "SmolLM2-135M (packaged GGUF, de-quantised)",
         "corpus": f"{config.data.source}, test split {config.data.test_ratio}",
         "heal_budget": results["budget"],
+        "distilled_from": results.get("distilled_from", "the source model"),  # heal.teacher_correction
         **summarise(results),
     }
     ours60 = out["members"].get("ours@60")

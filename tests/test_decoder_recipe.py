@@ -189,3 +189,48 @@ def test_zero_train_steps_keep_the_source_model(
         expected = source(input_ids=ids).logits
     assert torch.allclose(elastic, expected, atol=1e-5)
     assert not list((config.run_dir / "train" / "checkpoints").glob("*"))  # no step was taken
+
+
+def test_teacher_correction_distils_from_the_healed_teacher(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``heal.teacher_correction``: the teacher is healed first (from the source model), and the members
+    then distil from that healed teacher, not from the source."""
+    from safetensors.torch import load_file
+
+    import elastic_lm.heal.run as heal_run
+    from elastic_lm.pipeline.run import run_pipeline
+
+    config = tiny_config(tmp_path, tiny_tokenizer, targets=[0.75], teacher_correction=True)
+    config.train.steps = 0
+    run_pipeline(config, until="export", log=None, progress=False)
+    targets: list[torch.Tensor] = []
+    real = heal_run.heal_model
+
+    def spy(student: torch.nn.Module, teacher: torch.nn.Module, *args: object, **kwargs: object) -> object:
+        targets.append(teacher.get_input_embeddings().weight.detach().clone())
+        return real(student, teacher, *args, **kwargs)
+
+    monkeypatch.setattr(heal_run, "heal_model", spy)
+    heal_run.run_heal(config, config.run_dir, log=None)
+    results = json.loads((config.run_dir / "heal" / "results.json").read_text())
+    assert results["distilled_from"] == "heal/teacher"
+    assert [m["kind"] for m in results["members"]] == ["ours", "teacher"]
+    assert len(targets) == 2  # the teacher first, then the member
+    healed = load_file(config.run_dir / "heal" / "teacher" / "model.safetensors")["model.embed_tokens.weight"]
+    source = LlamaForCausalLM.from_pretrained(config.model.source).get_input_embeddings().weight
+    assert not torch.allclose(healed, source)  # healing moved the teacher
+    assert torch.allclose(targets[0], source)
+    assert torch.equal(targets[1], healed)
+
+
+def test_teacher_correction_needs_the_teacher_healed(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase
+) -> None:
+    from elastic_lm.errors import ConfigError
+    from elastic_lm.heal.run import run_heal
+
+    config = tiny_config(tmp_path, tiny_tokenizer, teacher=False, teacher_correction=True)
+    with pytest.raises(ConfigError, match=r"heal\.teacher_correction"):
+        run_heal(config, config.run_dir, log=None)
+    assert not (config.run_dir / "heal").exists()  # refused before anything was written

@@ -383,6 +383,11 @@ class HealSection(Section):
     baselines: bool = Field(False, description="also heal layer dropping (ShortGPT) and uniform width")
     layer_score: Literal["block", "removal_perplexity"] = "block"
     teacher: bool = Field(True, description="also train the full model with the same budget (ppl ratios)")
+    teacher_correction: bool = Field(
+        False,
+        description="heal the teacher first, then distil every member and baseline from the healed "
+        "teacher instead of the source model (Minitron's teacher correction); needs heal.teacher",
+    )
     eval_batches: PositiveInt = Field(16, description="test-split batches for perplexity")
     importance_batches: PositiveInt = Field(4, description="batches for the baselines' block scores")
     timing_repeats: PositiveInt = Field(

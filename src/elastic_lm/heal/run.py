@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from elastic_lm.config import Config
-from elastic_lm.errors import DataError
+from elastic_lm.errors import ConfigError, DataError
 from elastic_lm.heal.distill import HealBudget, heal_model, kd_divergence, perplexity
 from elastic_lm.io import atomic_write_json
 
@@ -112,10 +112,9 @@ class Healer:
         folder = teacher_folder(teacher_config, progress=False)
         if folder is None:
             raise DataError("heal: no teacher to heal against; set model.source or teacher.source")
-        self.teacher = load_teacher(folder, "causal-lm").eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = _frozen(load_teacher(folder, "causal-lm"))
         self.teacher_params = nonembedding_params(self.teacher)
+        self.kd_teacher: torch.nn.Module = self.teacher  # what healing distils from (see run_heal)
         self.budget = HealBudget.from_section(h, config.seed)
         self.losses = [{"name": s.name, "weight": s.weight, **s.options} for s in h.losses]
 
@@ -177,19 +176,19 @@ class Healer:
         params = nonembedding_params(model)
         before = {
             "perplexity": perplexity(model, self.test),
-            "kd": kd_divergence(model, self.teacher, self.kd_batches),
+            "kd": kd_divergence(model, self.kd_teacher, self.kd_batches),
         }
         record: dict[str, Any] = {"name": name, "kind": kind, "target": target, "params_nonembedding": params}
         record.update(fraction=params / self.teacher_params, before=before)
         started = time.perf_counter()
         kept = _kept_layers(folder)
         result = heal_model(
-            model, self.teacher, self.train, self.collate, self.budget, self.losses, self.log, kept
+            model, self.kd_teacher, self.train, self.collate, self.budget, self.losses, self.log, kept
         )
         record["heal"] = {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 2)}
         record["after"] = {
             "perplexity": perplexity(model, self.test),
-            "kd": kd_divergence(model, self.teacher, self.kd_batches),
+            "kd": kd_divergence(model, self.kd_teacher, self.kd_batches),
             "samples": self.samples(model),
         }
         record["seconds"] = round(time.perf_counter() - started, 2)
@@ -229,10 +228,16 @@ def save_model(model: PreTrainedModel, tokenizer: Any, out: Path, template: Path
 
 
 def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None = print) -> dict[str, Any]:
-    """The heal stage: members, then (``heal.baselines``) layer dropping and uniform width, then the
-    teacher itself with the same budget."""
-    healer = Healer(config, run_root, log)
+    """The heal stage: members, then (``heal.baselines``) layer dropping and uniform width, and the
+    teacher itself with the same budget (first, when ``heal.teacher_correction``: everything else then
+    distils from the healed teacher)."""
     h = config.heal
+    if h.teacher_correction and not h.teacher:
+        raise ConfigError("heal.teacher_correction needs heal.teacher: true (it distils from the healed one)")
+    healer = Healer(config, run_root, log)
+    teacher = _heal_teacher(healer) if h.teacher_correction else None
+    if teacher is not None:
+        healer.kd_teacher = _frozen(load_causal(run_root / teacher["path"]))
     records = []
     members = chosen_members(run_root, list(h.targets), healer.teacher_params)
     done: dict[str, dict[str, Any]] = {}
@@ -243,16 +248,8 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
         records.append(record)
     if h.baselines:
         records += _baselines(healer, [r["target"] or r["fraction"] for r in records])
-    teacher = None
-    if h.teacher:
-        from elastic_lm.export import export_subnetwork
-
-        folder = run_root / "heal" / "baselines" / "teacher"  # the full model, stock class, as members are
-        full = healer.teacher.backbone.largest()
-        export_subnetwork(
-            healer.teacher, full, folder, tokenizer=healer.tokenizer, provenance={"baseline": "teacher"}
-        )
-        teacher = healer.heal("teacher", "teacher", load_causal(folder), folder, 1.0)
+    if h.teacher and teacher is None:
+        teacher = _heal_teacher(healer)
     timed, timing = healer.retime([r["name"] for r in records] + (["teacher"] if teacher else []))
     for r in records + ([teacher] if teacher else []):
         r.update(timed[r["name"]])
@@ -261,12 +258,32 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
         "teacher_perplexity": perplexity(healer.teacher, healer.test),
         "teacher_healed_perplexity": None if teacher is None else teacher["after"]["perplexity"],
         "budget": {"tokens": h.tokens, "minutes": h.minutes, "batch_size": h.batch_size, "top_k": h.top_k},
+        "distilled_from": "heal/teacher" if h.teacher_correction else "the source model",
         "members": records + ([teacher] if teacher else []),
         "timing": timing,
     }
     atomic_write_json(run_root / "heal" / "results.json", results)
     healed = len(records) + (teacher is not None)
     return {"healed": healed, "teacher_perplexity": results["teacher_perplexity"]}
+
+
+def _heal_teacher(healer: Healer) -> dict[str, Any]:
+    """The full model, exported as a stock folder like the members, healed from the source model."""
+    from elastic_lm.export import export_subnetwork
+
+    folder = healer.root / "heal" / "baselines" / "teacher"
+    full = healer.teacher.backbone.largest()
+    export_subnetwork(
+        healer.teacher, full, folder, tokenizer=healer.tokenizer, provenance={"baseline": "teacher"}
+    )
+    return healer.heal("teacher", "teacher", load_causal(folder), folder, 1.0)
+
+
+def _frozen(model: Any) -> Any:
+    """``model`` in eval mode with no parameter that trains (a distillation target)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
 
 
 def _baselines(healer: Healer, fractions: list[float]) -> list[dict[str, Any]]:

@@ -227,10 +227,13 @@ def test_teacher_correction_distils_from_the_healed_teacher(
 def test_teacher_correction_needs_the_teacher_healed(
     tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase
 ) -> None:
+    """Refused when the config is read, before any stage runs."""
+    from elastic_lm.config.loading import validate_config
     from elastic_lm.errors import ConfigError
-    from elastic_lm.heal.run import run_heal
 
-    config = tiny_config(tmp_path, tiny_tokenizer, teacher=False, teacher_correction=True)
-    with pytest.raises(ConfigError, match=r"heal\.teacher_correction"):
-        run_heal(config, config.run_dir, log=None)
-    assert not (config.run_dir / "heal").exists()  # refused before anything was written
+    data = tiny_config(tmp_path, tiny_tokenizer).model_dump(mode="json")
+    data["heal"].update(teacher=False, teacher_correction=True)
+    with pytest.raises(ConfigError, match=r"teacher_correction needs heal\.teacher"):
+        validate_config(data)
+    data["heal"]["teacher"] = True
+    assert validate_config(data).heal.teacher_correction

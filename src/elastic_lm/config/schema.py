@@ -394,6 +394,13 @@ class HealSection(Section):
         5, description="rounds of the final decode timing (every healed model once per round, median)"
     )
 
+    @model_validator(mode="after")
+    def _correction_needs_the_teacher(self) -> HealSection:
+        """Checked with the config, not at the heal stage an hour later."""
+        if self.teacher_correction and not self.teacher:
+            raise ValueError("teacher_correction needs heal.teacher: true (its target is the healed model)")
+        return self
+
 
 class Config(Section):
     """A whole job: every command reads the sections it needs from this one object."""

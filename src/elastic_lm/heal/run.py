@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 
 from elastic_lm.config import Config
-from elastic_lm.errors import ConfigError, DataError
+from elastic_lm.errors import DataError
 from elastic_lm.heal.distill import HealBudget, heal_model, kd_divergence, perplexity
 from elastic_lm.io import atomic_write_json
 
@@ -232,8 +232,6 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
     teacher itself with the same budget (first, when ``heal.teacher_correction``: everything else then
     distils from the healed teacher)."""
     h = config.heal
-    if h.teacher_correction and not h.teacher:
-        raise ConfigError("heal.teacher_correction needs heal.teacher: true (it distils from the healed one)")
     healer = Healer(config, run_root, log)
     teacher = _heal_teacher(healer) if h.teacher_correction else None
     if teacher is not None:

@@ -233,9 +233,10 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
     distils from the healed teacher)."""
     h = config.heal
     healer = Healer(config, run_root, log)
-    teacher = _heal_teacher(healer) if h.teacher_correction else None
-    if teacher is not None:
-        healer.kd_teacher = _frozen(load_causal(run_root / teacher["path"]))
+    teacher = None
+    if h.teacher_correction:
+        teacher, corrected = _heal_teacher(healer)
+        healer.kd_teacher = _frozen(corrected)  # the healed weights in memory, as saved to heal/teacher
     records = []
     members = chosen_members(run_root, list(h.targets), healer.teacher_params)
     done: dict[str, dict[str, Any]] = {}
@@ -247,7 +248,7 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
     if h.baselines:
         records += _baselines(healer, [r["target"] or r["fraction"] for r in records])
     if h.teacher and teacher is None:
-        teacher = _heal_teacher(healer)
+        teacher, _ = _heal_teacher(healer)
     timed, timing = healer.retime([r["name"] for r in records] + (["teacher"] if teacher else []))
     for r in records + ([teacher] if teacher else []):
         r.update(timed[r["name"]])
@@ -265,8 +266,9 @@ def run_heal(config: Config, run_root: Path, log: Callable[[str], None] | None =
     return {"healed": healed, "teacher_perplexity": results["teacher_perplexity"]}
 
 
-def _heal_teacher(healer: Healer) -> dict[str, Any]:
-    """The full model, exported as a stock folder like the members, healed from the source model."""
+def _heal_teacher(healer: Healer) -> tuple[dict[str, Any], PreTrainedModel]:
+    """The full model, exported as a stock folder like the members, healed from the source model:
+    its record and the healed model."""
     from elastic_lm.export import export_subnetwork
 
     folder = healer.root / "heal" / "baselines" / "teacher"
@@ -274,7 +276,8 @@ def _heal_teacher(healer: Healer) -> dict[str, Any]:
     export_subnetwork(
         healer.teacher, full, folder, tokenizer=healer.tokenizer, provenance={"baseline": "teacher"}
     )
-    return healer.heal("teacher", "teacher", load_causal(folder), folder, 1.0)
+    model = load_causal(folder)
+    return healer.heal("teacher", "teacher", model, folder, 1.0), model
 
 
 def _frozen(model: Any) -> Any:

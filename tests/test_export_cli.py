@@ -207,3 +207,27 @@ def test_set_without_a_config_is_a_one_line_error(
                             "--budget", "quick"])  # fmt: skip
     assert "--set and --budget apply to a run's config, i.e. with --pareto" in err
     assert not (run / "export").exists()
+
+
+def test_best_under_budget_takes_the_best_quality_not_the_largest() -> None:
+    """On a front that also ranks decode time, the largest member that fits can be faster and worse;
+    the budget's choice is the lowest perplexity among those that fit, counted as asked."""
+    from elastic_lm.export.pareto import best_under_budget
+    from elastic_lm.report.records import Trial
+
+    def trial(number: int, ppl: float, params: float, ms: float) -> Trial:
+        metrics = {"perplexity": ppl, "params_nonembedding": params, "decode_ms_per_token": ms}
+        return Trial(number, None, metrics)
+
+    names = ("perplexity", "params_nonembedding", "decode_ms_per_token")
+    directions = dict.fromkeys(names, "minimize")
+    front = [trial(0, 80.0, 100.0, 38.0), trial(3, 216.0, 58.0, 26.5), trial(10, 299.0, 59.9, 25.8)]
+    chosen = best_under_budget(front, directions, 60, None, embeddings=False)  # type: ignore[arg-type]
+    assert chosen is not None
+    assert chosen.number == 3
+    assert best_under_budget(front, directions, 57, None, embeddings=False) is None  # type: ignore[arg-type]
+    # the quality objective is found wherever it sits among the objectives
+    reordered = dict.fromkeys(names[1:] + names[:1], "minimize")
+    full = best_under_budget(front, reordered, 100, None, embeddings=False)  # type: ignore[arg-type]
+    assert full is not None
+    assert full.number == 0

@@ -368,7 +368,7 @@ class HealSection(Section):
     targets: list[float] = Field(
         default_factory=list,
         description="fractions of the teacher's non-embedding parameters (e.g. [0.75, 0.6]): heal the "
-        "largest exported member at or under each; empty: every exported member",
+        "Pareto member with the best quality objective at or under each; empty: every exported member",
     )
     tokens: PositiveInt | None = Field(20000, description="training tokens per model (None: no limit)")
     minutes: float | None = Field(None, gt=0, description="wall-clock minutes per model (None: no limit)")

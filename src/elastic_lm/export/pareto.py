@@ -21,6 +21,7 @@ from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.size import count_params
 from elastic_lm.progress import Progress
 from elastic_lm.report.inputs import Trial, find_summary, find_trials_file, load_summary, load_trials
+from elastic_lm.search.objectives import COST_METRICS
 from elastic_lm.search.pareto import front_mask, spread
 
 
@@ -46,25 +47,34 @@ def pareto_trials(run_dir: Path) -> tuple[list[Trial], dict[str, str], str]:
     return [t for t, keep in zip(usable, mask, strict=True) if keep], directions, summary.strategy
 
 
+def trial_params(trial: Trial, supernet: Supernet, embeddings: bool = True) -> float:
+    """A trial's parameter count: the search's metric when it recorded one, else counted."""
+    name = "params" if embeddings else "params_nonembedding"
+    if name in trial.metrics:
+        return trial.metrics[name]
+    assert trial.architecture is not None
+    return count_params(supernet.model.config, trial.architecture, embeddings)
+
+
 def best_under_budget(
-    trials: list[Trial], directions: dict[str, str], max_params: int, supernet: Supernet
-) -> Trial:
-    """The front member with the best first non-size objective among those with at most ``max_params``."""
+    trials: list[Trial],
+    directions: dict[str, str],
+    max_params: int,
+    supernet: Supernet,
+    *,
+    embeddings: bool = True,
+) -> Trial | None:
+    """The front member with the best quality objective among those with at most ``max_params``
+    (``embeddings``: whether the count includes them); None when none fits. The best, not the
+    largest: on a front that also ranks latency, a smaller member can be faster *and* worse."""
 
     def params(t: Trial) -> float:
-        if "params" in t.metrics:
-            return t.metrics["params"]
-        assert t.architecture is not None
-        return count_params(supernet.model.config, t.architecture)
+        return trial_params(t, supernet, embeddings)
 
     fitting = [t for t in trials if params(t) <= max_params]
     if not fitting:
-        smallest = min(params(t) for t in trials)
-        raise DataError(
-            f"--max-params {max_params:,} is below every Pareto member (smallest: {int(smallest):,}); "
-            "raise the budget"
-        )
-    quality = next((n for n in directions if n not in ("params", "flops", "latency_ms")), None)
+        return None
+    quality = next((n for n in directions if n not in COST_METRICS), None)
     if quality is None:
         return min(fitting, key=params)
     sign = 1.0 if directions[quality] == "minimize" else -1.0
@@ -101,7 +111,16 @@ def export_pareto(
             "or pass --supernet DIR"
         )
     supernet = load_supernet(source)
-    chosen = front if max_params is None else [best_under_budget(front, directions, max_params, supernet)]
+    chosen = front
+    if max_params is not None:
+        best = best_under_budget(front, directions, max_params, supernet)
+        if best is None:
+            smallest = min(trial_params(t, supernet) for t in front)
+            raise DataError(
+                f"--max-params {max_params:,} is below every Pareto member (smallest: {int(smallest):,}); "
+                "raise the budget"
+            )
+        chosen = [best]
     first = next(iter(directions))
     size = next((n for n in directions if n.startswith("params") or n in ("flops", "latency_ms")), first)
     marked = _marked(chosen, directions, size, budget_marks) if max_params is None else []
@@ -161,4 +180,4 @@ def _marked(front: list[Trial], directions: dict[str, str], size: str, marks: Se
     return [by_number[n] for n in numbers]
 
 
-__all__ = ["SUPERNET_SUBDIR", "best_under_budget", "export_pareto", "pareto_trials"]
+__all__ = ["SUPERNET_SUBDIR", "best_under_budget", "export_pareto", "pareto_trials", "trial_params"]

@@ -49,31 +49,27 @@ def load_causal(folder: Path) -> PreTrainedModel:
 def chosen_members(
     run_root: Path, targets: list[float], teacher_params: int
 ) -> list[tuple[str, Path, float | None]]:
-    """``(name, export folder, target)``: every export, or for each target the largest Pareto member at
-    or under it (exported now into ``export/trial-N/`` when the export stage had not chosen it)."""
+    """``(name, export folder, target)``: every export, or for each target the Pareto member with the
+    best quality at or under it (exported now into ``export/trial-N/`` when the export stage had not
+    chosen it)."""
     index_file = run_root / "export" / "index.json"
     if not index_file.is_file():
         raise DataError(f"{index_file} does not exist; run the export stage first")
     if not targets:
         return [(e["name"], run_root / e["path"], None) for e in json.loads(index_file.read_text())]
     from elastic_lm.export import export_subnetwork
-    from elastic_lm.export.pareto import pareto_trials
+    from elastic_lm.export.pareto import best_under_budget, pareto_trials
     from elastic_lm.export.supernet import load_supernet
-    from elastic_lm.metrics.size import count_params
 
-    front, _, _ = pareto_trials(run_root)
+    front, directions, _ = pareto_trials(run_root)
     supernet = load_supernet(run_root / "train" / "supernet")
-    sized = [
-        (count_params(supernet.model.config, t.architecture, False), t.architecture, t)
-        for t in front
-        if t.architecture is not None
-    ]
     out: list[tuple[str, Path, float | None]] = []
     for target in targets:
-        fitting = [s for s in sized if s[0] <= target * teacher_params]
-        if not fitting:
+        budget = int(target * teacher_params)
+        trial = best_under_budget(front, directions, budget, supernet, embeddings=False)
+        if trial is None or trial.architecture is None:
             continue
-        _, architecture, trial = max(fitting, key=lambda s: s[0])
+        architecture = trial.architecture
         folder = run_root / "export" / f"trial-{trial.number}"
         if not (folder / "config.json").is_file():
             provenance = {**supernet.provenance, "trial": trial.number, "run_dir": str(run_root)}

@@ -18,6 +18,15 @@ from elastic_lm.search.pareto import MAXIMIZE, MINIMIZE
 
 ArchFn = Callable[[Architecture], float]
 
+# What a model costs (size, time, memory), as opposed to how good it is: the quality objective of a
+# front is its first objective not named here.
+COST_METRICS = frozenset(
+    {
+        "params", "params_nonembedding", "flops", "latency_ms", "latency_pred_ms", "peak_memory_mb",
+        "decode_ms_per_token", "decode_tokens_per_s", "prefill_ms",
+    }
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Objective:

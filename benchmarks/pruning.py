@@ -14,8 +14,9 @@ and total params, latency, test accuracy with its bootstrap interval; each front
 (non-embedding params / unpruned, test error) with reference (1, 1); the front's coverage; the
 largest share of non-embedding parameters removed within 1 point of the unpruned test accuracy, with
 its measured speed-up and the paired test-set difference (and its standard error). ``--resume``
-keeps the JSON of runs already finished. ``summary.json`` holds the issue-18 fields (see
-``pruning_summary.py``).
+keeps the JSON of runs already finished; ``--tag NAME`` keeps an experiment (e.g. with ``--set``)
+apart: ``runs/...-NAME`` and ``benchmarks/results/pruning-BUDGET-NAME/``. ``summary.json`` holds the
+issue-18 fields (see ``pruning_summary.py``).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespa
     if args.run_dir and args.tasks == ["movie-sentiment"] and args.seeds == [0] and nas:
         overrides.append(f"run_dir={args.run_dir}")
     else:
-        suffix = "" if nas else "-post"
+        suffix = ("" if nas else "-post") + (f"-{args.tag}" if args.tag else "")
         overrides.append(f"run_dir=runs/prune-{task}-{budget}-s{seed}{suffix}")
     config = load_config(ROOT / "configs" / "prune-sentiment.yaml", overrides, budget=budget)
     share_finetuning(Path(config.run_dir), mode)
@@ -223,6 +224,13 @@ def run_pair(
     return runs
 
 
+def _tag(value: str) -> str:
+    """A name that is safe inside a folder name."""
+    if not value or not all(c.isalnum() or c in "-_." for c in value) or value.startswith("."):
+        raise argparse.ArgumentTypeError(f"--tag {value!r}: use letters, digits, '-', '_' or '.'")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the recipe's quick budget (CPU minutes)")
@@ -253,9 +261,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="task / seed pairs run at once, one process each")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value on top of the budget (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--tag",
+        type=_tag,
+        help="an experiment's name: its run directories (runs/...-TAG) and results "
+        "(benchmarks/results/pruning-BUDGET-TAG/) go beside the default ones, never over them",
+    )
     args = parser.parse_args(argv)
     budget = args.budget or ("quick" if args.quick else "full")
-    results_dir = ROOT / "benchmarks" / "results" / f"pruning-{budget}"
+    results_dir = ROOT / "benchmarks" / "results" / f"pruning-{budget}{f'-{args.tag}' if args.tag else ''}"
     pairs = [(task, seed) for task in args.tasks for seed in args.seeds]
     if args.jobs > 1 and len(pairs) > 1:
         spawn = multiprocessing.get_context("spawn")  # no forked torch thread pools

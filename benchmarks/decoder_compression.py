@@ -17,7 +17,7 @@ object with the issue's fields:
 - ``decode_timing``: how the decode numbers were taken (all healed models round-robin, one thread,
   median) and the machine's load average before and after; ``loadavg_at_end``.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget cpu    # 51 min
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget cpu    # 31 min
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/decoder_compression.py --budget quick  # <= 15 min
 """
 

@@ -21,7 +21,7 @@ from elastic_lm.prune.coverage import (
     front_gaps,
     tied_members,
 )
-from elastic_lm.prune.parts import pareto_members
+from elastic_lm.prune.parts import pareto_members, thinning_warning
 from elastic_lm.space import preset
 from prune_fixtures import prune_config
 
@@ -139,6 +139,27 @@ def test_export_fills_the_room_left_by_the_front_with_tied_members(tmp_path: Pat
     assert [(t["number"], t.get("tied", False)) for t in three] == [(0, False), (1, False), (2, True)]
     assert [t["number"] for t in pareto_members(tmp_path, 2)] == [0, 1]
     assert [t["number"] for t in pareto_members(tmp_path, None)] == [0, 1, 3, 2]
+
+
+def test_thinning_into_a_gap_the_covering_set_did_not_have_names_the_max_models_that_keeps_it(
+    tmp_path: Path,
+) -> None:
+    # covering set at 0, 10, 20, ..., 100 (no gap above 0.1 of the range) plus a crowd near 45
+    sizes = [0, 10, 20, 30, 40, 44, 45, 46, 50, 60, 70, 80, 90, 100]
+    trials = [trial(n, SPACE.largest(), 0.5 + n / 100, params=p) for n, p in enumerate(sizes)]
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "trials.json").write_text(json.dumps(trials))
+    summary = {"objectives": [{"name": "params_nonembedding"}], "pareto": list(range(len(sizes)))}
+    (tmp_path / "search" / "summary.json").write_text(json.dumps(summary))
+    warning = thinning_warning(tmp_path, 6, 0.15)
+    assert warning is not None
+    assert "export.max_models=6 leaves a gap of 0.200" in warning
+    assert warning.endswith("max_models to 10")
+    # the fewest with no step above 15: 0, 10, 20, 30, 45, 60, 70, 80, 90, 100
+    assert thinning_warning(tmp_path, 10, 0.15) is None
+    assert thinning_warning(tmp_path, 9, 0.15) is not None
+    assert thinning_warning(tmp_path, 6, 0.2) is None  # the gap is within the user's limit
+    assert thinning_warning(tmp_path, None, 0.15) is None  # nothing thinned
 
 
 def test_the_warm_start_keeps_the_most_fisher_importance_that_fits() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from elastic_lm.model import ElasticForSequenceClassification
 from elastic_lm.prune.data import TaskData, load_search_data
 from elastic_lm.prune.evaluation import fixed_batches
 from elastic_lm.prune.source import load_tokenizer, resolve_source
-from elastic_lm.search.pareto import spread
+from elastic_lm.search.pareto import fewest_within_gap, spread
 
 
 class PruneParts:
@@ -100,6 +101,13 @@ class PruneParts:
     def pareto_members(self) -> list[dict[str, Any]]:
         return pareto_members(self.root, self.config.export.max_models)
 
+    def thinning_warning(self) -> str | None:
+        """:func:`thinning_warning` for this run, logged too."""
+        warning = thinning_warning(self.root, self.config.export.max_models, self.config.prune.front_max_gap)
+        if warning is not None and self.log is not None:
+            self.log(f"warning: {warning}")
+        return warning
+
 
 def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
     """Members to export from ``search/trials.json`` (at most ``max_models``, spread over size): the
@@ -115,6 +123,31 @@ def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]
     room = len(trials) if max_models is None else max_models - len(members)
     extra = [{**by_number[n], "tied": True} for n in summary.get("tied", [])[: max(room, 0)]]
     return sorted(members + extra, key=lambda t: t["metrics"][size])
+
+
+def thinning_warning(run_dir: Path, max_models: int | None, max_gap: float) -> str | None:
+    """A warning when ``export.max_models`` thins the covering set into a gap wider than ``max_gap``
+    of the size range that the set itself did not have (the users who wanted that size get nothing),
+    naming the ``max_models`` that would keep it."""
+    search_dir = Path(run_dir) / "search"
+    trials = json.loads((search_dir / "trials.json").read_text())
+    summary = json.loads((search_dir / "summary.json").read_text())
+    size = summary["objectives"][0]["name"]
+    by_number = {t["number"]: t for t in trials}
+    covering = sorted(by_number[n]["metrics"][size] for n in summary.get("exported", summary["pareto"]))
+    if max_models is None or len(covering) <= max_models or covering[-1] <= covering[0]:
+        return None
+    span = covering[-1] - covering[0]
+    kept = sorted(t["metrics"][size] for t in pareto_members(run_dir, max_models) if not t.get("tied"))
+    widest = max((b - a for a, b in pairwise(kept)), default=span) / span
+    needed = fewest_within_gap(covering, max_gap * span)
+    if widest <= max_gap or needed <= max_models:
+        return None
+    return (
+        f"export.max_models={max_models} leaves a gap of {widest:.3f} of the size range between "
+        f"exported members (prune.front_max_gap {max_gap:g}); {needed} would keep every gap within "
+        f"it: set export.max_models to {needed}"
+    )
 
 
 def check_prune_config(config: Config) -> None:

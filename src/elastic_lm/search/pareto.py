@@ -212,6 +212,12 @@ def spread(items: Sequence[T], value: Callable[[T], float], max_items: int | Non
     return [ordered[j] for j in sorted(taken)]
 
 
+def fewest_within_gap(values: Sequence[float], gap: float) -> int:
+    """How many of ``values`` (lowest and highest kept) :func:`spread` needs so that no gap between
+    neighbours exceeds ``gap``, where the values allow it (an unbridgeable gap counts one step)."""
+    return len(_jumps(sorted(values), gap)) if values else 0
+
+
 def _jumps(values: Sequence[float], gap: float) -> list[int]:
     """Indices from the first to the last of sorted ``values``, each the farthest within ``gap`` of
     the one before (the fewest items with no gap above ``gap``; an unbridgeable gap is crossed by one

@@ -200,9 +200,9 @@ def evaluate(parts: PruneParts) -> dict[str, Any]:
         models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
     config = parts.config
     scores = final.final_evaluation(models, config.data, parts.tokenizer, config.search.eval_batch_size)
-    warning = validation_intervals(parts, models, scores)
+    warnings = [w for w in (validation_intervals(parts, models, scores), parts.thinning_warning()) if w]
     atomic_write_json(parts.dir("evaluate") / "test_metrics.json", scores)
-    return {"models": len(scores), **({"warning": warning} if warning else {})}
+    return {"models": len(scores), **({"warning": " ".join(warnings)} if warnings else {})}
 
 
 def validation_intervals(parts: PruneParts, models: dict[str, Any], scores: dict[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelFo
 import elastic_lm.model  # noqa: F401 - registers model_type "elastic-lm" with the Auto classes
 from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.errors import ArchitectureError
-from elastic_lm.export import export_subnetwork, stock_fit
+from elastic_lm.export import export_subnetwork, stock_fit, verify_export
 from elastic_lm.metrics.size import count_flops, count_params
 from export_cases import PRESETS, batch, main_output, real_tokens, supernet, tasks_for
 from space_cases import tiny
@@ -171,3 +171,33 @@ def test_card_metadata_names_base_model_licence_datasets_and_measured_metrics(tm
     assert "trial 3" in card
     assert weights_licence("MIT") == "mit"
     assert weights_licence("(c) BBC, research use only") == "other"
+
+
+def test_export_verification_scales_with_the_outputs_and_still_catches_a_wrong_model(tmp_path: Path) -> None:
+    """Logits of about 330 differ by 3e-5 from float32 round-off alone (the largest member here): the
+    tolerance scales with them, while a model whose weights really differ is refused, nothing written."""
+    from elastic_lm.export.onnx import ExportVerificationError
+    from elastic_lm.export.stock import to_stock
+
+    model = supernet("prune-small", "sequence-classification")
+    arch = tiny("prune-small").largest()
+    with torch.no_grad():
+        for p in model.classifier.parameters():
+            p.mul_(1e4)
+    stock = to_stock(model.extract(arch))  # the stock class sums in another order
+    assert verify_export(model, arch, stock) > 1e-5  # what the fixed 1e-5 refused
+    export_subnetwork(model, arch, tmp_path / "large-logits")
+    assert (tmp_path / "large-logits" / "model.safetensors").is_file()
+
+    extract = model.extract
+
+    def wrong(a: Architecture) -> torch.nn.Module:
+        sub = extract(a)
+        with torch.no_grad():
+            sub.classifier.bias.add_(1.0)  # 1 in logits of 330: 3e-3 relative, far above 1e-5
+        return sub
+
+    model.extract = wrong  # type: ignore[method-assign]
+    with pytest.raises(ExportVerificationError, match="differs from the super-network"):
+        export_subnetwork(model, arch, tmp_path / "wrong")
+    assert not (tmp_path / "wrong").exists()

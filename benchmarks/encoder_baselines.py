@@ -127,4 +127,27 @@ def trained_baselines(
     return found, {**check, "same": hashes[first_name] == again}
 
 
-__all__ = ["baseline_archs", "baseline_steps", "train_baseline", "trained_baselines"]
+def trained_alone(config: Any, run_dir: Path, trials: list[str], log: Any = print) -> list[tuple[str, Path]]:
+    """Each named searched trial's architecture distilled alone with a baseline's budget, under
+    ``run_dir/benchmark-alone/NAME-alone`` (re-used when there): the same shape without the shared
+    super-network, so a gap between it and the member is what the sharing costs (or buys)."""
+    import json
+
+    searched = json.loads((run_dir / "search" / "trials.json").read_text())
+    by_name = {f"trial-{t['number']}": t for t in searched}
+    root = run_dir / "benchmark-alone"
+    found = []
+    for name in trials:
+        if name not in by_name:
+            raise SystemExit(f"--alone {name}: no such trial in {run_dir / 'search' / 'trials.json'}")
+        folder = root / f"{name}-alone"
+        if not folder.is_dir():
+            log(f"{name} alone: distilling {baseline_steps(config)} steps")
+            tmp_folder = root / f".{name}-alone.tmp"
+            train_baseline(config, Architecture.from_dict(by_name[name]["architecture"]), tmp_folder)
+            tmp_folder.rename(folder)
+        found.append((f"{name}-alone", folder))
+    return found
+
+
+__all__ = ["baseline_archs", "baseline_steps", "train_baseline", "trained_alone", "trained_baselines"]

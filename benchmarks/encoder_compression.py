@@ -210,6 +210,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tau", type=int, default=0, help="score N searched sub-networks for the proxy tau")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--no-baselines", action="store_true", help="skip training the baselines")
+    parser.add_argument(
+        "--alone",
+        default="",
+        help="comma list of searched trials (e.g. trial-241): each shape distilled alone from the "
+        "teacher with a baseline's budget (origin 'alone'), to tell the shape from the shared training",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -239,6 +245,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             config, args.run, BUDGETS, log=lambda m: print(m, file=sys.stderr)
         )
         models += [_baseline_candidate(config, name, folder) for name, folder in found]
+    if args.run and args.alone:
+        from encoder_baselines import trained_alone
+
+        alone = [name.strip() for name in args.alone.split(",") if name.strip()]
+        found = trained_alone(config, args.run, alone, log=lambda m: print(m, file=sys.stderr))
+        models += [_baseline_candidate(config, name, folder, "alone") for name, folder in found]
     pairs = movie_dialog_pairs(config.evaluate.embedding.retrieval_pairs, config.seed, training_texts(config))
     tasks = probe_tasks(config)
     results = evaluate_embeddings(
@@ -279,12 +291,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return output
 
 
-def _baseline_candidate(config: Any, name: str, folder: Path) -> Candidate:
+def _baseline_candidate(config: Any, name: str, folder: Path, origin: str = "baseline") -> Candidate:
     """A trained baseline folder scored like an exported member (the source's pooling)."""
     from elastic_lm.evaluate.embedding_run import _candidate
 
     spec = resolve_spec(config, model_folder(config.model.source))
-    return Candidate(name, "baseline", _candidate(config, name, "baseline", folder, spec).load, str(folder))
+    return Candidate(name, origin, _candidate(config, name, origin, folder, spec).load, str(folder))
 
 
 def candidates_without_run(config: Any) -> tuple[Candidate, list[Candidate]]:

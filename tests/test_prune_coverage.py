@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from elastic_lm.architecture import Architecture
+from elastic_lm.architecture import Architecture, LayerArch
 from elastic_lm.config.loading import validate_config
 from elastic_lm.metrics.size import count_params
 from elastic_lm.model import ElasticConfig
@@ -20,6 +20,7 @@ from elastic_lm.prune.coverage import (
     covering_front,
     front_gaps,
     tied_members,
+    uniform_design,
 )
 from elastic_lm.prune.parts import pareto_members, thinning_warning
 from elastic_lm.space import preset
@@ -51,6 +52,22 @@ def test_binned_design_has_one_member_per_size_bin_up_to_the_top() -> None:
     assert len(bins) == len(design) >= 9  # distinct bins, nearly all of them
     assert shares[-1] >= 0.9  # a member near the full model
     assert binned_design(SPACE, size, bins=10, seed=0) == design  # seeded
+
+
+def test_the_uniform_design_is_the_hand_made_narrower_model_at_each_share() -> None:
+    space = preset(
+        "elm", layers=6, hidden=384, heads=12, ffn=1536, blocks=["bert"], head_step=2, ffn_step=256
+    )
+    full = size(space.largest())
+    design = uniform_design(space, size, [0.25, 0.5, 0.75])
+    widths = [{(layer.block, layer.heads, layer.ffn) for layer in arch.layers} for arch in design]
+    assert widths == [{("bert", 2, 256)}, {("bert", 6, 512)}, {("bert", 8, 1024)}]  # every layer alike
+    assert [size(a) / full for a in design] == pytest.approx([0.178, 0.425, 0.671], abs=1e-3)
+    # 6 heads x 768 units (ratios 0.5 / 0.5) is 0.51 of the size here: over the half-size budget
+    over = Architecture(hidden=384, layers=(LayerArch("bert", heads=6, ffn=768),) * 6)
+    assert size(over) > 0.5 * full
+    assert uniform_design(space, size, []) == []
+    assert uniform_design(space, size, [0.01]) == []  # nothing that small keeps every layer
 
 
 def test_a_front_always_contains_the_full_architecture() -> None:

@@ -283,11 +283,12 @@ def test_enqueued_seeds_leave_the_search_seed_to_the_config(tmp_path: Path) -> N
 
 
 def test_the_search_first_spreads_members_over_size(run_dir: Path) -> None:
-    """After the smallest, largest and middle members, the search evaluates ``search.front_bins``
-    members spread over non-embedding size (prune/coverage.py size_design); 0 turns it off."""
+    """After the smallest, largest and middle members, the search evaluates the uniform members of
+    ``search.uniform_shares`` and ``search.front_bins`` members spread over non-embedding size
+    (prune/coverage.py); 0 turns the bins off."""
     from elastic_lm.architecture import Architecture
     from elastic_lm.metrics.size import count_params
-    from elastic_lm.prune.coverage import size_design
+    from elastic_lm.prune.coverage import size_design, uniform_design
 
     saved = load_supernet(supernet_folder(run_dir))
 
@@ -296,9 +297,12 @@ def test_the_search_first_spreads_members_over_size(run_dir: Path) -> None:
 
     design = size_design(saved.space, size, 3, 12, seed=0)
     assert len(design) == 3
-    assert main(["search", *config_args(run_dir, 12, "--set", "search.front_bins=3")]) == 0
+    uniform = uniform_design(saved.space, size, [0.75])
+    assert len(uniform) == 1  # search.uniform_shares: the hand-made 75 % model comes first too
+    args = ["--set", "search.front_bins=3", "--set", "search.uniform_shares=[0.75]"]
+    assert main(["search", *config_args(run_dir, 12, *args)]) == 0
     trials = json.loads((run_dir / "search" / "trials.json").read_text())
-    early = [Architecture.from_dict(t["architecture"]).key() for t in trials[:6]]
-    assert all(a.key() in early for a in design)
+    early = [Architecture.from_dict(t["architecture"]).key() for t in trials[:7]]
+    assert all(a.key() in early for a in design + uniform)
     assert size_design(saved.space, size, 0, 12, seed=0) == []
     assert size_design(saved.space, size, 8, 6, seed=0) == []  # no room: at most half the trials

@@ -166,6 +166,12 @@ class SearchSection(Section):
         description="the search first evaluates one member per bin of non-embedding size, so the front "
         "reaches every size (at most half the trials; 0: none; the prune pipeline has prune.front_bins)",
     )
+    uniform_shares: list[float] = Field(
+        default_factory=list,
+        description="the search also first evaluates, per share of the largest member's size (e.g. "
+        "[0.25, 0.5, 0.75]), the biggest member with every layer alike at or under it: the uniformly "
+        "narrower shapes a user would make by hand, so the front starts from them",
+    )
     latency_batch_size: PositiveInt = 1
     latency_seq_len: PositiveInt = 128
     latency_threads: PositiveInt | None = 1

@@ -157,10 +157,11 @@ def run_search_stage(
     store = storage or section.storage or str(search_dir / "study.db")
     name = study_name(config, store, shared=store != str(search_dir / "study.db"))
     existing = _existing_trials(store, name)
-    from elastic_lm.prune.coverage import size_design
+    from elastic_lm.prune.coverage import size_design, uniform_design
 
     size = METRICS["params_nonembedding"].make(ctx)
-    design = size_design(space, size, section.front_bins, n_trials, config.seed)
+    design = uniform_design(space, size, section.uniform_shares)
+    design += size_design(space, size, section.front_bins, n_trials, config.seed)
     result = run_search(
         space,
         objectives,

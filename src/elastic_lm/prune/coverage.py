@@ -17,6 +17,7 @@ candidate between them, and the full model itself is "dominated" by noise. So:
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -68,6 +69,46 @@ def binned_design(
         if best.key() not in (small.key(), large.key()):
             chosen.append(best)
     return chosen
+
+
+def uniform_design(
+    space: Any, size_fn: Callable[[Architecture], float], shares: Sequence[float]
+) -> list[Architecture]:
+    """For each share of the largest member's size, the member of ``space`` a user would make by
+    hand: all layers kept, one head count and one FFN width for every layer, the most evenly
+    narrowed (highest smaller ratio of kept heads and kept FFN units), then the biggest, at or
+    under the share. Evaluated first, so the search starts from the uniformly narrower shapes it
+    must beat. Empty when the space has no head or FFN choices."""
+    if not shares or not hasattr(space, "dimensions"):
+        return []
+    largest = space.largest()
+    base, dims = space.encode(largest), space.dimensions()
+    fields = [d.name.split(".")[-1] for d in dims]  # heads / mobile_heads, ffn / mobile_ffn; KV groups stay
+    groups = [
+        [i for i, f in enumerate(fields) if f.endswith("heads") and f != "kv_heads"],
+        [i for i, f in enumerate(fields) if f.endswith("ffn")],
+    ]
+    if not any(groups):
+        return []
+    options = [range(max((len(dims[i].choices) for i in g), default=1)) for g in groups]
+    uniform: list[tuple[float, float, Architecture]] = []
+    for picks in itertools.product(*options):
+        vector, ratios = list(base), []
+        for group, pick in zip(groups, picks, strict=True):
+            for i in group:
+                vector[i] = min(pick, base[i])
+                ratios.append(dims[i].choices[vector[i]] / dims[i].choices[base[i]])
+        arch = space.decode(vector)
+        if space.contains(arch) and all(layer.block != "identity" for layer in arch.layers):
+            uniform.append((min(ratios), size_fn(arch), arch))
+    full = size_fn(largest)
+    chosen: dict[str, Architecture] = {}
+    for share in shares:
+        fitting = [u for u in uniform if u[1] <= share * full]
+        if fitting:
+            best = max(fitting, key=lambda u: (u[0], u[1], u[2].key()))[2]
+            chosen.setdefault(best.key(), best)
+    return list(chosen.values())
 
 
 def size_design(
@@ -227,4 +268,5 @@ __all__ = [
     "front_gaps",
     "size_design",
     "tied_members",
+    "uniform_design",
 ]

@@ -53,6 +53,25 @@ def test_sandwich_random_members_change_across_steps(space):
     assert {s(step)[0].arch for step in range(20)} == {space.largest()}
 
 
+def test_sandwich_can_sample_uniformly_narrower_members_and_is_unchanged_when_off():
+    from elastic_lm.space import preset
+
+    elm = preset("elm", layers=3, hidden=16, heads=4, ffn=16, ffn_step=4, blocks=["bert"])
+    uniform = make_strategy("sandwich", elm, n_random=1, uniform_random=1.0, seed=5)
+    middles = [uniform(step)[1].arch for step in range(30)]
+    for arch in middles:  # every layer kept, all alike, never the largest itself
+        assert all(layer.block == "bert" for layer in arch.layers)
+        assert len({(layer.heads, layer.ffn) for layer in arch.layers}) == 1
+        assert arch != elm.largest()
+    assert len({a.key() for a in middles}) > 3
+    assert keys(uniform(7)) == keys(make_strategy("sandwich", elm, n_random=1, uniform_random=1.0, seed=5)(7))
+    plain = make_strategy("sandwich", elm, n_random=1, seed=5)
+    off = make_strategy("sandwich", elm, n_random=1, uniform_random=0.0, seed=5)
+    assert [keys(plain(k)) for k in range(10)] == [keys(off(k)) for k in range(10)]
+    with pytest.raises(ConfigError, match=r"uniform_random=1\.5"):
+        make_strategy("sandwich", elm, uniform_random=1.5)
+
+
 def test_inplace_distill_teaches_from_largest(space):
     tasks = make_strategy("inplace-distill", space, n_random=1)(4)
     assert tasks[0].arch == space.largest()

@@ -17,7 +17,6 @@ candidate between them, and the full model itself is "dominated" by noise. So:
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -25,6 +24,7 @@ from math import sqrt
 from typing import Any
 
 from elastic_lm.architecture import Architecture
+from elastic_lm.space.uniform import uniform_members
 
 MAX_GAP = 0.15  # of the size range: the widest gap the exported set may leave when members exist
 NEAR = 0.05  # of the size range: members this close in size count as "about the same size"
@@ -79,28 +79,10 @@ def uniform_design(
     narrowed (highest smaller ratio of kept heads and kept FFN units), then the biggest, at or
     under the share. Evaluated first, so the search starts from the uniformly narrower shapes it
     must beat. Empty when the space has no head or FFN choices."""
-    if not shares or not hasattr(space, "dimensions"):
+    if not shares:
         return []
     largest = space.largest()
-    base, dims = space.encode(largest), space.dimensions()
-    fields = [d.name.split(".")[-1] for d in dims]  # heads / mobile_heads, ffn / mobile_ffn; KV groups stay
-    groups = [
-        [i for i, f in enumerate(fields) if f.endswith("heads") and f != "kv_heads"],
-        [i for i, f in enumerate(fields) if f.endswith("ffn")],
-    ]
-    if not any(groups):
-        return []
-    options = [range(max((len(dims[i].choices) for i in g), default=1)) for g in groups]
-    uniform: list[tuple[float, float, Architecture]] = []
-    for picks in itertools.product(*options):
-        vector, ratios = list(base), []
-        for group, pick in zip(groups, picks, strict=True):
-            for i in group:
-                vector[i] = min(pick, base[i])
-                ratios.append(dims[i].choices[vector[i]] / dims[i].choices[base[i]])
-        arch = space.decode(vector)
-        if space.contains(arch) and all(layer.block != "identity" for layer in arch.layers):
-            uniform.append((min(ratios), size_fn(arch), arch))
+    uniform = [(even, size_fn(arch), arch) for even, arch in uniform_members(space)]
     full = size_fn(largest)
     chosen: dict[str, Architecture] = {}
     for share in shares:

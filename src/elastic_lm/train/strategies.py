@@ -151,7 +151,9 @@ class SandwichStrategy(_Seeded):
     """The sandwich rule (Yu & Huang 2019, used by once-for-all style super-networks).
 
     Largest + ``n_random`` random + smallest each step, so the extremes of the space are always
-    trained. All learn from ``target``.
+    trained. All learn from ``target``. ``uniform_random``: the chance that a random member is a
+    uniformly narrower one instead (every layer kept, one head count and FFN width for all; DynaBERT's
+    width multipliers), which per-layer sampling almost never draws, so those shapes get trained too.
     """
 
     name = "sandwich"
@@ -161,17 +163,33 @@ class SandwichStrategy(_Seeded):
         space: SearchSpaceLike,
         *,
         n_random: int = 2,
+        uniform_random: float = 0.0,
         seed: int = 0,
         target: str = "labels",
     ) -> None:
         super().__init__(space, seed=seed, target=target)
         if n_random < 0:
             raise ConfigError(f"n_random={n_random} must be >= 0; use 0 for largest + smallest only")
+        if not 0.0 <= uniform_random <= 1.0:
+            raise ConfigError(f"uniform_random={uniform_random} must be a probability in [0, 1], e.g. 0.5")
         self.n_random = int(n_random)
+        self.uniform_random = float(uniform_random)
+        self._uniform: list[Architecture] | None = None
+
+    def _random_member(self, rng: random.Random) -> Architecture:
+        if self.uniform_random > 0 and rng.random() < self.uniform_random:  # no draw when off: same stream
+            if self._uniform is None:
+                from elastic_lm.space.uniform import uniform_members
+
+                top = self.space.largest().key()
+                self._uniform = [a for _, a in uniform_members(self.space) if a.key() != top]
+            if self._uniform:
+                return rng.choice(self._uniform)
+        return self.space.sample(rng)
 
     def _archs(self, step: int) -> list[Architecture]:
         rng = step_rng(self.seed, step)
-        middle = [self.space.sample(rng) for _ in range(self.n_random)]
+        middle = [self._random_member(rng) for _ in range(self.n_random)]
         return [self.space.largest(), *middle, self.space.smallest()]
 
     def __call__(self, step: int) -> list[SubnetTask]:

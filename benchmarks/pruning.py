@@ -126,7 +126,8 @@ def paired_gap(member: Path, unpruned: Path, data: DataConfig) -> dict[str, Any]
 
 
 def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One prune run (``mode`` nas: with baselines) on ``task`` at ``seed``, re-measured; its JSON."""
+    """One prune run (``mode`` nas: with baselines unless ``--set prune.baselines=false``) on ``task``
+    at ``seed``, re-measured; its JSON."""
     nas = mode == "nas"
     overrides = [f"seed={seed}", f"data.seed={seed}", f"data.source={task}", f"prune.mode={mode}",
                  f"prune.baselines={'true' if nas else 'false'}", *args.overrides]  # fmt: skip
@@ -139,7 +140,7 @@ def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespa
     share_finetuning(Path(config.run_dir), mode)
     torch.manual_seed(seed)
     started = time.time()
-    result = run_prune(config, baselines=nas, progress=False)
+    result = run_prune(config, baselines=config.prune.baselines, progress=False)  # --set may turn them off
     pipeline_s = time.time() - started
 
     rows: list[dict[str, Any]] = []
@@ -150,9 +151,10 @@ def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespa
     for point in result.baselines:
         folders[point["name"]] = Path(point["path"])
         rows.append({"name": point["name"], **point["metrics"]})
-    if "unpruned" not in folders:  # post-training mode: no baselines stage; export the full model here
+    if "unpruned" not in folders:  # no baselines stage (post-training mode): export the full model here
         folders["unpruned"] = export_unpruned(result.run_dir)
-        rows.append({"name": "unpruned", **result.unpruned, "params_nonembedding": full_nonembedding(result)})
+        full = full_nonembedding(result, folders["unpruned"])
+        rows.append({"name": "unpruned", **result.unpruned, "params_nonembedding": full})
     latency = measure_all(folders, config.search.latency_seq_len, args.latency_repeats)
     intervals = tuple(f"{s}_accuracy_ci_{e}" for s in ("val", "test") for e in ("low", "high"))
     keep = ("name", "params_nonembedding", "params", "latency_ms", "test_accuracy", "test_f1", "val_accuracy",

@@ -43,9 +43,13 @@ def export_unpruned(run_dir: Path) -> Path:
     return out
 
 
-def full_nonembedding(result: Any) -> float:
+def full_nonembedding(result: Any, folder: Path) -> float:
+    """The unpruned model's non-embedding parameters: as the search recorded them (post-training
+    mode), else as the export of the full model (``folder``, from :func:`export_unpruned`) counted them."""
     summary = json.loads((Path(result.run_dir) / "search" / "summary.json").read_text())
-    return float(summary["unpruned"]["params_nonembedding"])
+    if "params_nonembedding" in summary.get("unpruned", {}):
+        return float(summary["unpruned"]["params_nonembedding"])
+    return float(json.loads((folder / "export.json").read_text())["params_non_embedding"])
 
 
 def margins(run: dict[str, Any]) -> dict[str, list[float]]:

@@ -41,6 +41,8 @@ def test_override_parses_yaml_scalars() -> None:
         (["nonsense=1"], "'nonsense' is not a known key"),
         (["train.steps=-1"], "'train.steps' has bad value -1"),
         (["train.steps"], "must look like section.key=value"),
+        (["search.uniform_shares=[50]"], "'search.uniform_shares.0' has bad value 50"),  # 0.5, not 50
+        (["export.budget_marks=[0]"], "'export.budget_marks.0' has bad value 0"),
     ],
 )
 def test_bad_values_name_the_field(overrides: list[str], expected: str) -> None:

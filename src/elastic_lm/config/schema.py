@@ -7,7 +7,7 @@ than a silently ignored setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
@@ -15,6 +15,7 @@ from elastic_lm.data.config import DataConfig
 
 Task = Literal["masked-lm", "causal-lm", "sequence-classification"]
 Pipeline = Literal["nas", "prune", "decoder"]
+Share = Annotated[float, Field(gt=0, le=1)]  # a share of the largest member's size (0.5, not 50)
 
 
 class Section(BaseModel):
@@ -166,7 +167,7 @@ class SearchSection(Section):
         description="the search first evaluates one member per bin of non-embedding size, so the front "
         "reaches every size (at most half the trials; 0: none; the prune pipeline has prune.front_bins)",
     )
-    uniform_shares: list[float] = Field(
+    uniform_shares: list[Share] = Field(
         default_factory=list,
         description="the search also first evaluates, per share of the largest member's size (e.g. "
         "[0.25, 0.5, 0.75]), the biggest member with every layer alike at or under it: the uniformly "
@@ -186,7 +187,7 @@ class ExportSection(Section):
     pareto: bool = True
     max_models: PositiveInt = 8
     onnx: bool = False
-    budget_marks: list[float] = Field(
+    budget_marks: list[Share] = Field(
         default_factory=list,
         description="shares of the largest member's size (e.g. [0.25, 0.5, 0.75]): the best member "
         "at or under each is always exported, whatever max_models",

@@ -109,18 +109,26 @@ class PruneParts:
         return warning
 
 
-def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
-    """Members to export from ``search/trials.json`` (at most ``max_models``, spread over size): the
-    covering set of :mod:`elastic_lm.prune.coverage` (the Pareto front and gap fillers), then, while
-    room is left, the members validation could not tell from them (``tied``, best first)."""
+def _covering_set(
+    run_dir: Path,
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]], dict[str, Any], str]:
+    """The search's covering set (:mod:`elastic_lm.prune.coverage`: the Pareto front and gap fillers),
+    every trial by number, the search summary and the size objective's name."""
     search_dir = Path(run_dir) / "search"
     trials = json.loads((search_dir / "trials.json").read_text())
     summary = json.loads((search_dir / "summary.json").read_text())
     by_number = {t["number"]: t for t in trials}
-    chosen = set(summary.get("exported", summary["pareto"]))  # the covering set (prune.coverage)
-    size = summary["objectives"][0]["name"]
-    members = spread([by_number[n] for n in chosen], lambda t: t["metrics"][size], max_models)
-    room = len(trials) if max_models is None else max_models - len(members)
+    chosen = set(summary.get("exported", summary["pareto"]))
+    return [by_number[n] for n in chosen], by_number, summary, summary["objectives"][0]["name"]
+
+
+def pareto_members(run_dir: Path, max_models: int | None) -> list[dict[str, Any]]:
+    """Members to export from ``search/trials.json`` (at most ``max_models``, spread over size): the
+    covering set of :mod:`elastic_lm.prune.coverage` (the Pareto front and gap fillers), then, while
+    room is left, the members validation could not tell from them (``tied``, best first)."""
+    covering, by_number, summary, size = _covering_set(run_dir)
+    members = spread(covering, lambda t: t["metrics"][size], max_models)
+    room = len(by_number) if max_models is None else max_models - len(members)
     extra = [{**by_number[n], "tied": True} for n in summary.get("tied", [])[: max(room, 0)]]
     return sorted(members + extra, key=lambda t: t["metrics"][size])
 
@@ -129,18 +137,14 @@ def thinning_warning(run_dir: Path, max_models: int | None, max_gap: float) -> s
     """A warning when ``export.max_models`` thins the covering set into a gap wider than ``max_gap``
     of the size range that the set itself did not have (the users who wanted that size get nothing),
     naming the ``max_models`` that would keep it."""
-    search_dir = Path(run_dir) / "search"
-    trials = json.loads((search_dir / "trials.json").read_text())
-    summary = json.loads((search_dir / "summary.json").read_text())
-    size = summary["objectives"][0]["name"]
-    by_number = {t["number"]: t for t in trials}
-    covering = sorted(by_number[n]["metrics"][size] for n in summary.get("exported", summary["pareto"]))
-    if max_models is None or len(covering) <= max_models or covering[-1] <= covering[0]:
+    covering, _, _, size = _covering_set(run_dir)
+    values = sorted(t["metrics"][size] for t in covering)
+    if max_models is None or len(values) <= max_models or values[-1] <= values[0]:
         return None
-    span = covering[-1] - covering[0]
-    kept = sorted(t["metrics"][size] for t in pareto_members(run_dir, max_models) if not t.get("tied"))
+    span = values[-1] - values[0]
+    kept = sorted(t["metrics"][size] for t in spread(covering, lambda t: t["metrics"][size], max_models))
     widest = max((b - a for a, b in pairwise(kept)), default=span) / span
-    needed = fewest_within_gap(covering, max_gap * span)
+    needed = fewest_within_gap(values, max_gap * span)
     if widest <= max_gap or needed <= max_models:
         return None
     return (

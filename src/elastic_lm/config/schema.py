@@ -360,6 +360,7 @@ class PruneSection(Section):
         default_factory=lambda: [0.33, 0.5, 0.67], description="kept fractions of layers / heads / widths"
     )
     baseline_steps: int | None = Field(None, ge=0, description="steps per baseline model; None: train.steps")
+    refine_steps: int = Field(0, ge=0, description="NAS mode: steps each export trains alone; 0: off")
     vocabulary: VocabularySection = Field(default_factory=VocabularySection)
     post_training: PostTrainingSection = Field(default_factory=PostTrainingSection)
 

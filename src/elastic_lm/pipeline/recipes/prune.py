@@ -77,6 +77,8 @@ def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None
     relevant["prune"] = {k: data["prune"][k] for k in prune_keys}
     if not config.prune.adapt_small_data:  # only when turned off, so existing runs keep their hashes
         relevant["prune"]["adapt_small_data"] = False
+    if config.prune.refine_steps and stage in ("evaluate", "export"):  # likewise: only when turned on
+        relevant["prune"]["refine_steps"] = config.prune.refine_steps
     if stage == "export" and config.prune.mode == "post-training":
         # NAS-mode hashes stay as they were; this mode's export is the pruning itself
         relevant["prune"].update(mode=data["prune"]["mode"], post_training=data["prune"]["post_training"])
@@ -120,9 +122,11 @@ def recipe(
               clean=True, keep=("baselines.json",)),
         Stage("evaluate", bound(impl.evaluate), after=("search",),
               reads=("search/trials.json", "train/supernet/", "finetune/model/"),
-              writes=("evaluate/test_metrics.json",), clean=True),
+              writes=("evaluate/test_metrics.json", "evaluate/refined/trial-N/"),
+              checkpoints=("refine/*/train/checkpoints",), clean=True),
         Stage("export", bound(impl.export), after=("evaluate",),
-              reads=("search/trials.json", "evaluate/test_metrics.json", "train/supernet/"),
+              reads=("search/trials.json", "evaluate/test_metrics.json", "evaluate/refined/",
+                     "train/supernet/"),
               writes=("export/index.json", "export/trial-N/"), required=("export/index.json",), clean=True),
     ]  # fmt: skip
     return Recipe("prune", tuple(_tail(stages, bound, with_baselines, report)), stage_inputs)

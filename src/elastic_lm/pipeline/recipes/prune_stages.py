@@ -193,13 +193,24 @@ def front_design(parts: PruneParts, supernet: Any, space: Any) -> list[Architect
 
 
 def evaluate(parts: PruneParts) -> dict[str, Any]:
-    """Test metrics of the Pareto members and of the unpruned fine-tuned model (the only test read)."""
+    """Test metrics of the Pareto members (refined first with ``prune.refine_steps``) and of the
+    unpruned fine-tuned model (the only test read)."""
+    from elastic_lm.prune.refine import refine_members
+
     supernet = parts.supernet()
+    members = parts.pareto_members()
+    refined = refine_members(parts, supernet, members)
     models: dict[str, Any] = {"unpruned": parts.finetuned()}
-    for t in parts.pareto_members():
-        models[f"trial-{t['number']}"] = (supernet, Architecture.from_dict(t["architecture"]))
+    for t in members:
+        name = f"trial-{t['number']}"
+        models[name] = refined.get(name) or (supernet, Architecture.from_dict(t["architecture"]))
     config = parts.config
     scores = final.final_evaluation(models, config.data, parts.tokenizer, config.search.eval_batch_size)
+    if refined:  # the search's validation numbers were the shared weights'; these are the refined model's
+        val = parts.val_batches()
+        for name, model in refined.items():
+            own = {f"val_{k}": v for k, v in evaluate_model(model, val, parts.data.task).items()}
+            scores[name].update(own, refined_steps=config.prune.refine_steps)
     warnings = [w for w in (validation_intervals(parts, models, scores), parts.thinning_warning()) if w]
     atomic_write_json(parts.dir("evaluate") / "test_metrics.json", scores)
     return {"models": len(scores), **({"warning": " ".join(warnings)} if warnings else {})}
@@ -223,8 +234,9 @@ def validation_intervals(parts: PruneParts, models: dict[str, Any], scores: dict
 
 
 def export(parts: PruneParts) -> dict[str, Any]:
-    """Each Pareto member as a model folder with its card and measured numbers."""
+    """Each Pareto member (as refined, when it was) as a model folder with its card and measured numbers."""
     from elastic_lm.export import export_subnetwork
+    from elastic_lm.prune.refine import load_refined
     from elastic_lm.prune.vocab import prune_vocabulary_folder
 
     config, folder = parts.config, parts.dir("export")
@@ -245,8 +257,12 @@ def export(parts: PruneParts) -> dict[str, Any]:
             "strategy": config.search.strategy,
             "selection": "tied on validation with the front" if t.get("tied") else "front",
         }
+        source, refined = supernet, load_refined(parts.root, name)
+        if refined is not None:
+            source, arch = refined, refined.model.largest()
+            provenance["refined_steps"] = config.prune.refine_steps
         export_subnetwork(
-            supernet, arch, out, tokenizer=parts.tokenizer, metrics=metrics, provenance=provenance
+            source, arch, out, tokenizer=parts.tokenizer, metrics=metrics, provenance=provenance
         )
         if p.vocabulary.enabled:
             before, after = prune_vocabulary_folder(

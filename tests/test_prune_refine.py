@@ -1,0 +1,86 @@
+"""``prune.refine_steps``: every exported member is trained alone before the test evaluation (seconds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+import elastic_lm.model  # noqa: F401  (elastic exports load through the Auto classes)
+from elastic_lm.architecture import Architecture
+from elastic_lm.config.loading import validate_config
+from elastic_lm.model import ElasticForSequenceClassification
+from elastic_lm.pipeline.recipes.prune import stage_hash
+from elastic_lm.prune import refine, run_prune
+from prune_fixtures import prune_config
+
+
+@pytest.fixture(scope="module")
+def refined_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("refine")
+    config = validate_config(prune_config(tmp, prune__refine_steps=6))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELASTIC_LM_CACHE", str(tmp / "cache"))
+        run_prune(config)
+    return {"config": config, "run": Path(config.run_dir), "tmp": tmp}
+
+
+def _logits(model: torch.nn.Module, arch: Architecture | None = None) -> torch.Tensor:
+    ids = torch.tensor([[2, 5, 12, 3, 9, 3]])
+    with torch.no_grad():
+        if arch is None:
+            return model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        with model.using(arch):  # type: ignore[attr-defined]
+            return model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+
+
+def test_exports_are_the_refined_members_not_the_shared_weights(refined_run: dict[str, Any]) -> None:
+    run = refined_run["run"]
+    supernet = ElasticForSequenceClassification.from_pretrained(run / "train" / "supernet").eval()
+    trials = {f"trial-{t['number']}": t for t in json.loads((run / "search" / "trials.json").read_text())}
+    index = json.loads((run / "export" / "index.json").read_text())
+    tests = json.loads((run / "evaluate" / "test_metrics.json").read_text())
+    assert index
+    for item in index:
+        name = item["name"]
+        exported = AutoModelForSequenceClassification.from_pretrained(run / item["path"]).eval()
+        kept = refine.load_refined(run, name)
+        assert kept is not None
+        torch.testing.assert_close(_logits(exported), _logits(kept), atol=1e-4, rtol=1e-4)
+        shared = _logits(supernet, Architecture.from_dict(trials[name]["architecture"]))
+        assert (_logits(exported) - shared).abs().max() > 1e-3  # six steps of training moved it
+        assert tests[name]["refined_steps"] == 6
+        assert item["metrics"]["refined_steps"] == 6
+        card = json.loads((run / item["path"] / "export.json").read_text())
+        assert card["provenance"]["refined_steps"] == 6
+
+
+def test_an_interrupted_evaluate_stage_reads_refined_members_back(refined_run: dict[str, Any]) -> None:
+    run, config = refined_run["run"], refined_run["config"]
+    before = json.loads((run / "evaluate" / "test_metrics.json").read_text())
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a member refined before was trained again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELASTIC_LM_CACHE", str(refined_run["tmp"] / "cache"))
+        mp.setattr(refine, "train_fixed", refuse)
+        run_prune(config, start="evaluate")
+    after = json.loads((run / "evaluate" / "test_metrics.json").read_text())
+    assert after == before
+
+
+def test_refine_steps_redo_only_the_evaluation_and_the_export(tmp_path: Path) -> None:
+    def hashes(**over: object) -> dict[str, str]:
+        config = validate_config(prune_config(tmp_path, **over))
+        stages = ("finetune", "train", "search", "evaluate", "export", "baselines")
+        return {s: stage_hash(s, config) for s in stages}
+
+    base = hashes()
+    assert hashes(prune__refine_steps=0) == base  # off: runs made before the setting existed stay done
+    on = hashes(prune__refine_steps=20)
+    assert {s for s in base if on[s] != base[s]} == {"evaluate", "export"}

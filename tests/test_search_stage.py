@@ -306,3 +306,28 @@ def test_the_search_first_spreads_members_over_size(run_dir: Path) -> None:
     assert all(a.key() in early for a in design + uniform)
     assert size_design(saved.space, size, 0, 12, seed=0) == []
     assert size_design(saved.space, size, 8, 6, seed=0) == []  # no room: at most half the trials
+
+
+def test_a_changed_measurement_starts_a_new_study_beside_the_old(run_dir: Path) -> None:
+    """A study whose trials were measured under other settings (here the initial design and the
+    evaluation batches) is never continued: its trials would be stale. A longer search continues."""
+    import optuna
+
+    from elastic_lm.pipeline.search_stage import _storage
+
+    store = str(run_dir / "search" / "study.db")
+    assert main(["search", *config_args(run_dir, 4)]) == 0
+    first = json.loads((run_dir / "search" / "trials.json").read_text())
+    assert main(["search", *config_args(run_dir, 4, "--set", "search.eval_batches=1")]) == 0
+    other = json.loads((run_dir / "search" / "trials.json").read_text())
+    names = optuna.get_all_study_names(_storage(store))
+    assert len(names) == 2  # the old study is kept beside the new one
+    assert len(other) == 4 and other != first  # four fresh trials, measured on one batch
+    assert main(["search", *config_args(run_dir, 6, "--set", "search.eval_batches=1")]) == 0
+    longer = json.loads((run_dir / "search" / "trials.json").read_text())
+    assert longer[:4] == other and len(longer) == 6  # the same settings continue the new study
+    assert main(["search", *config_args(run_dir, 4, "--set", "search.front_bins=2")]) == 0
+    assert len(optuna.get_all_study_names(_storage(store))) == 3
+    assert main(["search", *config_args(run_dir, 4)]) == 0  # back to the first settings: its study
+    assert json.loads((run_dir / "search" / "trials.json").read_text()) == first
+    assert len(optuna.get_all_study_names(_storage(store))) == 3

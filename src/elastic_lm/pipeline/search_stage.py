@@ -34,6 +34,9 @@ from elastic_lm.pipeline.recipes.nas import inputs_hash
 from elastic_lm.pipeline.rundir import RunDirectory
 
 STUDY_NAME = "search"  # the name of every study before names described the run; still resumed
+KEY_ATTR = "study_key"  # the study's user attribute holding :func:`study_key`
+# Search settings that do not change what a trial measured: under new values a study continues.
+_CONTINUES = ("trials", "strategy", "strategy_options", "storage")
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,7 @@ def run_search_stage(
             "space_preset": config.space.preset,
             "space_options": dict(config.space.options),
             "config_hash": inputs_hash("search", config),
+            KEY_ATTR: study_key(config),
             "elastic_lm_version": _version(),
         },
     )
@@ -204,25 +208,51 @@ def _storage(store: str) -> Any:
     return resolve_storage(store)
 
 
+def study_key(config: Config) -> str:
+    """What a trial's numbers depend on: the super-network and everything before the search, the
+    data, and the search's measuring and design settings; not how many trials there are or how
+    they are proposed (``_CONTINUES``), so a longer search, or another strategy, continues a study."""
+    from elastic_lm.pipeline.recipes.nas import stage_inputs
+    from elastic_lm.pipeline.rundir import hash_inputs
+
+    inputs = stage_inputs("search", config)
+    inputs["search"] = {k: v for k, v in inputs["search"].items() if k not in _CONTINUES}
+    return hash_inputs(inputs)[:12]
+
+
 def study_name(config: Config, store: str, shared: bool = False) -> str:
     """A name that says what the study is (run, space, objectives), e.g. ``elm-mlm-quick elm: val_loss
     vs params``; a storage that holds one study of another name (``search``, from before names
     described the run, or a run directory that was renamed) keeps using it, so a search resumes.
 
+    When that study measured something else (its :func:`study_key` differs: the super-network was
+    retrained, the evaluation data, latency settings or initial design changed), a new study named
+    ``NAME [KEY]`` starts beside it, so no stale trial is reused; the old one stays in the storage.
+    A study from before keys were recorded is continued as before.
+
     In a ``shared`` storage (``--workers-storage``, ``search.storage``) workers run from run
-    directories of their own, so the name leaves the folder out and carries a hash of what defines
-    the super-network instead: workers of one run meet in one study, other runs never join it.
+    directories of their own, so the name leaves the folder out and carries the key instead:
+    workers of one run meet in one study, other runs never join it.
     """
     import optuna
 
     objectives = " vs ".join(o.name for o in config.search.objectives)
+    key = study_key(config)
     if shared:
-        return f"{config.space.preset}: {objectives} [{inputs_hash('train', config)[:10]}]"
+        return f"{config.space.preset}: {objectives} [{key}]"
     name = f"{Path(config.run_dir).name} {config.space.preset}: {objectives}"
     existing = optuna.get_all_study_names(_storage(store))
     if name not in existing and len(existing) == 1:
-        return existing[0]
+        name = existing[0]
+    if name in existing and _stored_key(store, name) not in (None, key):
+        return f"{name} [{key}]"
     return name
+
+
+def _stored_key(store: str, name: str) -> str | None:
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=_storage(store)).user_attrs.get(KEY_ATTR)
 
 
 def _version() -> str:

@@ -15,7 +15,7 @@ from elastic_lm.architecture import Architecture
 from elastic_lm.config.loading import validate_config
 from elastic_lm.model import ElasticForSequenceClassification
 from elastic_lm.pipeline.recipes.prune import stage_hash
-from elastic_lm.prune import refine, run_prune
+from elastic_lm.prune import refine, run_prune, training
 from prune_fixtures import prune_config
 
 
@@ -68,7 +68,7 @@ def test_an_interrupted_evaluate_stage_reads_refined_members_back(refined_run: d
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ELASTIC_LM_CACHE", str(refined_run["tmp"] / "cache"))
-        mp.setattr(refine, "train_fixed", refuse)
+        mp.setattr(training, "train_fixed", refuse)
         run_prune(config, start="evaluate")
     after = json.loads((run / "evaluate" / "test_metrics.json").read_text())
     assert after == before

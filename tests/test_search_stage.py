@@ -322,10 +322,12 @@ def test_a_changed_measurement_starts_a_new_study_beside_the_old(run_dir: Path) 
     other = json.loads((run_dir / "search" / "trials.json").read_text())
     names = optuna.get_all_study_names(_storage(store))
     assert len(names) == 2  # the old study is kept beside the new one
-    assert len(other) == 4 and other != first  # four fresh trials, measured on one batch
+    assert len(other) == 4
+    assert other != first  # four fresh trials, measured on one batch
     assert main(["search", *config_args(run_dir, 6, "--set", "search.eval_batches=1")]) == 0
     longer = json.loads((run_dir / "search" / "trials.json").read_text())
-    assert longer[:4] == other and len(longer) == 6  # the same settings continue the new study
+    assert len(longer) == 6
+    assert longer[:4] == other  # the same settings continue the new study
     assert main(["search", *config_args(run_dir, 4, "--set", "search.front_bins=2")]) == 0
     assert len(optuna.get_all_study_names(_storage(store))) == 3
     assert main(["search", *config_args(run_dir, 4)]) == 0  # back to the first settings: its study

@@ -26,7 +26,6 @@ from elastic_lm.prune import final
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.intervals import model_intervals
 from elastic_lm.prune.source import ensure_label_maps
-from elastic_lm.prune.training import train_fixed
 
 if TYPE_CHECKING:
     from elastic_lm.prune.parts import PruneParts
@@ -131,18 +130,7 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
         model = parent.extract(arch).eval()
         ensure_label_maps(model.config)
         if name != "unpruned" and steps > 0:
-            train_fixed(
-                model,
-                config,
-                d.train,
-                d.validation,
-                d.collator,
-                d.task,
-                root / "runs" / slug,
-                steps=steps,
-                learning_rate=p.finetune_learning_rate,
-                teacher=teacher if distill else None,
-            )
+            job.train_alone(model, root / "runs" / slug, steps, teacher=teacher if distill else None)
         own = model.model.largest()
         metrics: dict[str, Any] = {f"val_{k}": v for k, v in evaluate_model(model, val, d.task).items()}
         if d.task == "classification":

@@ -98,6 +98,20 @@ class PruneParts:
         """The fine-tune stage's recorded outputs (validation metrics of the full model)."""
         return json.loads((self.dir("finetune") / "stage.json").read_text())["outputs"]
 
+    def train_alone(
+        self, model: torch.nn.Module, work_dir: Path, steps: int, *, teacher: torch.nn.Module | None = None
+    ) -> None:
+        """Train ``model`` at its full size on the task at ``prune.finetune_learning_rate``, distilled
+        from ``teacher`` when given; resumable from ``work_dir``. The fine-tuning, every baseline and
+        every refined member train this one way."""
+        from elastic_lm.prune import training
+
+        d = self.data
+        training.train_fixed(
+            model, self.config, d.train, d.validation, d.collator, d.task, work_dir, steps=steps,
+            learning_rate=self.config.prune.finetune_learning_rate, teacher=teacher, progress=self.progress,
+        )  # fmt: skip
+
     def pareto_members(self) -> list[dict[str, Any]]:
         return pareto_members(self.root, self.config.export.max_models)
 

@@ -21,7 +21,7 @@ from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.objectives import UNITS, prune_objectives
 from elastic_lm.prune.parts import PruneParts
 from elastic_lm.prune.source import is_finetuned, load_classifier
-from elastic_lm.prune.training import distill_losses, has_checkpoints, train_fixed
+from elastic_lm.prune.training import distill_losses, has_checkpoints
 
 
 def finetune(parts: PruneParts) -> dict[str, Any]:
@@ -30,18 +30,7 @@ def finetune(parts: PruneParts) -> dict[str, Any]:
     model = load_classifier(parts.folder, d.num_labels, d.label_names)
     trained = False
     if p.finetune_steps > 0 and not is_finetuned(parts.folder, d.num_labels):
-        train_fixed(
-            model,
-            parts.config,
-            d.train,
-            d.validation,
-            d.collator,
-            d.task,
-            folder,
-            steps=p.finetune_steps,
-            learning_rate=p.finetune_learning_rate,
-            progress=parts.progress,
-        )
+        parts.train_alone(model, folder, p.finetune_steps)
         trained = True
     model.eval()
     model.save_pretrained(folder / "model-original")

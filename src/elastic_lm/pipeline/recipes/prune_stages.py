@@ -192,7 +192,8 @@ def evaluate(parts: PruneParts) -> dict[str, Any]:
     models: dict[str, Any] = {"unpruned": parts.finetuned()}
     for t in members:
         name = f"trial-{t['number']}"
-        models[name] = refined.get(name) or (supernet, Architecture.from_dict(t["architecture"]))
+        shared = (supernet, Architecture.from_dict(t["architecture"]))
+        models[name] = refined.get(name, shared)
     config = parts.config
     scores = final.final_evaluation(models, config.data, parts.tokenizer, config.search.eval_batch_size)
     if refined:  # the search's validation numbers were the shared weights'; these are the refined model's

@@ -31,6 +31,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from elastic_lm.architecture import Architecture  # noqa: E402
 from elastic_lm.config import load_config  # noqa: E402
@@ -40,6 +41,7 @@ from elastic_lm.prune.evaluation import fixed_batches, logits_and_labels  # noqa
 from elastic_lm.prune.final import load_test_split  # noqa: E402
 from elastic_lm.prune.parts import PruneParts  # noqa: E402
 from elastic_lm.prune.refine import refine_member  # noqa: E402
+from pruning_summary import margins as summary_margins  # noqa: E402
 
 
 def correct(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -48,16 +50,11 @@ def correct(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]]) -> t
 
 
 def margins(members: list[dict[str, Any]], baselines: list[dict[str, Any]], key: str) -> dict[str, float]:
-    """Per baseline: the best member at or under its size minus it, in test points (``key``: accuracy)."""
-    out = {}
-    for point in baselines:
-        m = point["metrics"]
-        if point["name"] == "unpruned":
-            continue
-        fitting = [x[key] for x in members if x["params_nonembedding"] <= m["params_nonembedding"]]
-        if fitting:
-            out[point["name"]] = round(100 * (max(fitting) - m["test_accuracy"]), 2)
-    return out
+    """Per baseline: the best member at or under its size minus it, in test points (``key``: the
+    members' accuracy before or after), as :func:`pruning_summary.margins` computes it."""
+    ours = [{"params_nonembedding": m["params_nonembedding"], "test_accuracy": m[key]} for m in members]
+    points = {p["name"]: [p["metrics"]] for p in baselines if p["name"] != "unpruned"}
+    return {name: values[0] for name, values in summary_margins({"fronts": {"ours": ours, **points}}).items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from elastic_lm.config import Config
 from elastic_lm.errors import ConfigError
 from elastic_lm.model import ElasticForSequenceClassification
+from elastic_lm.prune.coverage import front_gaps
 from elastic_lm.prune.data import TaskData, load_search_data
 from elastic_lm.prune.evaluation import fixed_batches
 from elastic_lm.prune.source import load_tokenizer, resolve_source
@@ -156,8 +156,8 @@ def thinning_warning(run_dir: Path, max_models: int | None, max_gap: float) -> s
     if max_models is None or len(values) <= max_models or values[-1] <= values[0]:
         return None
     span = values[-1] - values[0]
-    kept = sorted(t["metrics"][size] for t in spread(covering, lambda t: t["metrics"][size], max_models))
-    widest = max((b - a for a, b in pairwise(kept)), default=span) / span
+    kept = [t["metrics"][size] for t in spread(covering, lambda t: t["metrics"][size], max_models)]
+    widest = front_gaps(kept, values[-1])["front_max_gap"]  # spread keeps both ends: the same range
     needed = fewest_within_gap(values, max_gap * span)
     if widest <= max_gap or needed <= max_models:
         return None

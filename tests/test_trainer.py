@@ -310,6 +310,33 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert all(torch.isfinite(torch.tensor(result.losses)))
 
 
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path):
+    from elastic_lm.train.optim import cpu_has_native_bf16
+
+    native, plain = tmp_path / "native", tmp_path / "plain"
+    native.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert cpu_has_native_bf16(native) is True
+    assert cpu_has_native_bf16(plain) is False
+    assert cpu_has_native_bf16(tmp_path / "missing") is False
+
+
+def test_bf16_on_a_cpu_without_bf16_warns_and_auto_stays_fp32(monkeypatch, caplog):
+    from elastic_lm.train import optim
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(optim, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="elastic_lm.train"):
+        assert optim.amp_dtype("bf16", cpu) is torch.bfloat16
+    assert "train.precision=fp32" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(optim, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="elastic_lm.train"):
+        assert optim.amp_dtype("bf16", cpu) is torch.bfloat16
+        assert optim.amp_dtype("auto", cpu) is None
+    assert caplog.text == ""
+
+
 def test_tensorboard_is_optional(tmp_path, monkeypatch):
     import sys
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from elastic_lm.errors import ConfigError
+
+LOGGER = logging.getLogger("elastic_lm.train")
 
 
 def _no_decay(name: str, param: Tensor) -> bool:
@@ -47,14 +52,38 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return max(0.0, 1.0 - progress)
 
 
+@cache
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX flags; Linux only).
+
+    There bf16 autocast trains about twice as fast as fp32 (docs/training-loop.md); elsewhere the
+    bf16 matrix products are emulated and slower than fp32.
+    """
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16/fp16 autocast where asked and supported; fp32 by default on CPU."""
+    """bf16/fp16 autocast where asked and supported; fp32 by default on CPU.
+
+    ``auto`` stays fp32 on a CPU so a run gives the same numbers on every CPU; the CPU budgets of
+    the recipes ask for bf16 themselves.
+    """
     cuda = device.type == "cuda"
     if precision == "fp32":
         return None
     if precision == "bf16":
         if cuda and not torch.cuda.is_bf16_supported():
             raise ConfigError("train.precision='bf16' but this GPU lacks bf16; use fp16 or fp32")
+        if device.type == "cpu" and not cpu_has_native_bf16():
+            LOGGER.warning(
+                "train.precision=bf16: this CPU has no bf16 instructions (avx512_bf16 / amx_bf16), so "
+                "training is slower than fp32; set train.precision=fp32"
+            )
         return torch.bfloat16
     if precision == "fp16":
         if not cuda:
@@ -65,4 +94,4 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-__all__ = ["amp_dtype", "build_optimizer", "lr_factor"]
+__all__ = ["amp_dtype", "build_optimizer", "cpu_has_native_bf16", "lr_factor"]

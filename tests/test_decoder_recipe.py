@@ -61,7 +61,10 @@ def tiny_config(tmp_path: Path, tokenizer: PreTrainedTokenizerBase, **heal: obje
     )  # fmt: skip
 
 
-def test_heal_lowers_the_kd_loss(tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase) -> None:
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_heal_lowers_the_kd_loss(
+    tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase, precision: str
+) -> None:
     from elastic_lm.data.prepare import prepare_data
     from elastic_lm.heal import HealBudget, heal_model, kd_divergence
     from elastic_lm.train.build import fixed_batches
@@ -75,7 +78,7 @@ def test_heal_lowers_the_kd_loss(tmp_path: Path, tiny_tokenizer: PreTrainedToken
     prepared = prepare_data(config.data, tiny_tokenizer)
     held_out = fixed_batches(prepared.splits["test"], prepared.collator, 2, 4, 0)
     before = kd_divergence(student, teacher, held_out)
-    budget = HealBudget(tokens=640, batch_size=4, learning_rate=3e-3, top_k=8)
+    budget = HealBudget(tokens=640, batch_size=4, learning_rate=3e-3, top_k=8, precision=precision)
     spec = [{"name": "topk-kd"}, {"name": "clm", "weight": 0.1}]
     result = heal_model(student, teacher, prepared.splits["train"], prepared.collator, budget, spec)
     assert result.tokens >= 640
@@ -83,6 +86,29 @@ def test_heal_lowers_the_kd_loss(tmp_path: Path, tiny_tokenizer: PreTrainedToken
     after = kd_divergence(student, teacher, held_out)
     assert before > 0.0
     assert after < 0.8 * before
+    assert all(p.dtype == torch.float32 for p in student.parameters())  # autocast, not a cast
+
+
+def test_heal_in_bf16_rounds_the_same_step(tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase) -> None:
+    """train.precision=bf16 reaches the healing loop: one step from the same weights gives a loss
+    that differs from fp32 by bf16 rounding only."""
+    import copy
+
+    from elastic_lm.data.prepare import prepare_data
+    from elastic_lm.heal import HealBudget, heal_model
+
+    config = tiny_config(tmp_path, tiny_tokenizer)
+    teacher = LlamaForCausalLM.from_pretrained(config.model.source).eval()
+    student = LlamaForCausalLM.from_pretrained(config.model.source, num_hidden_layers=1)
+    prepared = prepare_data(config.data, tiny_tokenizer)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        budget = HealBudget(tokens=1, batch_size=4, top_k=8, precision=precision)
+        result = heal_model(copy.deepcopy(student), teacher, prepared.splits["train"], prepared.collator,
+                            budget, [{"name": "topk-kd"}])  # fmt: skip
+        losses[precision] = result.losses[0]
+    assert losses["fp32"] != losses["bf16"]
+    assert abs(losses["fp32"] - losses["bf16"]) < 0.05 * abs(losses["fp32"])
 
 
 def test_decoder_recipe_end_to_end(tmp_path: Path, tiny_tokenizer: PreTrainedTokenizerBase) -> None:

@@ -8,6 +8,7 @@ that compression and adaptation to the corpus can be told apart.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -33,13 +34,14 @@ class HealBudget:
     learning_rate: float = 1e-4
     top_k: int | None = 64
     seed: int = 0
+    precision: str = "auto"  # train.precision: healing is training (bf16 autocast where asked)
 
     def __post_init__(self) -> None:
         if self.tokens is None and self.minutes is None:
             raise ConfigError("heal: set heal.tokens or heal.minutes (healing needs a budget)")
 
     @classmethod
-    def from_section(cls, section: Any, seed: int) -> HealBudget:
+    def from_section(cls, section: Any, seed: int, precision: str = "auto") -> HealBudget:
         return cls(
             tokens=section.tokens,
             minutes=section.minutes,
@@ -47,6 +49,7 @@ class HealBudget:
             learning_rate=section.learning_rate,
             top_k=section.top_k,
             seed=seed,
+            precision=precision,
         )
 
 
@@ -108,6 +111,7 @@ def heal_model(
     losses compare a layer with its own origin rather than a uniform spread.
     """
     from elastic_lm.train.losses import CombinedLoss
+    from elastic_lm.train.optim import amp_dtype
 
     if len(data) == 0:
         raise ConfigError("heal: the training split is empty; give data.source more text")
@@ -136,6 +140,13 @@ def heal_model(
     params = [p for p in list(student.parameters()) + list(combined.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=budget.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(budget.seed)
+    device = next(student.parameters()).device
+    amp = amp_dtype(budget.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+
+    def autocast() -> contextlib.AbstractContextManager:
+        return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
     teacher.eval()
     student.train()
     result = HealResult()
@@ -150,15 +161,23 @@ def heal_model(
                 student.eval()
                 return result
             batch = collate([data[i] for i in order[first : first + budget.batch_size]])
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 t_out = _forward(teacher, batch, hidden)
             batch = _with_topk(batch, t_out.logits, top_k)
-            s_out = _forward(student, batch, hidden)
-            loss, _ = combined(s_out, batch, t_out, target="teacher")
+            with autocast():
+                s_out = _forward(student, batch, hidden)
+                loss, _ = combined(s_out, batch, t_out, target="teacher")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+            else:  # fp16 on a GPU: scaled loss, unscaled before clipping
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                scaler.step(optimizer)
+                scaler.update()
             result.steps += 1
             mask = batch.get("attention_mask")
             result.tokens += int(mask.sum()) if mask is not None else batch["input_ids"].numel()

@@ -111,7 +111,7 @@ class Healer:
         self.teacher = _frozen(load_teacher(folder, "causal-lm"))
         self.teacher_params = nonembedding_params(self.teacher)
         self.kd_teacher: torch.nn.Module = self.teacher  # what healing distils from (see run_heal)
-        self.budget = HealBudget.from_section(h, config.seed)
+        self.budget = HealBudget.from_section(h, config.seed, config.train.precision)
         self.losses = [{"name": s.name, "weight": s.weight, **s.options} for s in h.losses]
 
     def samples(self, model: PreTrainedModel) -> list[dict[str, str]]:

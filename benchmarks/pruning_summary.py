@@ -3,7 +3,8 @@
 ``summarise(runs)`` reduces the per task / seed / mode JSONs to the fields the issue names:
 ``min_removed_at_1pt``, ``min_speedup_at_1pt``, ``front_top_share``, ``front_max_gap``,
 ``margin_over_baselines`` (per baseline kind, mean over runs and fractions, in test-accuracy points,
-with the per-run numbers), ``min_margin_over_baselines`` and ``post_training``.
+with the per-run numbers), ``min_margin_over_baselines``, ``post_training`` and
+``stage_seconds_total``.
 """
 
 from __future__ import annotations
@@ -66,12 +67,26 @@ def margins(run: dict[str, Any]) -> dict[str, list[float]]:
     return out
 
 
+def stage_seconds_total(runs: list[dict[str, Any]]) -> float:
+    """Seconds the runs' stages took when they ran, each fine-tuning once (the issue's time budget).
+
+    A post-training run's ``finetune`` is a copy of its NAS twin's, so it counts only when the twin
+    is absent. Latency timing and the paired test comparisons of the benchmark itself are not in it.
+    """
+    nas = {(r["task"], r["seed"]) for r in runs if r.get("mode", "nas") == "nas"}
+    total = 0.0
+    for r in runs:
+        shared = r.get("mode", "nas") != "nas" and (r["task"], r["seed"]) in nas
+        total += sum(v for k, v in r.get("stage_seconds", {}).items() if not (shared and k == "finetune"))
+    return round(total, 1)
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's summary fields over every run (NAS and post-training modes reported apart)."""
     nas = [r for r in runs if r.get("mode", "nas") == "nas"]
     post = [r for r in runs if r.get("mode") == "post-training"]
     present = sorted(f"{r['task']}-s{r['seed']}-{r.get('mode', 'nas')}" for r in runs)
-    out: dict[str, Any] = {"runs_present": present}
+    out: dict[str, Any] = {"runs_present": present, "stage_seconds_total": stage_seconds_total(runs)}
     if nas:
         per_run = {f"{r['task']}-s{r['seed']}": margins(r) for r in nas}
         kinds = sorted({k for m in per_run.values() for k in m})
@@ -128,4 +143,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["export_unpruned", "full_nonembedding", "margins", "share_finetuning", "summarise"]
+__all__ = [
+    "export_unpruned",
+    "full_nonembedding",
+    "margins",
+    "share_finetuning",
+    "stage_seconds_total",
+    "summarise",
+]

@@ -418,3 +418,19 @@ def test_a_truncated_trainer_pt_is_a_checkpoint_error_naming_it(tmp_path: Path) 
     assert "\n" not in message
     assert message.startswith(f"checkpoint {folder / 'trainer.pt'} is truncated")
     assert "remove that checkpoint folder" in message
+
+
+def test_a_full_disk_under_safetensors_is_not_called_a_corrupt_file() -> None:
+    """safetensors wraps a failed write in its own error; the fix is disk space, not the file."""
+    from safetensors import SafetensorError
+
+    full = describe(
+        SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    )
+    assert full is not None
+    assert "No space left on device" in full
+    assert "free some space" in full
+    assert "corrupt" not in full
+    corrupt = describe(SafetensorError("Error while deserializing header: HeaderTooLarge"))
+    assert corrupt is not None
+    assert "not a valid safetensors file" in corrupt

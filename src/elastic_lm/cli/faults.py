@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 from types import TracebackType
 
@@ -53,11 +54,20 @@ def describe(error: BaseException) -> str | None:
             "(torch.load weights_only=True): use a file elastic-lm wrote"
         )
     if type(error).__name__ == "SafetensorError" or "safetensors" in type(error).__module__:
+        code = _os_error_code(str(error))
+        if code in _FIXES:  # writing failed (full disk, read-only): the file is not to blame
+            return f"{os.strerror(code)}{f': {file}' if file else ''}; {_FIXES[code]}"
         return (
             f"{at}not a valid safetensors file ({str(error)[:160]}); it is truncated or corrupt: "
             "restore it or save the model again"
         )
     return None
+
+
+def _os_error_code(message: str) -> int | None:
+    """The errno a Rust library quotes as ``(os error N)`` (safetensors writing to a full disk)."""
+    found = re.search(r"\(os error (\d+)\)", message)
+    return int(found.group(1)) if found else None
 
 
 def _file_in(tb: TracebackType | None) -> str | None:

@@ -36,8 +36,7 @@ def describe(error: BaseException) -> str | None:
     """The one-line message for a known fault, or None for anything else (a bug: traceback)."""
     if isinstance(error, OSError) and error.errno in _FIXES:
         where = error.filename or _file_in(error.__traceback__)
-        what = error.strerror or os.strerror(error.errno or 0)
-        return f"{what}{f': {where}' if where else ''}; {_FIXES[error.errno]}"
+        return _os_fault(error.errno, where, error.strerror)
     file = _file_in(error.__traceback__)
     at = f"{file}: " if file else ""
     if isinstance(error, UnicodeDecodeError):
@@ -56,12 +55,17 @@ def describe(error: BaseException) -> str | None:
     if type(error).__name__ == "SafetensorError" or "safetensors" in type(error).__module__:
         code = _os_error_code(str(error))
         if code in _FIXES:  # writing failed (full disk, read-only): the file is not to blame
-            return f"{os.strerror(code)}{f': {file}' if file else ''}; {_FIXES[code]}"
+            return _os_fault(code, file)
         return (
             f"{at}not a valid safetensors file ({str(error)[:160]}); it is truncated or corrupt: "
             "restore it or save the model again"
         )
     return None
+
+
+def _os_fault(code: int, where: object, what: str | None = None) -> str:
+    """What the system said, where, and the fix for that errno."""
+    return f"{what or os.strerror(code)}{f': {where}' if where else ''}; {_FIXES[code]}"
 
 
 def _os_error_code(message: str) -> int | None:

@@ -8,7 +8,6 @@ that compression and adaptation to the corpus can be told apart.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -111,7 +110,7 @@ def heal_model(
     losses compare a layer with its own origin rather than a uniform spread.
     """
     from elastic_lm.train.losses import CombinedLoss
-    from elastic_lm.train.optim import amp_dtype
+    from elastic_lm.train.optim import amp_dtype, autocast, grad_scaler
 
     if len(data) == 0:
         raise ConfigError("heal: the training split is empty; give data.source more text")
@@ -142,11 +141,7 @@ def heal_model(
     generator = torch.Generator().manual_seed(budget.seed)
     device = next(student.parameters()).device
     amp = amp_dtype(budget.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-
-    def autocast() -> contextlib.AbstractContextManager:
-        return torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
-
+    scaler = grad_scaler(amp)
     teacher.eval()
     student.train()
     result = HealResult()
@@ -161,10 +156,10 @@ def heal_model(
                 student.eval()
                 return result
             batch = collate([data[i] for i in order[first : first + budget.batch_size]])
-            with torch.no_grad(), autocast():
+            with torch.no_grad(), autocast(device, amp):
                 t_out = _forward(teacher, batch, hidden)
             batch = _with_topk(batch, t_out.logits, top_k)
-            with autocast():
+            with autocast(device, amp):
                 s_out = _forward(student, batch, hidden)
                 loss, _ = combined(s_out, batch, t_out, target="teacher")
             optimizer.zero_grad(set_to_none=True)

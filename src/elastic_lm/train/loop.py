@@ -52,7 +52,7 @@ from elastic_lm.train.distributed import (
     init_distributed,
 )
 from elastic_lm.train.metrics_log import MetricsLog
-from elastic_lm.train.optim import amp_dtype, build_optimizer, lr_factor
+from elastic_lm.train.optim import amp_dtype, autocast, build_optimizer, grad_scaler, lr_factor
 from elastic_lm.train.settings import MODEL_INPUT_KEYS, TrainingDiverged, TrainResult, TrainSettings
 from elastic_lm.train.step_inputs import detached, eval_archs, logits_positions, needs, to_device
 from elastic_lm.train.strategies import Strategy, SubnetTask
@@ -106,7 +106,7 @@ class _Trainer:
             lambda step: lr_factor(step, settings.steps, warmup, settings.schedule),
         )
         self.amp = amp_dtype(settings.precision, dev)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
+        self.scaler = grad_scaler(self.amp)
         self.batches = StepBatches(
             train_data, settings.batch_size, settings.seed, self.ctx, settings.collate_fn
         )
@@ -132,9 +132,7 @@ class _Trainer:
     # --- one step -----------------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.ctx.device.type, dtype=self.amp)
+        return autocast(self.ctx.device, self.amp)
 
     def _forward(self, module: nn.Module, batch: Mapping[str, Any], flags: Mapping[str, Any]) -> Any:
         inputs = {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -94,4 +95,14 @@ def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-__all__ = ["amp_dtype", "build_optimizer", "cpu_has_native_bf16", "lr_factor"]
+def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Autocast to ``amp`` (from :func:`amp_dtype`) on ``device``; no context at all in fp32."""
+    return torch.autocast(device_type=device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+
+def grad_scaler(amp: torch.dtype | None) -> torch.amp.GradScaler | None:
+    """Loss scaling for fp16 (on a GPU), whose small gradients underflow; None otherwise."""
+    return torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+
+
+__all__ = ["amp_dtype", "autocast", "build_optimizer", "cpu_has_native_bf16", "grad_scaler", "lr_factor"]

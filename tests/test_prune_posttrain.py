@@ -129,6 +129,37 @@ def test_mask_tuning_brings_a_pruned_layer_closer_to_the_unpruned_output(model_a
         assert after < before, (sub.name, before, after)
 
 
+def test_capturing_a_sublayer_stops_the_pass_there_and_sees_what_a_full_pass_sees(
+    model_and_batches: tuple,
+) -> None:
+    from elastic_lm.prune.posttrain import _capture
+
+    model, batches = model_and_batches
+    first = next(s for s in sublayers(model) if s.layer == 0 and s.kind == "ffn")
+    modules = dict(model.named_modules())
+    later = [s for s in sublayers(model) if s.layer > 0]
+    calls: list[str] = []
+    handles = [
+        modules[s.name].register_forward_hook(lambda m, i, o, n=s.name: calls.append(n)) for s in later
+    ]
+    full: dict[str, torch.Tensor] = {}
+    batch = {k: batches[0][k] for k in ("input_ids", "attention_mask")}
+    try:
+        seen = _capture(model, first, batch)
+        assert calls == []  # no later layer ran
+        grab = modules[first.name].register_forward_hook(lambda m, i, o: full.update(x=i[0], y=o))
+        with torch.no_grad():
+            model(**batch)
+        grab.remove()
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(calls) == len(later)  # the full pass did run them
+    assert torch.equal(seen["x"], full["x"])
+    assert torch.equal(seen["y"], full["y"])
+    assert seen["u"].shape[-1] == first.units
+
+
 def test_the_pruned_model_exports_smaller_and_computes_the_same(
     model_and_batches: tuple, tmp_path: Path
 ) -> None:

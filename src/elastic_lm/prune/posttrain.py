@@ -98,8 +98,16 @@ def _batches_on(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) ->
     return [{k: b[k].to(device) for k in _INPUTS if k in b} for b in batches]
 
 
+class _CapturedError(Exception):
+    """Raised by the capture hook: the layers after the sub-layer need not run."""
+
+
 def _capture(model: nn.Module, sub: SubLayer, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The sub-layer's input, output (with bias) and output projection's input on one batch."""
+    """The sub-layer's input, output (with bias) and output projection's input on one batch.
+
+    The forward pass stops right after the sub-layer (tuning the last layers would otherwise run the
+    whole model once per sub-layer: about twice the work on a 6-layer model).
+    """
     module = dict(model.named_modules())[sub.name]
     out_linear = module.o if isinstance(module, ElasticAttention) else module.down
     seen: dict[str, torch.Tensor] = {}
@@ -107,6 +115,7 @@ def _capture(model: nn.Module, sub: SubLayer, batch: dict[str, Any]) -> dict[str
     def keep_io(_m: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         seen["x"] = inputs[0]
         seen["y"] = output[0] if isinstance(output, tuple) else output
+        raise _CapturedError
 
     def keep_units(_m: nn.Module, inputs: tuple[Any, ...]) -> None:
         seen["u"] = inputs[0]
@@ -114,9 +123,13 @@ def _capture(model: nn.Module, sub: SubLayer, batch: dict[str, Any]) -> dict[str
     handles = [module.register_forward_hook(keep_io), out_linear.register_forward_pre_hook(keep_units)]
     try:
         model(**batch)
+    except _CapturedError:
+        pass
     finally:
         for h in handles:
             h.remove()
+    if "y" not in seen:
+        raise RuntimeError(f"sub-layer {sub.name} did not run in the forward pass (a dropped layer?)")
     return seen
 
 

@@ -5,11 +5,11 @@
 Reads a finished NAS prune run directory and never writes into it (checkpoints go to a temporary
 folder). Each exported member (or ``--members trial-3,trial-9``) is trained alone for ``--steps``
 steps with the code ``prune.refine_steps`` runs, then both the exported member (the super-network's
-shared weights) and the refined one answer the run's test split. Prints JSON: per member its
-non-embedding parameters, test accuracy before and after, the paired per-example difference with its
-standard error and the refining time; the mean difference; and, when the run has baselines, each
-baseline's margin (test accuracy of the best member with no more non-embedding parameters minus the
-baseline's, in points) before and after.
+shared weights) and the refined one answer the run's validation and test splits. Prints JSON: per
+member its non-embedding parameters, validation and test accuracy before and after, the paired
+per-example test difference with its standard error and the refining time; the mean difference;
+and, when the run has baselines, each baseline's margin (test accuracy of the best member with no
+more non-embedding parameters minus the baseline's, in points) before and after.
 """
 
 from __future__ import annotations
@@ -77,17 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [e for e in index if args.members is None or e["name"] in args.members]
     rows = load_test_split(config.data, parts.tokenizer)
     batches = fixed_batches(rows, collator_for(config.data.task, parts.tokenizer), 64)
+    val_batches = parts.val_batches()
 
     members = []
     for entry in chosen:
         name = entry["name"]
-        before = correct(load_exported(args.run / entry["path"]), batches)
+        exported = load_exported(args.run / entry["path"])
+        before, val_before = correct(exported, batches), correct(exported, val_batches)
         started = time.time()
         with tempfile.TemporaryDirectory(prefix="elastic-lm-refine-") as scratch:
             arch = Architecture.from_dict(trials[name]["architecture"])
             refined = refine_member(parts, supernet, arch, teacher, Path(scratch))
         seconds = time.time() - started
-        after = correct(refined, batches)
+        after, val_after = correct(refined, batches), correct(refined, val_batches)
         diff = after - before
         row = {
             "name": name,
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             "test_accuracy_after": float(after.mean()),
             "paired_difference": float(diff.mean()),
             "paired_standard_error": float(diff.std() / len(diff) ** 0.5),
+            "val_accuracy_before": float(val_before.mean()),
+            "val_accuracy_after": float(val_after.mean()),
             "refine_seconds": round(seconds, 1),
         }
         print(json.dumps(row), flush=True)

@@ -310,7 +310,7 @@ class VocabularySection(Section):
 class PostTrainingSection(Section):
     """``prune.mode: post-training`` (Kwon et al. 2022): Fisher masks, rearrangement, least-squares tuning."""
 
-    examples: PositiveInt = Field(256, description="labelled training rows for Fisher scores and mask tuning")
+    examples: PositiveInt = Field(512, description="labelled training rows for Fisher scores and mask tuning")
     targets: list[float] = Field(
         default_factory=lambda: [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],
         description="kept shares of the heads' and FFN units' cost (params or FLOPs): one model each",

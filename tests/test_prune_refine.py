@@ -84,3 +84,48 @@ def test_refine_steps_redo_only_the_evaluation_and_the_export(tmp_path: Path) ->
     assert hashes(prune__refine_steps=0) == base  # off: runs made before the setting existed stay done
     on = hashes(prune__refine_steps=20)
     assert {s for s in base if on[s] != base[s]} == {"evaluate", "export"}
+
+
+def test_refine_max_epochs_turns_refining_off_where_the_supernet_saw_each_row_often(tmp_path: Path) -> None:
+    config = validate_config(
+        prune_config(tmp_path, prune__refine_steps=200, prune__refine_max_epochs=4, train__steps=600)
+    )
+    config.train.batch_size = 32
+    assert refine.supernet_epochs(config, 8000) == pytest.approx(2.4)
+    assert refine.refine_skipped(config, 8000) is None  # 2.4 times: refine
+    reason = refine.refine_skipped(config, 1780)  # 10.8 times: skip
+    assert reason is not None
+    assert "10.8 times" in reason
+    assert "prune.refine_max_epochs 4" in reason
+    config.prune.refine_max_epochs = None
+    assert refine.refine_skipped(config, 1780) is None  # no limit: always
+    config.prune.refine_steps = 0
+    config.prune.refine_max_epochs = 4
+    assert refine.refine_skipped(config, 1780) is None  # refining is off anyway
+
+    logged: list[str] = []
+
+    class Parts:  # refine_members must decide before it touches the super-network or the teacher
+        data = type("Data", (), {"train": [None] * 1780})()
+        log = staticmethod(logged.append)
+
+        def __init__(self) -> None:
+            self.config = config
+
+        def finetuned(self) -> None:
+            raise AssertionError("a skipped refinement loaded the teacher")
+
+    config.prune.refine_steps = 200
+    assert refine.refine_members(Parts(), None, [{"number": 3}]) == {}  # type: ignore[arg-type]
+    assert len(logged) == 1
+    assert "refining skipped" in logged[0]
+
+
+def test_refine_max_epochs_enters_the_hashes_only_while_refining_is_on(tmp_path: Path) -> None:
+    def hashes(**over: object) -> dict[str, str]:
+        config = validate_config(prune_config(tmp_path, **over))
+        return {s: stage_hash(s, config) for s in ("train", "search", "evaluate", "export")}
+
+    assert hashes(prune__refine_max_epochs=4) == hashes()  # refining off: the limit reads nothing
+    on, limited = hashes(prune__refine_steps=20), hashes(prune__refine_steps=20, prune__refine_max_epochs=4)
+    assert {s for s in on if on[s] != limited[s]} == {"evaluate", "export"}

@@ -361,6 +361,12 @@ class PruneSection(Section):
     )
     baseline_steps: int | None = Field(None, ge=0, description="steps per baseline model; None: train.steps")
     refine_steps: int = Field(0, ge=0, description="NAS mode: steps each export trains alone; 0: off")
+    refine_max_epochs: float | None = Field(
+        None,
+        gt=0,
+        description="refine only when the super-network's training saw each training row at most this "
+        "many times (train.steps x batch / rows); more often, it has fit the set already. None: always",
+    )
     vocabulary: VocabularySection = Field(default_factory=VocabularySection)
     post_training: PostTrainingSection = Field(default_factory=PostTrainingSection)
 

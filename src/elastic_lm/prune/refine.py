@@ -25,6 +25,7 @@ from elastic_lm.model import ElasticForSequenceClassification
 from elastic_lm.prune.source import ensure_label_maps
 
 if TYPE_CHECKING:
+    from elastic_lm.config import Config
     from elastic_lm.prune.parts import PruneParts
 
 
@@ -56,13 +57,44 @@ def refine_member(
     return model
 
 
+def supernet_epochs(config: Config, train_rows: int) -> float:
+    """How many times the super-network's training saw each training row, on average."""
+    t = config.train
+    return t.steps * t.batch_size * t.grad_accumulation / max(train_rows, 1)
+
+
+def refine_skipped(config: Config, train_rows: int) -> str | None:
+    """Why ``prune.refine_max_epochs`` turns refining off for this set (None: it does not).
+
+    Refining pays where the shared weights are still under-trained on the set, and much less where
+    they have fit it already; docs/pruning.md has the measurements (movie sentiment against BBC News).
+    """
+    limit = config.prune.refine_max_epochs
+    if not config.prune.refine_steps or limit is None:
+        return None
+    epochs = supernet_epochs(config, train_rows)
+    if epochs <= limit:
+        return None
+    return (
+        f"refining skipped: the super-network's training saw each of the {train_rows:,} training rows "
+        f"{epochs:.1f} times, more than prune.refine_max_epochs {limit:g}"
+    )
+
+
 def refine_members(
     parts: PruneParts, supernet: ElasticForSequenceClassification, members: list[dict[str, Any]]
 ) -> dict[str, ElasticForSequenceClassification]:
-    """``{trial-N: refined model}`` for every member (empty when ``prune.refine_steps`` is 0); members
-    refined by an earlier attempt of this stage are read back, not trained again."""
+    """``{trial-N: refined model}`` for every member (empty when ``prune.refine_steps`` is 0 or
+    :func:`refine_skipped` says so); members refined by an earlier attempt of this stage are read
+    back, not trained again."""
+    rows = len(parts.data.train)  # first: on a tiny set this adapts parts.config (train.steps)
     steps = parts.config.prune.refine_steps
     if not steps:
+        return {}
+    skipped = refine_skipped(parts.config, rows)
+    if skipped is not None:
+        if parts.log is not None:
+            parts.log(skipped)
         return {}
     teacher = parts.finetuned()
     out: dict[str, ElasticForSequenceClassification] = {}
@@ -82,4 +114,11 @@ def refine_members(
     return out
 
 
-__all__ = ["load_refined", "refine_member", "refine_members", "refined_folder"]
+__all__ = [
+    "load_refined",
+    "refine_member",
+    "refine_members",
+    "refine_skipped",
+    "refined_folder",
+    "supernet_epochs",
+]

@@ -184,11 +184,12 @@ def front_design(parts: PruneParts, supernet: Any, space: Any) -> list[Architect
 def evaluate(parts: PruneParts) -> dict[str, Any]:
     """Test metrics of the Pareto members (refined first with ``prune.refine_steps``) and of the
     unpruned fine-tuned model (the only test read)."""
-    from elastic_lm.prune.refine import refine_members
+    from elastic_lm.prune.refine import refine_members, refine_skipped
 
     supernet = parts.supernet()
     members = parts.pareto_members()
     refined = refine_members(parts, supernet, members)
+    skipped = refine_skipped(parts.config, len(parts.data.train))
     models: dict[str, Any] = {"unpruned": parts.finetuned()}
     for t in members:
         name = f"trial-{t['number']}"
@@ -203,7 +204,8 @@ def evaluate(parts: PruneParts) -> dict[str, Any]:
             scores[name].update(own, refined_steps=config.prune.refine_steps)
     warnings = [w for w in (validation_intervals(parts, models, scores), parts.thinning_warning()) if w]
     atomic_write_json(parts.dir("evaluate") / "test_metrics.json", scores)
-    return {"models": len(scores), **({"warning": " ".join(warnings)} if warnings else {})}
+    notes = {"warning": " ".join(warnings)} if warnings else {}
+    return {"models": len(scores), **notes, **({"refine": skipped} if skipped else {})}
 
 
 def validation_intervals(parts: PruneParts, models: dict[str, Any], scores: dict[str, Any]) -> str | None:

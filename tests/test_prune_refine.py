@@ -129,3 +129,30 @@ def test_refine_max_epochs_enters_the_hashes_only_while_refining_is_on(tmp_path:
     assert hashes(prune__refine_max_epochs=4) == hashes()  # refining off: the limit reads nothing
     on, limited = hashes(prune__refine_steps=20), hashes(prune__refine_steps=20, prune__refine_max_epochs=4)
     assert {s for s in on if on[s] != limited[s]} == {"evaluate", "export"}
+
+
+def test_refine_max_share_keeps_the_largest_members_as_the_search_found_them(tmp_path: Path) -> None:
+    import dataclasses
+
+    from elastic_lm.metrics.size import count_params
+    from elastic_lm.prune.source import load_classifier
+    from prune_fixtures import tiny_bert
+
+    model = load_classifier(tiny_bert(tmp_path / "bert", classifier=True), 2, ["neg", "pos"])
+    full = model.model.largest()
+    small = Architecture(
+        hidden=full.hidden,
+        layers=tuple(dataclasses.replace(la, ffn=la.ffn // 4, heads=1, kv_heads=0) for la in full.layers),
+        meta=full.meta,
+    )
+    members = [{"number": 1, "architecture": full.to_dict()}, {"number": 7, "architecture": small.to_dict()}]
+    share = count_params(model.config, small, include_embeddings=False) / count_params(
+        model.config, full, include_embeddings=False
+    )
+    assert share < 0.5
+    config = validate_config(prune_config(tmp_path, prune__refine_steps=20, prune__refine_max_share=0.5))
+    assert [t["number"] for t in refine.members_to_refine(config, model, members)] == [7]
+    config.prune.refine_max_share = 1.0
+    assert [t["number"] for t in refine.members_to_refine(config, model, members)] == [1, 7]
+    config.prune.refine_max_share = share * 0.99
+    assert refine.members_to_refine(config, model, members) == []

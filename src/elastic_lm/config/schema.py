@@ -367,6 +367,13 @@ class PruneSection(Section):
         description="refine only when the super-network's training saw each training row at most this "
         "many times (train.steps x batch / rows); more often, it has fit the set already. None: always",
     )
+    refine_max_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="refine only members with at most this share of the full model's non-embedding "
+        "parameters (the largest are trained every step already)",
+    )
     vocabulary: VocabularySection = Field(default_factory=VocabularySection)
     post_training: PostTrainingSection = Field(default_factory=PostTrainingSection)
 

@@ -81,12 +81,32 @@ def refine_skipped(config: Config, train_rows: int) -> str | None:
     )
 
 
+def members_to_refine(
+    config: Config, supernet: ElasticForSequenceClassification, members: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The members with at most ``prune.refine_max_share`` of the full model's non-embedding
+    parameters: the sandwich rule trains the largest sub-network every step, so the large members
+    gain little from refining and cost the most."""
+    from elastic_lm.metrics.size import count_params
+
+    limit = config.prune.refine_max_share
+    if limit >= 1.0:
+        return list(members)
+    full = count_params(supernet.config, supernet.model.largest(), include_embeddings=False)
+
+    def share(trial: dict[str, Any]) -> float:
+        arch = Architecture.from_dict(trial["architecture"])
+        return count_params(supernet.config, arch, include_embeddings=False) / full
+
+    return [t for t in members if share(t) <= limit]
+
+
 def refine_members(
     parts: PruneParts, supernet: ElasticForSequenceClassification, members: list[dict[str, Any]]
 ) -> dict[str, ElasticForSequenceClassification]:
-    """``{trial-N: refined model}`` for every member (empty when ``prune.refine_steps`` is 0 or
-    :func:`refine_skipped` says so); members refined by an earlier attempt of this stage are read
-    back, not trained again."""
+    """``{trial-N: refined model}`` for every member :func:`members_to_refine` keeps (none when
+    ``prune.refine_steps`` is 0 or :func:`refine_skipped` says so); members refined by an earlier
+    attempt of this stage are read back, not trained again."""
     rows = len(parts.data.train)  # first: on a tiny set this adapts parts.config (train.steps)
     steps = parts.config.prune.refine_steps
     if not steps:
@@ -96,16 +116,17 @@ def refine_members(
         if parts.log is not None:
             parts.log(skipped)
         return {}
+    chosen = members_to_refine(parts.config, supernet, members)
     teacher = parts.finetuned()
     out: dict[str, ElasticForSequenceClassification] = {}
-    for position, trial in enumerate(members, 1):
+    for position, trial in enumerate(chosen, 1):
         name = f"trial-{trial['number']}"
         done = load_refined(parts.root, name)
         if done is not None:
             out[name] = done
             continue
         if parts.log is not None:
-            parts.log(f"refining {name} ({position} of {len(members)}): {steps} steps alone")
+            parts.log(f"refining {name} ({position} of {len(chosen)}): {steps} steps alone")
         arch = Architecture.from_dict(trial["architecture"])
         model = refine_member(parts, supernet, arch, teacher, parts.dir("evaluate") / "refine" / name)
         with atomic_directory(refined_folder(parts.root, name)) as staging:
@@ -116,6 +137,7 @@ def refine_members(
 
 __all__ = [
     "load_refined",
+    "members_to_refine",
     "refine_member",
     "refine_members",
     "refine_skipped",

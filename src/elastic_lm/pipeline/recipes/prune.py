@@ -81,6 +81,8 @@ def stage_inputs(stage: str, config: Config, run_dir: RunDirectory | None = None
         relevant["prune"]["refine_steps"] = config.prune.refine_steps
         if config.prune.refine_max_epochs is not None:
             relevant["prune"]["refine_max_epochs"] = config.prune.refine_max_epochs
+        if config.prune.refine_max_share < 1.0:
+            relevant["prune"]["refine_max_share"] = config.prune.refine_max_share
     if stage == "export" and config.prune.mode == "post-training":
         # NAS-mode hashes stay as they were; this mode's export is the pruning itself
         relevant["prune"].update(mode=data["prune"]["mode"], post_training=data["prune"]["post_training"])

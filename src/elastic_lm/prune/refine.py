@@ -8,6 +8,9 @@ in another, against the fine-tuned model's 96.8 %). The hand-designed baselines 
 alone for N steps on the labels and the fine-tuned model's outputs (the uniform baseline's recipe,
 :meth:`~elastic_lm.prune.parts.PruneParts.train_alone`), at ``prune.finetune_learning_rate``. The
 super-network is never changed; the test evaluation scores, and the export writes, the refined models.
+``prune.refine_max_epochs`` skips refining where the super-network has fit the training set already
+(:func:`refine_skipped`), ``prune.refine_max_share`` refines only the smaller members
+(:func:`members_to_refine`).
 
 Each refined model is kept in ``evaluate/refined/trial-N/`` (written whole, then renamed), its
 training checkpoints in ``evaluate/refine/trial-N/``, so an interrupted evaluate stage resumes with

@@ -123,6 +123,27 @@ def test_baselines_are_points_with_the_same_metrics(pruned: dict[str, Any]) -> N
     assert points["layer-drop k=1"]["params_nonembedding"] < 0.6 * full
 
 
+def test_baseline_folders_are_found_after_the_run_directory_moved(
+    pruned: dict[str, Any], tmp_path: Path
+) -> None:
+    run, config = pruned["run"], pruned["config"]
+    recorded = json.loads((run / "search" / "baselines.json").read_text())
+    slugs = {"unpruned", "layer-drop_k1", "head-prune_4of8", "uniform_x0.5"}
+    assert {p["path"] for p in recorded} == {f"baselines/{s}" for s in slugs}  # relative to the run
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    gone = tmp_path / "old-place"  # older runs wrote the path the run had then
+    legacy = [{**p, "path": str(gone / p["path"])} for p in recorded]
+    (moved / "search" / "baselines.json").write_text(json.dumps(legacy))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ELASTIC_LM_CACHE", str(tmp_path / "cache"))
+        result = run_prune(config.model_copy(update={"run_dir": str(moved)}))
+    kept = json.loads((moved / "search" / "baselines.json").read_text())
+    assert all(p["path"].startswith(str(gone)) for p in kept)  # found done, not redone
+    assert {Path(p["path"]) for p in result.baselines} == {moved / "baselines" / s for s in slugs}
+    assert all((Path(p["path"]) / "config.json").is_file() for p in result.baselines)
+
+
 def test_vocabulary_pruning_keeps_outputs_on_kept_tokens(tmp_path: Path) -> None:
     folder = tiny_bert(tmp_path / "full", classifier=True)
     pruned = tmp_path / "pruned"

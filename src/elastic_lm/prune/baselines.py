@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -140,12 +139,15 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
         export_subnetwork(model, own, out, tokenizer=job.tokenizer, provenance={"baseline": name})
         metrics["latency_ms"] = measure_ms(load_exported(out), config.search)
         models[name] = model
-        points.append({"name": name, "metrics": metrics, "architecture": arch.to_dict(), "path": str(out)})
+        # relative to the run directory, like export/index.json: the run can move
+        points.append(
+            {"name": name, "metrics": metrics, "architecture": arch.to_dict(), "path": f"baselines/{slug}"}
+        )
 
     tests = final.final_evaluation(models, config.data, job.tokenizer, config.search.eval_batch_size)
     for point in points:
         point["metrics"].update(tests[point["name"]])
-        (Path(point["path"]) / "metrics.json").write_text(json.dumps(point["metrics"], indent=2))
+        (job.root / point["path"] / "metrics.json").write_text(json.dumps(point["metrics"], indent=2))
     return points
 
 

@@ -212,8 +212,9 @@ def prune_result(config: Config, outcomes: list[StageOutcome]) -> PruneResult:
         out.pareto = pareto_members(root, config.export.max_models)
     out.exported = read("export/index.json") or []
     out.unpruned = (read("evaluate/test_metrics.json") or {}).get("unpruned", {})
-    if "baselines" in ran:
-        out.baselines = read("search/baselines.json") or []
+    if "baselines" in ran:  # each folder is baselines/<name>; older runs recorded it with the run's old path
+        points = read("search/baselines.json") or []
+        out.baselines = [{**p, "path": str(root / "baselines" / Path(p["path"]).name)} for p in points]
     if "report" in ran:
         out.report = root / "report" / "index.html"
     return out

@@ -63,15 +63,23 @@ def family(name: str) -> str:
 
 
 def measure_all(folders: dict[str, Path], seq_len: int, repeats: int) -> dict[str, float]:
-    """Median latency (ms, batch 1, one thread) of every exported model, timed round-robin."""
+    """Median latency (ms, batch 1, one thread) of every exported model, timed round-robin.
+
+    The thread count is restored afterwards: the next run of the pair (the post-training mode) would
+    otherwise train and prune on one thread.
+    """
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    fns = []
-    for folder in folders.values():
-        model = load_exported(folder)
-        ids = example_inputs(model, 1, seq_len, torch.device("cpu"))
-        fns.append(lambda m=model, x=ids: m(input_ids=x))
-    with torch.inference_mode():
-        done = time_interleaved(fns, warmup=3, repeats=repeats)
+    try:
+        fns = []
+        for folder in folders.values():
+            model = load_exported(folder)
+            ids = example_inputs(model, 1, seq_len, torch.device("cpu"))
+            fns.append(lambda m=model, x=ids: m(input_ids=x))
+        with torch.inference_mode():
+            done = time_interleaved(fns, warmup=3, repeats=repeats)
+    finally:
+        torch.set_num_threads(threads)
     return {name: m.median_ms for name, m in zip(folders, done, strict=True)}
 
 

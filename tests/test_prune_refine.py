@@ -121,14 +121,16 @@ def test_refine_max_epochs_turns_refining_off_where_the_supernet_saw_each_row_of
     assert "refining skipped" in logged[0]
 
 
-def test_refine_max_epochs_enters_the_hashes_only_while_refining_is_on(tmp_path: Path) -> None:
+def test_the_refine_limits_enter_the_hashes_only_while_refining_is_on(tmp_path: Path) -> None:
     def hashes(**over: object) -> dict[str, str]:
         config = validate_config(prune_config(tmp_path, **over))
         return {s: stage_hash(s, config) for s in ("train", "search", "evaluate", "export")}
 
-    assert hashes(prune__refine_max_epochs=4) == hashes()  # refining off: the limit reads nothing
-    on, limited = hashes(prune__refine_steps=20), hashes(prune__refine_steps=20, prune__refine_max_epochs=4)
-    assert {s for s in on if on[s] != limited[s]} == {"evaluate", "export"}
+    on = hashes(prune__refine_steps=20)
+    for limit in ({"prune__refine_max_epochs": 4}, {"prune__refine_max_share": 0.5}):
+        assert hashes(**limit) == hashes()  # refining off: the limit reads nothing
+        limited = hashes(prune__refine_steps=20, **limit)
+        assert {s for s in on if on[s] != limited[s]} == {"evaluate", "export"}, limit
 
 
 def test_refine_max_share_keeps_the_largest_members_as_the_search_found_them(tmp_path: Path) -> None:

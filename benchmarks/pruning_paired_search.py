@@ -19,6 +19,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from elastic_lm.search.pareto import front_mask
+
 BANDS_M: tuple[tuple[float, float | None], ...] = ((0.0, 2.0), (2.0, 5.0), (5.0, 8.0), (8.0, None))
 
 
@@ -33,14 +35,14 @@ def trial_metrics(run_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def validation_front(metrics: dict[str, dict[str, float]], quality: str) -> list[list[float]]:
-    """``[millions of non-embedding parameters, quality in points]`` of the non-dominated trials."""
+    """``[millions of non-embedding parameters, quality x 100]`` of the non-dominated trials."""
     points = sorted((m["params_nonembedding"], m[quality]) for m in metrics.values())
-    front, best = [], float("-inf")
-    for size, value in points:
-        if value > best:
-            front.append([round(size / 1e6, 2), round(100 * value, 2)])
-            best = value
-    return front
+    kept = front_mask(points, ["minimize", "minimize" if quality.endswith("loss") else "maximize"])
+    return [
+        [round(size / 1e6, 2), round(100 * value, 2)]
+        for (size, value), k in zip(points, kept, strict=True)
+        if k
+    ]
 
 
 def paired(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], quality: str) -> dict[str, Any]:

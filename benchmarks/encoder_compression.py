@@ -49,6 +49,7 @@ from elastic_lm.evaluate.embedding_run import (
     teacher_name,
     training_texts,
 )
+from elastic_lm.evaluate.metrics import paired_difference
 from elastic_lm.evaluate.retrieval import movie_dialog_pairs
 from elastic_lm.io import atomic_write_json
 from elastic_lm.metrics.latency import measure_latency_ms
@@ -103,8 +104,12 @@ def best_within(rows: list[dict[str, Any]], limit: float) -> dict[str, Any] | No
     return max(fitting, key=lambda r: r["retrieval_mrr"], default=None)
 
 
-def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's headline fields, from the rows (None where no member fits the budget)."""
+def headline(rows: list[dict[str, Any]], ranks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The issue's headline fields, from the rows (None where no member fits the budget).
+
+    ``ranks``: each row's per-pair reciprocal ranks by name; with them, each budget's verdict carries
+    the paired MRR difference (member minus best baseline) and whether its 95 % interval excludes 0.
+    """
     teacher = next(r for r in rows if r["origin"] == "teacher")
     members = [r for r in rows if r["origin"] == "export" and not r["name"].startswith("baseline")]
     baselines = [r for r in rows if r["origin"] == "baseline"]
@@ -135,6 +140,10 @@ def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if member is None or best_rival is None
             else member["retrieval_mrr"] > best_rival["retrieval_mrr"],
         }
+        if ranks and member is not None and best_rival is not None:
+            paired = paired_difference(ranks[member["name"]].numpy(), ranks[best_rival["name"]].numpy())
+            low, high = paired["ci95"]
+            per_budget[str(share)]["paired_mrr_difference"] = {**paired, "separable": low > 0 or high < 0}
     verdicts = [b["beats"] for b in per_budget.values()]
     out["searched_beats_handdesigned"] = all(verdicts) if all(v is not None for v in verdicts) else None
     out["searched_beats_handdesigned_per_budget"] = per_budget
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "probe_tasks": results.probe_tasks,
         "latency": {"batch_size": 1, "threads": 1, "seq_len": args.seq_len, "repeats": args.repeats},
         "rows": rows,
-        **headline(rows),
+        **headline(rows, {r.name: r.reciprocal_ranks for r in results.rows}),
         "deterministic": None if determinism is None else determinism["same"],
         "determinism_check": determinism,
         "proxy_downstream_tau": None if tau is None else tau["tau"],

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from elastic_lm.config import load_config  # noqa: E402
 from elastic_lm.data import DataConfig, collator_for  # noqa: E402
+from elastic_lm.evaluate.metrics import paired_difference  # noqa: E402
 from elastic_lm.export.load import load_exported  # noqa: E402
 from elastic_lm.io import atomic_write_json  # noqa: E402
 from elastic_lm.metrics.latency import example_inputs, time_interleaved  # noqa: E402
@@ -128,9 +129,9 @@ def paired_gap(member: Path, unpruned: Path, data: DataConfig) -> dict[str, Any]
     Both models answer the same test rows, so the per-example differences carry the comparison's own
     noise; two independent binomial errors would overstate it.
     """
-    diff = correct_per_example(member, data) - correct_per_example(unpruned, data)
-    mean, se = float(diff.mean()), float(diff.std() / len(diff) ** 0.5)
-    return {"difference": mean, "standard_error": se, "ci95": [mean - 1.96 * se, mean + 1.96 * se]}
+    return paired_difference(
+        correct_per_example(member, data).numpy(), correct_per_example(unpruned, data).numpy()
+    )
 
 
 def run_one(task: str, seed: int, mode: str, budget: str, args: argparse.Namespace) -> dict[str, Any]:

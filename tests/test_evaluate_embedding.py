@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,8 +21,15 @@ from elastic_lm.evaluate.embedding import (
     subnetwork_forward,
 )
 from elastic_lm.evaluate.embedding_eval import Candidate, evaluate_embeddings, write_embedding_results
+from elastic_lm.evaluate.metrics import paired_difference
 from elastic_lm.evaluate.probe import ProbeTask, fit_probe
-from elastic_lm.evaluate.retrieval import DialogPairs, mean_cosine, retrieval_metrics, select_pairs
+from elastic_lm.evaluate.retrieval import (
+    DialogPairs,
+    mean_cosine,
+    reciprocal_ranks,
+    retrieval_metrics,
+    select_pairs,
+)
 from elastic_lm.model import ElasticConfig, build_model
 from elastic_lm.report.embedding import embedding_section, load_embedding_table, render_embedding_section
 
@@ -47,6 +55,9 @@ def test_retrieval_ranks_are_hand_checked() -> None:
     got = retrieval_metrics(queries, replies, k=2)
     assert got["mrr"] == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert got["recall_at_2"] == pytest.approx(2 / 3)
+    rr = reciprocal_ranks(queries, replies)
+    assert rr.tolist() == pytest.approx([1.0, 1 / 3, 1 / 2])
+    assert got["mrr_standard_error"] == pytest.approx(float(rr.std()) / math.sqrt(3))
     assert mean_cosine(queries, queries) == pytest.approx(1.0)
     assert mean_cosine(queries, -queries) == pytest.approx(-1.0)
 
@@ -247,3 +258,16 @@ def test_the_evaluate_stage_scores_teacher_and_exports_from_the_config(tmp_path:
     assert table is not None
     assert table.max_length == 32
     assert "Texts are cut at 32 tokens." in render_embedding_section(table)
+
+
+def test_paired_difference_uses_the_per_item_differences() -> None:
+    a = np.array([1.0, 0.5, 0.25, 1.0])
+    b = np.array([0.5, 0.5, 0.25, 0.5])  # a is never worse: the paired error is small
+    got = paired_difference(a, b)
+    diff = a - b
+    se = float(diff.std(ddof=1)) / 2
+    assert got["difference"] == pytest.approx(0.25)
+    assert got["standard_error"] == pytest.approx(se)
+    assert got["ci95"] == pytest.approx([0.25 - 1.96 * se, 0.25 + 1.96 * se])
+    with pytest.raises(ValueError, match="aligned"):
+        paired_difference(a[:1], b[:1])  # one item: no error to estimate

@@ -22,7 +22,7 @@ import torch
 
 from elastic_lm.evaluate.embedding import TextEmbedder
 from elastic_lm.evaluate.probe import ProbeScore, ProbeTask, fit_probe
-from elastic_lm.evaluate.retrieval import DialogPairs, mean_cosine, retrieval_metrics
+from elastic_lm.evaluate.retrieval import DialogPairs, mean_cosine, reciprocal_ranks, summarise_ranks
 from elastic_lm.io import atomic_write_json
 
 RECALL_K = 10
@@ -52,6 +52,9 @@ class EmbeddingRow:
     cos_to_teacher: float | None
     probes: dict[str, ProbeScore]
     seconds: float
+    retrieval_mrr_standard_error: float | None = None
+    # per pair, for paired comparisons between models (not written to JSON: 2,000 numbers a row)
+    reciprocal_ranks: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def probe_avg(self) -> float | None:
@@ -70,6 +73,7 @@ class EmbeddingRow:
             "params_nonembedding": self.params_nonembedding,
             "dim": self.dim,
             "retrieval_mrr": self.retrieval_mrr,
+            "retrieval_mrr_standard_error": self.retrieval_mrr_standard_error,
             "retrieval_recall_at_10": self.retrieval_recall_at_10,
             "cos_to_teacher": self.cos_to_teacher,
             "probes": {k: v.to_dict() for k, v in self.probes.items()},
@@ -112,7 +116,8 @@ def score_candidate(
     embedder, params = candidate.load()
     texts = embedder.embed(pairs.texts)
     n = len(pairs)
-    found = retrieval_metrics(texts[:n], texts[n:], RECALL_K)
+    rr = reciprocal_ranks(texts[:n], texts[n:])
+    found = summarise_ranks(rr, RECALL_K)
     cos = None
     if teacher_texts is not None and teacher_texts.shape == texts.shape:
         cos = mean_cosine(texts, teacher_texts)
@@ -140,6 +145,8 @@ def score_candidate(
         cos_to_teacher=cos,
         probes=probes,
         seconds=time.perf_counter() - start,
+        retrieval_mrr_standard_error=found["mrr_standard_error"],
+        reciprocal_ranks=rr,
     )
     return row, texts
 

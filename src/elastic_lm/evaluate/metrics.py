@@ -83,3 +83,17 @@ def _ranks(x: np.ndarray) -> np.ndarray:
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation (Pearson of tie-averaged ranks)."""
     return pearson(_ranks(x), _ranks(y))
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float | list[float]]:
+    """Mean of ``a - b`` per item, its standard error and a 95 % normal interval.
+
+    Two models scored on the same items share the items' difficulty, so the per-item differences carry
+    the comparison's own noise; two independent errors would overstate it.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise ValueError(f"need two aligned 1-D score vectors of 2+ items, got {a.shape} and {b.shape}")
+    diff = a - b
+    mean, se = float(diff.mean()), float(diff.std(ddof=1) / len(diff) ** 0.5)
+    return {"difference": mean, "standard_error": se, "ci95": [mean - 1.96 * se, mean + 1.96 * se]}

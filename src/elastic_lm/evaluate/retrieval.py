@@ -77,10 +77,11 @@ def movie_dialog_pairs(n: int, seed: int, exclude: Collection[str] = frozenset()
     return select_pairs(pairs["text"], pairs["reply"], n, seed, exclude)
 
 
-def retrieval_metrics(queries: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> dict[str, float]:
-    """MRR and recall@k where query i's relevant candidate is candidate i (cosine similarity).
+def reciprocal_ranks(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """1 / rank of each query's own candidate (candidate i for query i) by cosine similarity.
 
     The rank counts candidates scoring strictly higher than the right one, so ties do not help.
+    Per query, so two models on the same pairs can be compared pair by pair.
     """
     if queries.shape != candidates.shape or queries.dim() != 2 or len(queries) == 0:
         raise ValueError(f"queries {tuple(queries.shape)} and candidates {tuple(candidates.shape)} differ")
@@ -92,11 +93,23 @@ def retrieval_metrics(queries: torch.Tensor, candidates: torch.Tensor, k: int = 
         rows = torch.arange(start, start + len(scores))
         gold = scores[torch.arange(len(scores)), rows]
         ranks[start : start + len(scores)] = 1 + (scores > gold[:, None]).sum(dim=1)
+    return 1.0 / ranks.double()
+
+
+def summarise_ranks(rr: torch.Tensor, k: int = 10) -> dict[str, float]:
+    """MRR (with its standard error over queries) and recall@k from :func:`reciprocal_ranks`."""
+    se = float(rr.std() / len(rr) ** 0.5) if len(rr) > 1 else 0.0
     return {
-        "mrr": float((1.0 / ranks.double()).mean()),
-        f"recall_at_{k}": float((ranks <= k).double().mean()),
-        "candidates": len(c),
+        "mrr": float(rr.mean()),
+        "mrr_standard_error": se,
+        f"recall_at_{k}": float((rr >= 1.0 / k).double().mean()),
+        "candidates": len(rr),
     }
+
+
+def retrieval_metrics(queries: torch.Tensor, candidates: torch.Tensor, k: int = 10) -> dict[str, float]:
+    """MRR, its standard error and recall@k where query i's relevant candidate is candidate i."""
+    return summarise_ranks(reciprocal_ranks(queries, candidates), k)
 
 
 def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -106,4 +119,12 @@ def mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(nn.functional.cosine_similarity(a.double(), b.double(), dim=-1).mean())
 
 
-__all__ = ["DialogPairs", "mean_cosine", "movie_dialog_pairs", "retrieval_metrics", "select_pairs"]
+__all__ = [
+    "DialogPairs",
+    "mean_cosine",
+    "movie_dialog_pairs",
+    "reciprocal_ranks",
+    "retrieval_metrics",
+    "select_pairs",
+    "summarise_ranks",
+]

@@ -87,6 +87,11 @@ def uniform_arch(config: Any, fraction: float) -> Architecture:
     return Architecture(hidden=config.hidden_size, layers=(layer,) * config.num_layers)
 
 
+def baseline_slug(name: str) -> str:
+    """A baseline's folder name under ``RUN_DIR/baselines/``: "head-prune 36/72" -> "head-prune_36of72"."""
+    return name.replace(" ", "_").replace("/", "of").replace("=", "")
+
+
 def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
     """Train, export and score every baseline; returns ``baselines.json`` points."""
     from elastic_lm.export import export_subnetwork
@@ -124,7 +129,7 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
 
     points, models = [], {}
     for name, parent, arch, distill in plans:
-        slug = name.replace(" ", "_").replace("/", "of").replace("=", "")
+        slug = baseline_slug(name)
         out = root / slug
         model = parent.extract(arch).eval()
         ensure_label_maps(model.config)
@@ -151,4 +156,11 @@ def run_baselines(job: PruneParts) -> list[dict[str, Any]]:
     return points
 
 
-__all__ = ["best_layers", "head_prune_arch", "layer_drop_arch", "run_baselines", "uniform_arch"]
+__all__ = [
+    "baseline_slug",
+    "best_layers",
+    "head_prune_arch",
+    "layer_drop_arch",
+    "run_baselines",
+    "uniform_arch",
+]

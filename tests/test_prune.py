@@ -18,6 +18,7 @@ from elastic_lm.cli.main import main
 from elastic_lm.config.loading import validate_config
 from elastic_lm.prune import data as prune_data
 from elastic_lm.prune import load_search_data, run_prune
+from elastic_lm.prune.baselines import baseline_slug
 from elastic_lm.prune.evaluation import evaluate_model, fixed_batches
 from elastic_lm.prune.vocab import kept_token_ids, prune_vocabulary_folder, token_counts
 from prune_fixtures import FILLER, WORDS, prune_config, sentiment_rows, tiny_bert, write_csv
@@ -130,6 +131,7 @@ def test_baseline_folders_are_found_after_the_run_directory_moved(
     recorded = json.loads((run / "search" / "baselines.json").read_text())
     slugs = {"unpruned", "layer-drop_k1", "head-prune_4of8", "uniform_x0.5"}
     assert {p["path"] for p in recorded} == {f"baselines/{s}" for s in slugs}  # relative to the run
+    assert {f"baselines/{baseline_slug(p['name'])}" for p in recorded} == {p["path"] for p in recorded}
     moved = tmp_path / "moved"
     shutil.copytree(run, moved)
     gone = tmp_path / "old-place"  # older runs wrote the path the run had then

@@ -26,6 +26,7 @@ from elastic_lm.evaluate.metrics import paired_difference  # noqa: E402
 from elastic_lm.io import atomic_write_json  # noqa: E402
 from elastic_lm.prune.baselines import baseline_slug  # noqa: E402
 from pruning import correct_per_example  # noqa: E402
+from pruning_summary import best_member_within  # noqa: E402
 
 
 def run_margins(result: dict[str, Any], run_dir: Path) -> dict[str, list[dict[str, Any]]]:
@@ -37,10 +38,9 @@ def run_margins(result: dict[str, Any], run_dir: Path) -> dict[str, list[dict[st
         if kind == "ours":
             continue
         for b in points:
-            fit = [m for m in ours if m["params_nonembedding"] <= b["params_nonembedding"]]
-            if not fit:
+            best = best_member_within(ours, b)
+            if best is None:
                 continue
-            best = max(fit, key=lambda m: m["test_accuracy"])
             paired = paired_difference(
                 correct_per_example(run_dir / "export" / best["name"], data).numpy(),
                 correct_per_example(run_dir / "baselines" / baseline_slug(b["name"]), data).numpy(),
@@ -72,17 +72,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         suffix = f"-{args.tag}" if args.tag else ""
         run_dir = args.runs / f"prune-{result['task']}-{result['budget']}-s{result['seed']}{suffix}"
         per_run[f"{result['task']}-s{result['seed']}"] = run_margins(result, run_dir)
-    kinds = sorted({kind for run in per_run.values() for kind in run})
-    summary = {
-        kind: {
-            "mean_margin": round(sum(p["margin"] for p in pts) / len(pts), 2),
+    summary: dict[str, Any] = {}
+    for kind in sorted({kind for run in per_run.values() for kind in run}):
+        points = [p for run in per_run.values() for p in run.get(kind, [])]
+        summary[kind] = {
+            "mean_margin": round(sum(p["margin"] for p in points) / len(points), 2),
+            # independent runs: the error of the mean
             "mean_standard_error": round(
-                sum(p["standard_error"] ** 2 for p in pts) ** 0.5 / len(pts), 2
-            ),  # independent runs: the mean's error
+                sum(p["standard_error"] ** 2 for p in points) ** 0.5 / len(points), 2
+            ),
         }
-        for kind in kinds
-        for pts in [[p for run in per_run.values() for p in run.get(kind, [])]]
-    }
     output = {"results": str(args.results), "per_run": per_run, "per_kind": summary}
     print(json.dumps(output, indent=1))
     if args.out:

@@ -53,6 +53,12 @@ def full_nonembedding(result: Any, folder: Path) -> float:
     return float(json.loads((folder / "export.json").read_text())["params_non_embedding"])
 
 
+def best_member_within(ours: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, Any] | None:
+    """The member with the best test accuracy and no more non-embedding params than ``baseline``."""
+    fit = [m for m in ours if m["params_nonembedding"] <= baseline["params_nonembedding"]]
+    return max(fit, key=lambda m: m["test_accuracy"], default=None)
+
+
 def margins(run: dict[str, Any]) -> dict[str, list[float]]:
     """Per baseline point: best of ours with no more non-embedding params, minus the baseline (points)."""
     ours = run["fronts"].get("ours", [])
@@ -61,9 +67,9 @@ def margins(run: dict[str, Any]) -> dict[str, list[float]]:
         if kind == "ours":
             continue
         for b in points:
-            fit = [m["test_accuracy"] for m in ours if m["params_nonembedding"] <= b["params_nonembedding"]]
-            best = max(fit) if fit else 0.0
-            out.setdefault(kind, []).append(round(100 * (best - b["test_accuracy"]), 2))
+            best = best_member_within(ours, b)
+            accuracy = best["test_accuracy"] if best else 0.0
+            out.setdefault(kind, []).append(round(100 * (accuracy - b["test_accuracy"]), 2))
     return out
 
 
@@ -144,6 +150,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = [
+    "best_member_within",
     "export_unpruned",
     "full_nonembedding",
     "margins",
